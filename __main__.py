@@ -1,0 +1,17 @@
+"""mediastack: one typed stack config in, a tuned and monitored media stack out."""
+
+import pulumi
+
+from components.loading import ConfigError, load_from_pulumi
+from components.resolve import resolve
+from components.stack import MediaStack, MediaStackArgs
+
+try:
+    config = load_from_pulumi(pulumi.get_stack())
+except ConfigError as error:
+    # RunError ends the program with this message and no traceback.
+    raise pulumi.RunError(str(error)) from None
+
+media = MediaStack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stack())))
+pulumi.export("urls", media.urls)
+pulumi.export("services", sorted(media.services))

@@ -1,0 +1,366 @@
+"""The typed stack config: every key under the `mediastack:` Pulumi config namespace.
+
+Parsed once, in __main__.py, before any resource is registered. Nothing downstream reads raw
+config. `docs/config.md` is generated from these models (`python -m mediastack_cli.docs`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from enum import StrEnum
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from .units import format_size, parse_size
+
+NAMESPACE = "mediastack"
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    PlainSerializer(format_size, return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "examples": ["512MiB", "8GiB"]}),
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Gpu(StrEnum):
+    none = "none"
+    intel = "intel"
+    amd = "amd"
+    nvidia = "nvidia"
+
+
+class StorageKind(StrEnum):
+    ssd = "ssd"
+    hdd = "hdd"
+
+
+class TierName(StrEnum):
+    critical = "critical"
+    standard = "standard"
+    utility = "utility"
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _absolute_path(value: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path such as /srv/media")
+    if "/../" in value + "/" or value.endswith("/.."):
+        raise ValueError("must not contain '..'")
+    return value.rstrip("/") or "/"
+
+
+AbsPath = Annotated[str, BeforeValidator(_absolute_path)]
+
+
+class Host(Model):
+    """A machine that runs containers."""
+
+    name: str = Field(description="Short host name, lower case (used in resource names and labels).")
+    address: str = Field(description="IP address or DNS name Pulumi and users reach the host at.")
+    cpus: int = Field(ge=1, le=1024, description="CPU threads the host has.")
+    memory: Size = Field(description="Memory the host has, e.g. 32GiB.")
+    gpu: Gpu = Field(Gpu.none, description="Transcoding hardware: none, intel or amd (/dev/dri), nvidia.")
+    render_gid: int | None = Field(
+        None,
+        ge=1,
+        description="GID of the host's `render` group (`getent group render`); required for intel/amd.",
+    )
+    storage: StorageKind = Field(StorageKind.ssd, description="Kind of disk that holds app configs and databases.")
+    ssh_user: str = Field("root", description="User Pulumi connects as over SSH (agent authentication) to manage the host.")
+    docker_host: str | None = Field(
+        None, description="Docker endpoint; default unix:///var/run/docker.sock for localhost, else ssh://<ssh_user>@<address>."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be lower case letters, digits and '-', starting with a letter")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+            return v
+        except ValueError:
+            pass
+        if not _HOSTNAME.match(v):
+            raise ValueError("must be an IP address or a DNS name such as media.lan")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: int) -> int:
+        if v < 512 * 1024**2:
+            raise ValueError("must be at least 512MiB")
+        return v
+
+    @model_validator(mode="after")
+    def _render_group(self) -> Host:
+        if self.gpu in (Gpu.intel, Gpu.amd) and self.render_gid is None:
+            raise ValueError(
+                f"render_gid is required when gpu is {self.gpu.value}: containers given /dev/dri need "
+                "the host's render group; find it with `getent group render | cut -d: -f3`"
+            )
+        return self
+
+
+class Paths(Model):
+    """Where state and media live on the host."""
+
+    data_root: AbsPath = Field(
+        "/srv/media/data",
+        description="The one data tree (TRaSH layout): torrents/, usenet/, media/{movies,tv,music,books}. "
+        "Download clients and *arr apps mount it at /data so imports are hardlinks.",
+    )
+    config_root: AbsPath = Field(
+        "/srv/media/config",
+        description="App config directories (one per service). Node-local disk: they hold SQLite databases.",
+    )
+    cache_root: AbsPath = Field(
+        "/srv/media/cache",
+        description="Fast (SSD) scratch space: Tdarr's transcode cache, Jellyfin's cache and transcodes when not on tmpfs.",
+    )
+    photos_root: AbsPath = Field(
+        "/srv/media/photos", description="Immich's upload library (originals, thumbnails, encoded video)."
+    )
+    transcode_tmpfs: Size | None = Field(
+        "4GiB",
+        description="Size of the RAM disk for Jellyfin's live transcodes; null puts them under cache_root. "
+        "tmpfs pages count against Jellyfin's memory limit.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Paths:
+        roots = {"data_root": self.data_root, "config_root": self.config_root,
+                 "cache_root": self.cache_root, "photos_root": self.photos_root}
+        for a, pa in roots.items():
+            for b, pb in roots.items():
+                if a < b and (pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")):
+                    raise ValueError(f"{a} ({pa}) and {b} ({pb}) must not overlap; give each its own directory")
+        return self
+
+
+class Identity(Model):
+    """The one user that owns the data root; linuxserver.io images drop to it."""
+
+    puid: int = Field(1000, ge=1, le=2**31 - 1, description="User id the apps run as (not 0: root owns nothing it should).")
+    pgid: int = Field(1000, ge=1, le=2**31 - 1, description="Group id the apps run as.")
+    umask: str = Field("002", description="File mode mask for new files; 002 keeps the data tree group-writable.")
+    tz: str = Field("Etc/UTC", description="IANA time zone, e.g. Europe/Berlin.")
+
+    @field_validator("umask", mode="before")
+    @classmethod
+    def _umask(cls, v: Any) -> str:
+        text = f"{v:03d}" if isinstance(v, int) and not isinstance(v, bool) else v
+        if not isinstance(text, str) or not re.fullmatch(r"0?[0-7]{3}", text):
+            raise ValueError("must be three octal digits such as 002 or 022")
+        return text[-3:]
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        if v not in _time_zones():
+            raise ValueError("not an IANA time zone; use a name such as Europe/Berlin or America/New_York")
+        return v
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class Resources(Model):
+    """CPU and memory limits and reservations."""
+
+    cpus: float = Field(gt=0, le=1024, description="CPU limit (cores, fractions allowed).")
+    memory: Size = Field(description="Memory limit (hard; the container is OOM-killed above it).")
+    cpu_reservation: float = Field(gt=0, le=1024, description="CPUs guaranteed (Swarm reservation; CPU shares on one host).")
+    memory_reservation: Size = Field(description="Memory guaranteed (soft limit on one host, reservation on Swarm).")
+
+    @field_validator("memory", "memory_reservation")
+    @classmethod
+    def _min_memory(cls, v: int) -> int:
+        if v < 6 * 1024**2:
+            raise ValueError("must be at least 6MiB (Docker's minimum)")
+        return v
+
+    @model_validator(mode="after")
+    def _reservations_within_limits(self) -> Resources:
+        if self.cpu_reservation > self.cpus:
+            raise ValueError(f"cpu_reservation {self.cpu_reservation} is above the cpus limit {self.cpus}; lower it")
+        if self.memory_reservation > self.memory:
+            raise ValueError(
+                f"memory_reservation {format_size(self.memory_reservation)} is above the memory limit "
+                f"{format_size(self.memory)}; lower it"
+            )
+        return self
+
+
+class ResourcesOverride(Model):
+    """Any subset of a tier's resources, for one service."""
+
+    cpus: float | None = Field(None, gt=0, le=1024)
+    memory: Size | None = None
+    cpu_reservation: float | None = Field(None, gt=0, le=1024)
+    memory_reservation: Size | None = None
+
+
+class Tiers(Model):
+    """Resource classes; every service belongs to one."""
+
+    critical: Resources = Field(
+        Resources(cpus=4, memory="8GiB", cpu_reservation=1, memory_reservation="2GiB"),
+        description="The media server: never starved, never swapped.",
+    )
+    standard: Resources = Field(
+        Resources(cpus=2, memory="2GiB", cpu_reservation=0.25, memory_reservation="512MiB"),
+        description="The *arr apps, download clients, Immich, databases.",
+    )
+    utility: Resources = Field(
+        Resources(cpus=0.5, memory="512MiB", cpu_reservation=0.05, memory_reservation="64MiB"),
+        description="Exporters, the socket proxy and other small helpers.",
+    )
+
+    def get(self, tier: TierName) -> Resources:
+        return getattr(self, tier.value)
+
+
+class ExtraMount(Model):
+    """A host directory bound into one service."""
+
+    source: AbsPath = Field(description="Host path.")
+    target: AbsPath = Field(description="Path inside the container.")
+    read_only: bool = Field(True, description="Mount read-only (the default).")
+
+    @field_validator("source")
+    @classmethod
+    def _no_docker_socket(cls, v: str) -> str:
+        if v in ("/var/run/docker.sock", "/run/docker.sock") or v in ("/var/run", "/run"):
+            raise ValueError("only the socket proxy may reach the Docker socket; talk to it instead")
+        return v
+
+
+class ServiceOverride(Model):
+    """Switches and overrides for one catalog service."""
+
+    enabled: bool | None = Field(None, description="Turn the service on or off (default: from `bundles`).")
+    image_tag: str | None = Field(None, description="Pin a different version tag (never `latest`).")
+    image_digest: str | None = Field(None, description="Pin the image by digest too: sha256:<64 hex>.")
+    tier: TierName | None = Field(None, description="Move the service to another tier.")
+    resources: ResourcesOverride | None = Field(None, description="Override single values of the tier's resources.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables (not secrets).")
+    mounts: list[ExtraMount] = Field(default_factory=list, description="Extra host directories.")
+    subdomain: str | None = Field(None, description="Host name under `domain` for its web UI.")
+
+    @field_validator("image_tag")
+    @classmethod
+    def _tag(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v == "latest" or not _TAG.match(v):
+            raise ValueError("must be a version tag such as 10.10.7 (not `latest`: upgrades are reviewed pin changes)")
+        return v
+
+    @field_validator("image_digest")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is not None and not _DIGEST.match(v):
+            raise ValueError("must be sha256: followed by 64 lower-case hex digits")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
+        return v
+
+    @field_validator("subdomain")
+    @classmethod
+    def _subdomain(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError("must be one DNS label: lower case letters, digits and '-'")
+        return v
+
+
+class Tls(Model):
+    """How Traefik gets certificates."""
+
+    acme_email: str | None = Field(
+        None, description="Let's Encrypt account e-mail; unset, Traefik serves its self-signed default certificate."
+    )
+    acme_staging: bool = Field(False, description="Use Let's Encrypt's staging CA (for trying things out).")
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v):
+            raise ValueError("must be an e-mail address such as admin@example.org")
+        return v
+
+
+class StackConfig(Model):
+    """Everything under `mediastack:` in Pulumi.<stack>.yaml."""
+
+    domain: str = Field(description="Domain under which every web UI gets a host name, e.g. media.example.org.")
+    hosts: list[Host] = Field(min_length=1, description="The machines of this stack (one for a single-host stack).")
+    paths: Paths = Field(default_factory=Paths, description="Where state and media live.")
+    identity: Identity = Field(default_factory=Identity, description="PUID, PGID, UMASK, TZ.")
+    tiers: Tiers = Field(default_factory=Tiers, description="Resource tiers.")
+    bundles: list[str] | None = Field(
+        None, description="Catalog bundles to enable (default: all). Core (Traefik, socket proxy) is always on."
+    )
+    services: dict[str, ServiceOverride] = Field(default_factory=dict, description="Per-service overrides, by catalog name.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates.")
+    reserve_for_host: Size = Field(
+        "1GiB", description="Memory kept free for the host OS; reservations must fit in what is left."
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        if not _HOSTNAME.match(v) or "." not in v:
+            raise ValueError("must be a DNS name such as media.example.org")
+        return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[Host]) -> list[Host]:
+        names = [h.name for h in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique; {', '.join(dupes)} appears more than once")
+        if len(v) > 1:
+            raise ValueError(f"this version deploys to exactly one host, got {len(v)}; keep one")
+        return v
+
+    @property
+    def host(self) -> Host:
+        return self.hosts[0]

@@ -1,0 +1,43 @@
+"""A Docker network for one role (frontend, backend, database, monitoring, socket)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from .catalog import NetworkRole
+from .resolve import is_internal, network_name
+
+
+@dataclass(frozen=True)
+class StackNetworkArgs:
+    role: NetworkRole
+    stack: str
+
+
+class StackNetwork(pulumi.ComponentResource):
+    """A user-defined bridge network; internal (no route out) for databases, monitoring and the socket."""
+
+    name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StackNetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:network:StackNetwork", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = args.role
+        self.internal = is_internal(args.role)
+        network = docker.Network(
+            f"{name}-network",
+            name=network_name(args.role),
+            driver="bridge",
+            internal=self.internal,
+            attachable=False,
+            labels=[
+                docker.NetworkLabelArgs(label="mediastack.stack", value=args.stack),
+                docker.NetworkLabelArgs(label="mediastack.network", value=args.role.value),
+            ],
+            opts=child,
+        )
+        self.name = network.name
+        self.register_outputs({"name": self.name})

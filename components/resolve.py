@@ -1,0 +1,335 @@
+"""Catalog + stack config -> the services this stack runs, fully resolved, target-agnostic.
+
+Everything here is plain data: a ResolvedService says what a container (or, on a cluster, a Swarm
+service) must look like, with host paths, limits, labels and environment worked out. The component
+layer only translates it into provider inputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from .catalog import (
+    BUNDLES,
+    CATALOG,
+    INTERNAL_NETWORKS,
+    HealthCheck,
+    MountKind,
+    NetworkRole,
+    Secret,
+    Service,
+)
+from .config import Gpu, Host, Resources, ResourcesOverride, StackConfig, TierName
+from .loading import Problem
+from .units import format_size
+
+ALWAYS_ON = frozenset(s.name for s in CATALOG.values() if s.bundle == "core")
+PROJECT = "mediastack"
+
+
+def network_name(role: NetworkRole) -> str:
+    return f"{PROJECT}-{role.value}"
+
+
+@dataclass(frozen=True)
+class ResolvedMount:
+    type: str  # bind | tmpfs
+    target: str
+    source: str = ""
+    read_only: bool = False
+    size: int | None = None  # tmpfs only
+
+
+@dataclass(frozen=True)
+class ResolvedService:
+    spec: Service
+    host: Host
+    image: str  # repo:tag or repo:tag@sha256:...
+    resources: Resources
+    swap_limit: int | None  # == memory for the critical tier: no swap at all
+    env: dict[str, str]
+    secret_env: dict[str, Secret]
+    mounts: tuple[ResolvedMount, ...]
+    networks: tuple[NetworkRole, ...]
+    labels: dict[str, str]
+    health: HealthCheck | None
+    devices: tuple[str, ...] = ()
+    gpu_request: bool = False  # NVIDIA device request
+    group_adds: tuple[str, ...] = ()
+    web_host: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def tier(self) -> TierName:
+        return TierName(self.labels["mediastack.tier"])
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    stack: str
+    config: StackConfig
+    services: tuple[ResolvedService, ...]
+    networks: tuple[NetworkRole, ...] = field(default=())
+
+    def get(self, name: str) -> ResolvedService:
+        return next(s for s in self.services if s.name == name)
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.services)
+
+    @property
+    def secrets(self) -> dict[str, Secret]:
+        found: dict[str, Secret] = {}
+        for service in self.services:
+            for secret in service.secret_env.values():
+                found.setdefault(secret.id, secret)
+        return dict(sorted(found.items()))
+
+
+# -- which services run -----------------------------------------------------------------------------
+
+def enabled_services(config: StackConfig) -> list[str]:
+    bundles = set(config.bundles) if config.bundles is not None else set(BUNDLES)
+    chosen: list[str] = []
+    for service in CATALOG.values():
+        override = config.services.get(service.name)
+        on = service.name in ALWAYS_ON or service.bundle in bundles
+        if override is not None and override.enabled is not None:
+            on = override.enabled or service.name in ALWAYS_ON
+        if on:
+            chosen.append(service.name)
+    # Companions (exporters) run only beside what they watch, unless the user said so explicitly.
+    result = []
+    for name in chosen:
+        service = CATALOG[name]
+        explicit = config.services.get(name)
+        if service.companion_of and not (explicit and explicit.enabled) and not any(
+            c in chosen for c in service.companion_of
+        ):
+            continue
+        result.append(name)
+    return result
+
+
+def effective_resources(service: Service, config: StackConfig) -> tuple[TierName, Resources]:
+    override = config.services.get(service.name)
+    tier = (override.tier if override and override.tier else None) or service.tier
+    base = config.tiers.get(tier).model_dump()
+    for layer in (service.resources, override.resources if override else None):
+        if layer is not None:
+            base.update({k: v for k, v in layer.model_dump().items() if v is not None})
+    return tier, Resources.model_construct(**base)
+
+
+def _layer_problems(path: str, service: Service, resources: Resources, host: Host) -> list[Problem]:
+    problems = []
+    if resources.cpu_reservation > resources.cpus:
+        problems.append(Problem(f"{path}.resources.cpu_reservation", resources.cpu_reservation,
+                                f"above {service.name}'s cpus limit {resources.cpus}; lower it or raise cpus"))
+    if resources.memory_reservation > resources.memory:
+        problems.append(Problem(f"{path}.resources.memory_reservation", format_size(resources.memory_reservation),
+                                f"above {service.name}'s memory limit {format_size(resources.memory)}; "
+                                "lower it or raise memory"))
+    if resources.cpus > host.cpus:
+        problems.append(Problem(f"{path}.resources.cpus", resources.cpus,
+                                f"more than host {host.name} has ({host.cpus}); at most {host.cpus}"))
+    if resources.memory > host.memory:
+        problems.append(Problem(f"{path}.resources.memory", format_size(resources.memory),
+                                f"more than host {host.name} has ({format_size(host.memory)})"))
+    return problems
+
+
+def check_against_catalog(config: StackConfig) -> list[Problem]:
+    """Problems only the catalog can see: names, dependencies, and whether it all fits the host."""
+    problems: list[Problem] = []
+    for i, bundle in enumerate(config.bundles or ()):
+        if bundle not in BUNDLES:
+            problems.append(Problem(f"mediastack:bundles[{i}]", bundle,
+                                    f"unknown bundle; allowed: {', '.join(BUNDLES)}"))
+    for name, override in config.services.items():
+        path = f"mediastack:services.{name}"
+        if name not in CATALOG:
+            close = difflib.get_close_matches(name, CATALOG, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(Problem(path, name, f"unknown service; {hint}services are: {', '.join(CATALOG)}"))
+            continue
+        if override.enabled is False and name in ALWAYS_ON:
+            problems.append(Problem(f"{path}.enabled", False,
+                                    f"{name} is part of the core and cannot be disabled"))
+        secret_names = set(CATALOG[name].secret_env)
+        for key in override.env:
+            if key in secret_names:
+                problems.append(Problem(f"{path}.env.{key}", "...",
+                                        "set by the stack as a generated secret; remove it from env"))
+        taken = {m.target for m in CATALOG[name].mounts}
+        for j, mount in enumerate(override.mounts):
+            if mount.target in taken:
+                problems.append(Problem(f"{path}.mounts[{j}].target", mount.target,
+                                        f"already used by {name}'s own mounts ({', '.join(sorted(taken))}); pick another"))
+    if problems:
+        return problems
+
+    host = config.host
+    enabled = enabled_services(config)
+    for name in enabled:
+        for needed in CATALOG[name].requires:
+            if needed not in enabled:
+                problems.append(Problem(f"mediastack:services.{needed}.enabled", False,
+                                        f"{name} needs {needed}; enable {needed} or disable {name}"))
+        override = config.services.get(name)
+        if override and override.enabled and CATALOG[name].companion_of and not any(
+            c in enabled for c in CATALOG[name].companion_of
+        ):
+            problems.append(Problem(f"mediastack:services.{name}.enabled", True,
+                                    f"{name} watches {' or '.join(CATALOG[name].companion_of)}, which is disabled"))
+
+    total_cpu, total_mem = 0.0, 0
+    for name in enabled:
+        service = CATALOG[name]
+        _, resources = effective_resources(service, config)
+        problems += _layer_problems(f"mediastack:services.{name}", service, resources, host)
+        total_cpu += resources.cpu_reservation
+        total_mem += resources.memory_reservation
+        if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
+            problems.append(Problem(
+                "mediastack:paths.transcode_tmpfs", format_size(config.paths.transcode_tmpfs),
+                f"more than half of jellyfin's memory limit {format_size(resources.memory)} (tmpfs pages count "
+                "against it); lower it, raise jellyfin's memory, or set null to transcode under cache_root"))
+
+    available_mem = host.memory - config.reserve_for_host
+    if total_mem > available_mem:
+        problems.append(Problem(
+            "mediastack:hosts[0].memory", format_size(host.memory),
+            f"memory reservations of the enabled services total {format_size(total_mem)}, more than the "
+            f"{format_size(max(available_mem, 0))} left after reserve_for_host; lower the tiers' "
+            "memory_reservation, disable services, or use a bigger host"))
+    if total_cpu > host.cpus + 1e-9:
+        problems.append(Problem(
+            "mediastack:hosts[0].cpus", host.cpus,
+            f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has; lower the "
+            "tiers' cpu_reservation or disable services"))
+    return problems
+
+
+# -- resolution ------------------------------------------------------------------------------------
+
+def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
+    paths = config.paths
+    mounts: list[ResolvedMount] = []
+    for m in service.mounts:
+        sub = f"/{m.sub}" if m.sub else ""
+        if m.kind is MountKind.state:
+            mounts.append(ResolvedMount("bind", m.target, f"{paths.config_root}/{service.name}{sub}", m.read_only))
+        elif m.kind is MountKind.data:
+            mounts.append(ResolvedMount("bind", m.target, f"{paths.data_root}{sub}", m.read_only))
+        elif m.kind is MountKind.photos:
+            mounts.append(ResolvedMount("bind", m.target, paths.photos_root, m.read_only))
+        elif m.kind is MountKind.cache:
+            mounts.append(ResolvedMount("bind", m.target, f"{paths.cache_root}/{service.name}{sub}", m.read_only))
+        elif m.kind is MountKind.transcode:
+            if paths.transcode_tmpfs:
+                mounts.append(ResolvedMount("tmpfs", m.target, size=paths.transcode_tmpfs))
+            else:
+                mounts.append(ResolvedMount("bind", m.target, f"{paths.cache_root}/{service.name}/transcodes"))
+        elif m.kind is MountKind.docker_socket:
+            mounts.append(ResolvedMount("bind", m.target, "/var/run/docker.sock", read_only=True))
+        elif m.kind is MountKind.host:
+            mounts.append(ResolvedMount("bind", m.target, m.host_path, m.read_only))
+    for tmp in service.tmpfs:
+        mounts.append(ResolvedMount("tmpfs", tmp, size=64 * 1024**2))
+    override = config.services.get(service.name)
+    for extra in override.mounts if override else ():
+        mounts.append(ResolvedMount("bind", extra.target, extra.source, extra.read_only))
+    return mounts
+
+
+def _env(service: Service, config: StackConfig, enabled: list[str], web_host: str | None) -> dict[str, str]:
+    env = dict(service.env)
+    if service.linuxserver:
+        ident = config.identity
+        env.update({"PUID": str(ident.puid), "PGID": str(ident.pgid), "UMASK": ident.umask, "TZ": ident.tz})
+        if service.name.startswith("tdarr"):
+            env["UMASK_SET"] = ident.umask  # Tdarr's own spelling
+    else:
+        env["TZ"] = config.identity.tz
+    if "JELLYFIN_PublishedServerUrl" in env and web_host:
+        env["JELLYFIN_PublishedServerUrl"] = f"https://{web_host}"
+    if "REDIS_ADDR" in env:
+        env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
+    if service.gpu and config.host.gpu is Gpu.nvidia:
+        env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
+    override = config.services.get(service.name)
+    if override:
+        env.update(override.env)
+    return dict(sorted(env.items()))
+
+
+def _labels(service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str) -> dict[str, str]:
+    labels = {
+        "mediastack.service": service.name,
+        "mediastack.bundle": service.bundle,
+        "mediastack.tier": tier.value,
+        "mediastack.role": service.role,
+        "mediastack.image": image_ref,
+    }
+    if service.web and web_host:
+        router = service.name
+        labels.update({
+            "traefik.enable": "true",
+            "traefik.docker.network": network_name(service.web.via),
+            f"traefik.http.routers.{router}.rule": f"Host(`{web_host}`)",
+            f"traefik.http.routers.{router}.entrypoints": "websecure",
+            f"traefik.http.routers.{router}.tls": "true",
+            f"traefik.http.services.{router}.loadbalancer.server.port": str(service.web.port),
+        })
+        if config.tls.acme_email:
+            labels[f"traefik.http.routers.{router}.tls.certresolver"] = "letsencrypt"
+        if service.name == "traefik":
+            labels[f"traefik.http.routers.{router}.service"] = "api@internal"
+    return labels
+
+
+def resolve(config: StackConfig, stack: str) -> ResolvedStack:
+    host = config.host
+    enabled = enabled_services(config)
+    services = []
+    for name in enabled:
+        spec = CATALOG[name]
+        override = config.services.get(name)
+        tier, resources = effective_resources(spec, config)
+        tag = (override.image_tag if override and override.image_tag else None) or spec.tag
+        image = f"{spec.image}:{tag}"
+        if override and override.image_digest:
+            image += f"@{override.image_digest}"
+        subdomain = (override.subdomain if override and override.subdomain else None) or (
+            spec.web.subdomain if spec.web else None)
+        web_host = f"{subdomain}.{config.domain}" if spec.web else None
+        devices: tuple[str, ...] = ()
+        group_adds: tuple[str, ...] = ()
+        gpu_request = False
+        if spec.gpu and host.gpu in (Gpu.intel, Gpu.amd):
+            devices = ("/dev/dri",)
+            group_adds = (str(host.render_gid),)
+        elif spec.gpu and host.gpu is Gpu.nvidia:
+            gpu_request = True
+        networks = tuple(sorted(spec.networks, key=lambda r: list(NetworkRole).index(r)))
+        services.append(ResolvedService(
+            spec=spec, host=host, image=image, resources=resources,
+            swap_limit=resources.memory if tier is TierName.critical else None,
+            env=_env(spec, config, enabled, web_host), secret_env=dict(spec.secret_env),
+            mounts=tuple(_mounts(spec, config)), networks=networks,
+            labels=_labels(spec, tier, config, web_host, image), health=spec.health,
+            devices=devices, gpu_request=gpu_request, group_adds=group_adds, web_host=web_host,
+        ))
+    used = {role for s in services for role in s.networks}
+    networks = tuple(r for r in NetworkRole if r in used)
+    return ResolvedStack(stack=stack, config=config, services=tuple(services), networks=networks)
+
+
+def is_internal(role: NetworkRole) -> bool:
+    return role in INTERNAL_NETWORKS

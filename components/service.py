@@ -1,0 +1,126 @@
+"""One catalog service on one host: its pinned image and its container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from .catalog import NetworkRole
+from .files import CONTAINER_PATHS
+from .resolve import ResolvedService
+
+MIB = 1024**2
+HEALTH_INTERVAL = "30s"
+HEALTH_TIMEOUT = "10s"
+HEALTH_RETRIES = 3
+# `local` compresses and rotates; bounded so a chatty container cannot fill the disk.
+LOG_DRIVER = "local"
+LOG_OPTS = {"max-size": "10m", "max-file": "5"}
+
+
+def mebibytes(size: int) -> int:
+    """Docker's provider takes memory in MiB."""
+    return max(size // MIB, 6)
+
+
+@dataclass
+class MediaServiceArgs:
+    service: ResolvedService
+    networks: dict[NetworkRole, pulumi.Input[str]]
+    secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # generated files by render path
+
+
+def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
+    """KEY=value lines; secret values stay Outputs, so the whole list is a Pulumi secret when any is."""
+    plain = [f"{k}={v}" for k, v in service.env.items()]
+    if not service.secret_env:
+        return plain
+    secret_lines = [pulumi.Output.concat(key, "=", secrets[secret.id]) for key, secret in sorted(service.secret_env.items())]
+    return pulumi.Output.all(*secret_lines).apply(lambda lines: sorted(plain + list(lines)))
+
+
+def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
+    """The docker.Container inputs for a resolved service (everything but the resource options)."""
+    service = args.service
+    spec = service.spec
+    resources = service.resources
+    health = None
+    if service.health is not None:
+        health = docker.ContainerHealthcheckArgs(
+            tests=list(service.health.test), interval=HEALTH_INTERVAL, timeout=HEALTH_TIMEOUT,
+            start_period=f"{service.health.start_period_s}s", retries=HEALTH_RETRIES,
+        )
+    mounts = []
+    for m in service.mounts:
+        if m.type == "tmpfs":
+            mounts.append(docker.ContainerMountArgs(
+                target=m.target, type="tmpfs",
+                tmpfs_options=docker.ContainerMountTmpfsOptionsArgs(size_bytes=m.size, mode=0o1777 if m.target == "/tmp" else 0o755),
+            ))
+        else:
+            mounts.append(docker.ContainerMountArgs(target=m.target, type="bind", source=m.source, read_only=m.read_only))
+    return dict(
+        name=service.name,
+        hostname=service.name,
+        image=image,
+        command=list(spec.command) or None,
+        envs=container_env(service, args.secrets),
+        user=spec.user,
+        restart="unless-stopped",
+        cpus=f"{resources.cpus:g}",
+        # Docker has no CPU reservation for plain containers: shares weight CPU under contention.
+        cpu_shares=max(2, round(1024 * resources.cpu_reservation)),
+        memory=mebibytes(resources.memory),
+        memory_reservation=mebibytes(resources.memory_reservation),
+        # memory_swap == memory: no swap at all (mem_swappiness does nothing on cgroup v2).
+        memory_swap=mebibytes(service.swap_limit) if service.swap_limit is not None else None,
+        healthcheck=health,
+        log_driver=LOG_DRIVER,
+        log_opts=dict(LOG_OPTS),
+        security_opts=["no-new-privileges:true"],
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(spec.cap_add) or None),
+        read_only=spec.read_only_rootfs,
+        # s6-overlay must be PID 1 in linuxserver images; every other image gets tini to reap zombies.
+        init=not spec.linuxserver,
+        destroy_grace_seconds=spec.stop_grace_s,
+        mounts=mounts,
+        devices=[docker.ContainerDeviceArgs(host_path=d, container_path=d, permissions="rwm") for d in service.devices] or None,
+        device_requests=[docker.ContainerDeviceRequestArgs(driver="nvidia", count=-1,
+                                                           capabilities=[["gpu", "compute", "video", "utility"]])]
+        if service.gpu_request else None,
+        group_adds=list(service.group_adds) or None,
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=args.networks[role], aliases=[service.name])
+            for role in service.networks
+        ],
+        ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(service.labels.items())],
+        uploads=[docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path])
+                 for path in spec.uploads] or None,
+        wait=False,
+    )
+
+
+class MediaService(pulumi.ComponentResource):
+    """A catalog service rendered for a single Docker host: its image, pulled first, and its container."""
+
+    container_name: pulumi.Output[str]
+    image: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MediaServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:service:MediaService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        service = args.service
+        # Pull before replacing the container, and keep the old image so a rollback is instant.
+        image = docker.RemoteImage(f"{name}-image", name=service.image, keep_locally=True, opts=child)
+        container = docker.Container(
+            f"{name}-container",
+            **container_args(args, image.repo_digest),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.container_name = container.name
+        self.image = image.repo_digest
+        self.register_outputs({"container_name": self.container_name, "image": self.image})

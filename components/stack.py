@@ -1,0 +1,76 @@
+"""The whole media stack: a Docker provider for the host, networks, storage, secrets and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from .catalog import Secret
+from .config import Host
+from .files import generate_files
+from .network import StackNetwork, StackNetworkArgs
+from .resolve import ResolvedStack
+from .service import MediaService, MediaServiceArgs
+from .storage import HostStorage, HostStorageArgs
+
+
+def docker_endpoint(host: Host) -> str:
+    if host.docker_host:
+        return host.docker_host
+    if host.address in ("localhost", "127.0.0.1", "::1"):
+        return "unix:///var/run/docker.sock"
+    return f"ssh://{host.ssh_user}@{host.address}"
+
+
+def _secret_resource(name: str, secret: Secret, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    if secret.kind == "api_key":
+        # The *arr apps' own format: 32 lower-case hex characters.
+        key = random.RandomId(name, byte_length=16,
+                              opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["hex"])))
+        return pulumi.Output.secret(key.hex)
+    password = random.RandomPassword(name, length=secret.length, special=False, opts=child)
+    return password.result
+
+
+@dataclass(frozen=True)
+class MediaStackArgs:
+    stack: ResolvedStack
+
+
+class MediaStack(pulumi.ComponentResource):
+    """Everything one stack config describes, on its host."""
+
+    def __init__(self, name: str, args: MediaStackArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:stack:MediaStack", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stack = args.stack
+        host = stack.config.host
+
+        provider = docker.Provider(f"{name}-{host.name}-docker", host=docker_endpoint(host), opts=child)
+        on_host = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        self.networks = {
+            role: StackNetwork(f"{name}-{role.value}", StackNetworkArgs(role=role, stack=stack.stack), on_host)
+            for role in stack.networks
+        }
+        network_names = {role: net.name for role, net in self.networks.items()}
+
+        self.secrets = {sid: _secret_resource(f"{name}-{sid}", secret, child) for sid, secret in stack.secrets.items()}
+
+        storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
+        files = generate_files(stack)
+
+        self.services: dict[str, MediaService] = {}
+        for service in stack.services:  # catalog order puts what others require first
+            depends = [storage, *(self.services[r] for r in service.spec.requires if r in self.services)]
+            self.services[service.name] = MediaService(
+                f"{name}-{service.name}",
+                MediaServiceArgs(service=service, networks=network_names, secrets=self.secrets, files=files),
+                pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
+            )
+
+        self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
+        self.register_outputs({"urls": self.urls, "services": sorted(self.services)})

@@ -1,0 +1,137 @@
+"""The host directories the stack writes to, created with the right owner before any container starts.
+
+Docker creates a missing bind-mount source as root:root, which is the classic cause of "permission
+denied" in the *arr apps and of imports that silently copy instead of hardlinking. So the directory
+tree (TRaSH layout under the data root, one config directory per service) is made by a script that
+runs on the host: idempotent, and reverted by removing only the directories that are still empty.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from .config import Host
+from .resolve import ResolvedStack
+
+# The TRaSH guides' single data tree: downloads and library on one filesystem, so moves are atomic
+# and torrents can be hardlinked into the library while they keep seeding.
+MEDIA_KINDS = ("movies", "tv", "music", "books")
+DATA_DIRS = (
+    *(f"torrents/{k}" for k in MEDIA_KINDS),
+    *(f"usenet/incomplete/{k}" for k in MEDIA_KINDS),
+    *(f"usenet/complete/{k}" for k in MEDIA_KINDS),
+    *(f"media/{k}" for k in MEDIA_KINDS),
+)
+
+
+def storage_directories(stack: ResolvedStack) -> list[str]:
+    """Every host directory the enabled services bind, plus the data tree, parents first."""
+    paths = stack.config.paths
+    dirs = {paths.data_root, *(f"{paths.data_root}/{d}" for d in DATA_DIRS)}
+    for service in stack.services:
+        for mount in service.mounts:
+            if mount.type == "bind" and (
+                mount.source.startswith(paths.config_root + "/")
+                or mount.source.startswith(paths.cache_root + "/")
+                or mount.source == paths.photos_root
+            ):
+                dirs.add(mount.source)
+    expanded = set(dirs)
+    for d in dirs:
+        parts = d.strip("/").split("/")
+        for i in range(1, len(parts)):
+            parent = "/" + "/".join(parts[:i])
+            if any(parent == root or parent.startswith(root + "/") for root in
+                   (paths.data_root, paths.config_root, paths.cache_root, paths.photos_root)):
+                expanded.add(parent)
+    return sorted(expanded, key=lambda p: (p.count("/"), p))
+
+
+def _mode(umask: str) -> str:
+    return format(0o777 & ~int(umask, 8), "03o")
+
+
+def create_script(stack: ResolvedStack) -> str:
+    ident = stack.config.identity
+    dirs = " \\\n  ".join(shlex.quote(d) for d in storage_directories(stack))
+    return f"""#!/bin/sh
+# Creates the stack's host directories owned by {ident.puid}:{ident.pgid}. Idempotent.
+# ROOT prefixes every path (empty on a real host; a sandbox directory in tests).
+set -eu
+ROOT="${{ROOT:-}}"
+changed=0
+for dir in \\
+  {dirs}
+do
+  target="$ROOT$dir"
+  if [ ! -d "$target" ]; then
+    mkdir -p "$target"
+    changed=$((changed + 1))
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    chown {ident.puid}:{ident.pgid} "$target"
+  fi
+  chmod {_mode(ident.umask)} "$target"
+done
+echo "storage: $changed directories created"
+"""
+
+
+def delete_script(stack: ResolvedStack) -> str:
+    dirs = " \\\n  ".join(shlex.quote(d) for d in reversed(storage_directories(stack)))
+    return f"""#!/bin/sh
+# Removes the stack's host directories that are still empty; never touches data.
+set -eu
+ROOT="${{ROOT:-}}"
+removed=0
+for dir in \\
+  {dirs}
+do
+  if [ -d "$ROOT$dir" ] && rmdir "$ROOT$dir" 2>/dev/null; then
+    removed=$((removed + 1))
+  fi
+done
+echo "storage: $removed empty directories removed"
+"""
+
+
+def host_connection(host: Host) -> command.remote.ConnectionArgs | None:
+    """None for the machine running Pulumi; SSH (agent authentication) for any other."""
+    if host.address in ("localhost", "127.0.0.1", "::1"):
+        return None
+    return command.remote.ConnectionArgs(host=host.address, user=host.ssh_user, port=22)
+
+
+@dataclass(frozen=True)
+class HostStorageArgs:
+    stack: ResolvedStack
+    host: Host
+
+
+class HostStorage(pulumi.ComponentResource):
+    """Prepares one host's directory tree (data root, configs, caches) for the stack."""
+
+    stdout: pulumi.Output[str]
+
+    def __init__(self, name: str, args: HostStorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:storage:HostStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        create, delete = create_script(args.stack), delete_script(args.stack)
+        connection = host_connection(args.host)
+        if connection is None:
+            run = command.local.Command(
+                f"{name}-dirs", create=create, delete=delete, triggers=[create, delete],
+                interpreter=["/bin/sh", "-c"], opts=child,
+            )
+        else:
+            run = command.remote.Command(
+                f"{name}-dirs", connection=connection, create=create, delete=delete,
+                triggers=[create, delete], opts=child,
+            )
+        self.ready = run
+        self.stdout = run.stdout
+        self.register_outputs({"stdout": self.stdout})
