@@ -105,7 +105,7 @@ class Service:
     mounts: tuple[Mount, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, Secret] = field(default_factory=dict)
-    command: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()  # stack-dependent arguments are added by resolve (e.g. Traefik's ACME)
     # linuxserver.io style images: PUID/PGID/UMASK/TZ, s6 drops privileges itself
     linuxserver: bool = False
     # Capabilities to keep; everything else is dropped. linuxserver images need the s6 set.
@@ -193,10 +193,28 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     Service(
         name="traefik", image="traefik", tag="v3.5.3", bundle="core", tier=TierName.standard,
         description="Reverse proxy: TLS and one host name per web UI; reads containers through the socket proxy.",
-        health=HealthCheck(("CMD", "traefik", "healthcheck", "--ping"), 20, probe_port=8082, probe_path="/ping"),
+        # `traefik healthcheck` needs the same ping entry point as the server it checks.
+        health=HealthCheck(("CMD", "traefik", "healthcheck", "--ping", "--ping.entrypoint=metrics",
+                            "--entrypoints.metrics.address=:8082"), 20, probe_port=8082, probe_path="/ping"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.monitoring, NetworkRole.socket}),
         web=WebUI(8080, "traefik"), metrics=Metrics(8082),
         mounts=(Mount(MountKind.state, "/letsencrypt"),),
+        command=(
+            "--entrypoints.web.address=:80",
+            "--entrypoints.web.http.redirections.entrypoint.to=websecure",
+            "--entrypoints.web.http.redirections.entrypoint.scheme=https",
+            "--entrypoints.websecure.address=:443",
+            "--entrypoints.metrics.address=:8082",
+            "--metrics.prometheus.entrypoint=metrics",
+            "--ping.entrypoint=metrics",
+            "--api.dashboard=true",
+            "--providers.docker.endpoint=tcp://socket-proxy:2375",
+            "--providers.docker.exposedbydefault=false",
+            "--providers.docker.network=mediastack-frontend",
+            "--global.checknewversion=false",
+            "--global.sendanonymoususage=false",
+            "--log.level=INFO",
+        ),
         published_ports=(80, 443), role="proxy", cap_add=("NET_BIND_SERVICE",),
         read_only_rootfs=True, requires=("socket-proxy",), state="files",
     ),

@@ -54,6 +54,7 @@ class ResolvedService:
     networks: tuple[NetworkRole, ...]
     labels: dict[str, str]
     health: HealthCheck | None
+    command: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     gpu_request: bool = False  # NVIDIA device request
     group_adds: tuple[str, ...] = ()
@@ -294,9 +295,21 @@ def _labels(service: Service, tier: TierName, config: StackConfig, web_host: str
     return labels
 
 
+def _command(service: Service, config: StackConfig) -> tuple[str, ...]:
+    if service.name == "traefik" and config.tls.acme_email:
+        acme = "--certificatesresolvers.letsencrypt.acme"
+        args = [f"{acme}.email={config.tls.acme_email}", f"{acme}.storage=/letsencrypt/acme.json",
+                f"{acme}.httpchallenge.entrypoint=web"]
+        if config.tls.acme_staging:
+            args.append(f"{acme}.caserver=https://acme-staging-v02.api.letsencrypt.org/directory")
+        return (*service.command, *args)
+    return service.command
+
+
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     host = config.host
     enabled = enabled_services(config)
+    monitored = "prometheus" in enabled  # no one to scrape: no service joins the monitoring network
     services = []
     for name in enabled:
         spec = CATALOG[name]
@@ -317,13 +330,15 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
             group_adds = (str(host.render_gid),)
         elif spec.gpu and host.gpu is Gpu.nvidia:
             gpu_request = True
-        networks = tuple(sorted(spec.networks, key=lambda r: list(NetworkRole).index(r)))
+        roles = spec.networks if monitored else spec.networks - {NetworkRole.monitoring}
+        networks = tuple(sorted(roles, key=lambda r: list(NetworkRole).index(r)))
         services.append(ResolvedService(
             spec=spec, host=host, image=image, resources=resources,
             swap_limit=resources.memory if tier is TierName.critical else None,
             env=_env(spec, config, enabled, web_host), secret_env=dict(spec.secret_env),
             mounts=tuple(_mounts(spec, config)), networks=networks,
             labels=_labels(spec, tier, config, web_host, image), health=spec.health,
+            command=_command(spec, config),
             devices=devices, gpu_request=gpu_request, group_adds=group_adds, web_host=web_host,
         ))
     used = {role for s in services for role in s.networks}

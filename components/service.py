@@ -66,7 +66,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         name=service.name,
         hostname=service.name,
         image=image,
-        command=list(spec.command) or None,
+        command=list(service.command) or None,
         envs=container_env(service, args.secrets),
         user=spec.user,
         restart="unless-stopped",
@@ -89,7 +89,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         mounts=mounts,
         devices=[docker.ContainerDeviceArgs(host_path=d, container_path=d, permissions="rwm") for d in service.devices] or None,
         device_requests=[docker.ContainerDeviceRequestArgs(driver="nvidia", count=-1,
-                                                           capabilities=[["gpu", "compute", "video", "utility"]])]
+                                                           capabilities=["gpu", "compute", "video", "utility"])]
         if service.gpu_request else None,
         group_adds=list(service.group_adds) or None,
         networks_advanced=[

@@ -32,7 +32,8 @@ def _secret_resource(name: str, secret: Secret, child: pulumi.ResourceOptions) -
                               opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["hex"])))
         return pulumi.Output.secret(key.hex)
     password = random.RandomPassword(name, length=secret.length, special=False, opts=child)
-    return password.result
+    # The provider marks `result` secret; wrapping it here keeps it secret under any engine, mocks included.
+    return pulumi.Output.secret(password.result)
 
 
 @dataclass(frozen=True)

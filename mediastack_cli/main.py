@@ -1,0 +1,162 @@
+"""The `mediastack` command: plan and render a stack offline, without the Pulumi CLI or Docker."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from .offline import PlanResult, ProjectError, Registration, read_stack, run_program
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+
+StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name: reads Pulumi.<stack>.yaml.")]
+ProjectOpt = Annotated[Path, typer.Option("--project", help="Directory with Pulumi.yaml.")]
+
+
+def _load(project: Path, stack: str):
+    """Stack files and the validated config, or exit 2 with the config problems."""
+    from components.loading import ConfigError, decode, parse_stack_config
+
+    try:
+        files = read_stack(project, stack)
+    except ProjectError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    prefix = files.project + ":"
+    raw = {k[len(prefix):]: decode(v) for k, v in files.config.items() if k.startswith(prefix)}
+    try:
+        config = parse_stack_config(raw, stack, files.secret_keys)
+    except ConfigError as error:
+        err.print(f"[red]error:[/red] {error}", markup=True, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    return files, config
+
+
+def _summary(r: Registration) -> str:
+    i = r.inputs
+    short = r.type.split(":")[-1]
+    if short == "Container":
+        nets = ",".join(n["name"].removeprefix("mediastack-") for n in i.get("networksAdvanced", []))
+        parts = [i.get("image", "").split("@")[0], f"cpus={i.get('cpus')}", f"mem={i.get('memory')}MiB",
+                 f"reserve={i.get('memoryReservation')}MiB", f"nets={nets}"]
+        if "memorySwap" in i:
+            parts.append(f"swap={i['memorySwap']}MiB")
+        if i.get("ports"):
+            parts.append("ports=" + ",".join(str(p["external"]) for p in i["ports"]))
+        if i.get("devices"):
+            parts.append("devices=" + ",".join(d["hostPath"] for d in i["devices"]))
+        if i.get("deviceRequests"):
+            parts.append("gpu=nvidia")
+        health = i.get("healthcheck", {}).get("tests")
+        parts.append("health=" + (" ".join(health[1:3]) if health else "none"))
+        if i.get("envs") == "[secret]" or "[secret]" in str(i.get("envs")):
+            parts.append("env=[secret]")
+        return " ".join(str(p) for p in parts)
+    if short == "RemoteImage":
+        return str(i.get("name"))
+    if short == "Network":
+        return f"{i.get('name')} internal={str(i.get('internal', False)).lower()}"
+    if short == "Command":
+        return "create+delete" if i.get("delete") else "create"
+    if short in ("RandomPassword", "RandomId"):
+        return f"length={i.get('length', i.get('byteLength'))} (secret)"
+    if short == "Provider":
+        return str(i.get("host", ""))
+    return ""
+
+
+def print_plan(result: PlanResult) -> None:
+    by_parent: dict[str, list[Registration]] = {}
+    for r in result.resources:
+        by_parent.setdefault(r.parent, []).append(r)
+    roots = [r for r in result.resources if not any(r.parent == o.urn for o in result.resources)]
+    tree = Tree(f"[bold]stack {result.stack}[/bold] ({result.project})")
+
+    def add(node: Tree, r: Registration) -> None:
+        label = f"[cyan]{r.type}[/cyan] [bold]{r.name}[/bold]"
+        summary = escape(_summary(r))
+        branch = node.add(f"{label}  {summary}" if summary else label)
+        for c in by_parent.get(r.urn, []):
+            add(branch, c)
+
+    for r in roots:
+        add(tree, r)
+    out.print(tree)
+    table = Table(title="resources by type")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    counts = Counter(r.type for r in result.resources)
+    for type_, n in sorted(counts.items()):
+        table.add_row(type_, str(n))
+    table.add_row("[bold]total[/bold]", f"[bold]{sum(counts.values())}[/bold]")
+    out.print(table)
+
+
+@app.command()
+def plan(
+    stack: StackOpt,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
+    project: ProjectOpt = Path("."),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the counts.")] = False,
+) -> None:
+    """Show every resource the stack would deploy (Pulumi's mock runtime; no CLI, no Docker)."""
+    files, _ = _load(project, stack)
+    result = run_program(files)
+    if quiet:
+        out.print(f"stack {stack}: {len(result.resources)} resources")
+    else:
+        print_plan(result)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+        out.print(f"plan written to {json_path}")
+
+
+def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
+    """Every file the program generates for another program, by path relative to the output dir."""
+    from components.files import generate_files
+    from components.resolve import resolve
+    from components.storage import create_script, delete_script
+
+    stack = resolve(config, stack_name)
+    files = dict(generate_files(stack))
+    host = config.host.name
+    files[f"hosts/{host}/storage-create.sh"] = create_script(stack)
+    files[f"hosts/{host}/storage-delete.sh"] = delete_script(stack)
+    return files
+
+
+@app.command()
+def render(
+    stack: StackOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the generated files to.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Write every generated file (configs, scripts) for a stack to a directory, for review and checks."""
+    _, config = _load(project, stack)
+    files = rendered_files(stack, config)
+    for rel, content in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+        out.print(f"wrote {path}")
+    out.print(f"{len(files)} files for stack {stack}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

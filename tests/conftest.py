@@ -1,0 +1,66 @@
+"""Shared fixtures: Pulumi's mock runtime (the one the offline plan uses) and the stack files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mediastack_cli.offline import PlanResult, Registration, StackFiles, read_stack, run_program, start_mocks
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINER = "docker:index/container:Container"
+
+
+def require_tool(name: str) -> str:
+    """Path of a program from Debian's packages; missing fails under CI and skips elsewhere."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+    pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def mocks():
+    """Start Pulumi's mock runtime for component tests; returns the list registrations land in."""
+    records: list[Registration] = []
+    start_mocks("mediastack", "test", {}, frozenset(), records)
+    return records
+
+
+def stack_yaml(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+
+
+def raw_config(stack: str) -> dict[str, Any]:
+    """The `mediastack:` keys of a stack file, without the namespace, as plain data."""
+    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in stack_yaml(stack)["config"].items()}
+
+
+_plans: dict[str, PlanResult] = {}
+
+
+def plan(stack: str) -> PlanResult:
+    """The whole program under mocks for a stack of this repository (cached: plans are pure)."""
+    if stack not in _plans:
+        _plans[stack] = run_program(read_stack(ROOT, stack))
+    return _plans[stack]
+
+
+def plan_config(config: dict[str, Any], stack: str = "custom") -> PlanResult:
+    files = read_stack(ROOT, "dev")
+    cli_config = {f"mediastack:{k}": (v if isinstance(v, str) else json.dumps(v))
+                  for k, v in config.items()}
+    return run_program(StackFiles(ROOT, "mediastack", stack, cli_config, files.secret_keys))
+
+
+def containers(result: PlanResult) -> dict[str, dict[str, Any]]:
+    return {r.inputs["name"]: r.inputs for r in result.resources if r.type == CONTAINER}

@@ -1,0 +1,226 @@
+"""The whole program under Pulumi's mocks, for the repository's stacks: the invariants that matter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
+from conftest import CONTAINER, containers, plan, plan_config, raw_config
+
+MIB = 1024**2
+STACKS = ("dev", "prod")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_container_is_bounded_and_healthy(stack: str) -> None:
+    for name, c in containers(plan(stack)).items():
+        assert c["memory"] >= 6 and float(c["cpus"]) > 0, name
+        assert 0 < c["memoryReservation"] <= c["memory"], name
+        assert c["cpuShares"] >= 2, name
+        assert c["restart"] == "unless-stopped", name
+        assert c["logDriver"] == "local" and c["logOpts"] == {"max-size": "10m", "max-file": "5"}, name
+        assert c["securityOpts"] == ["no-new-privileges:true"], name
+        assert c["capabilities"]["drops"] == ["ALL"], name
+        assert not c.get("privileged"), name
+        assert "networkMode" not in c and "pidMode" not in c and "ipcMode" not in c, name
+        if CATALOG[name].health is None:
+            continue  # distroless exporters: watched by Prometheus' `up`, see docs/catalog.md
+        health = c["healthcheck"]
+        assert health["interval"] == "30s" and health["timeout"] == "10s" and health["retries"] == 3, name
+        assert re.fullmatch(r"\d+s", health["startPeriod"]), name
+        assert health["tests"][0] in ("CMD", "CMD-SHELL"), name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_the_critical_tier_cannot_swap(stack: str) -> None:
+    for name, c in containers(plan(stack)).items():
+        tier = next(label["value"] for label in c["labels"] if label["label"] == "mediastack.tier")
+        if tier == "critical":
+            assert c["memorySwap"] == c["memory"], name
+        else:
+            assert "memorySwap" not in c, name
+
+
+def test_prod_limits_come_from_the_tiers() -> None:
+    c = containers(plan("prod"))
+    assert (c["jellyfin"]["cpus"], c["jellyfin"]["memory"], c["jellyfin"]["memoryReservation"]) == ("4", 8192, 2048)
+    assert (c["sonarr"]["cpus"], c["sonarr"]["memory"]) == ("2", 2048)
+    assert (c["node-exporter"]["cpus"], c["node-exporter"]["memory"]) == ("0.5", 512)
+    # catalog adjustment (3GiB) then the stack's override (4GiB) on top
+    assert c["immich-machine-learning"]["memory"] == 4096
+    dev = containers(plan("dev"))
+    assert (dev["jellyfin"]["cpus"], dev["jellyfin"]["memory"]) == ("2", 2048)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_images_are_pinned_and_pulled_first(stack: str) -> None:
+    result = plan(stack)
+    images = {r.inputs["name"] for r in result.resources if r.type == "docker:index/remoteImage:RemoteImage"}
+    for ref in images:
+        repo, _, tag = ref.rpartition(":")
+        assert repo and tag and tag != "latest" and "/" not in tag, ref
+    for name, c in containers(result).items():
+        assert re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", c["image"]), (name, c["image"])
+        label = next(label["value"] for label in c["labels"] if label["label"] == "mediastack.image")
+        assert label in images
+
+
+def test_dev_is_a_subset_and_prod_is_the_whole_catalog() -> None:
+    dev, prod = set(containers(plan("dev"))), set(containers(plan("prod")))
+    assert prod == set(CATALOG)
+    assert {"socket-proxy", "traefik", "jellyfin", "sonarr", "radarr", "qbittorrent"} <= dev < prod
+    assert "bazarr" not in dev and "prometheus" not in dev
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_networks_per_service(stack: str) -> None:
+    result = plan(stack)
+    nets = {r.inputs["name"]: r.inputs for r in result.resources if r.type == "docker:index/network:Network"}
+    for role in INTERNAL_NETWORKS:
+        if f"mediastack-{role}" in nets:
+            assert nets[f"mediastack-{role}"]["internal"] is True
+    assert nets["mediastack-frontend"]["internal"] is False
+    monitored = "prometheus" in containers(result)
+    for name, c in containers(result).items():
+        attached = {n["name"].removeprefix("mediastack-") for n in c["networksAdvanced"]}
+        expected = {r.value for r in CATALOG[name].networks}
+        if not monitored:
+            expected.discard(NetworkRole.monitoring.value)
+        assert attached == expected, name
+    c = containers(result)
+    assert {n["name"] for n in c["socket-proxy"]["networksAdvanced"]} == {"mediastack-socket"}
+    if "immich-postgres" in c:
+        assert {n["name"] for n in c["immich-postgres"]["networksAdvanced"]} == {"mediastack-database"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_the_socket_proxy_reaches_docker_read_only(stack: str) -> None:
+    for name, c in containers(plan(stack)).items():
+        socket_mounts = [m for m in c.get("mounts", []) if m.get("source", "").endswith("docker.sock")
+                         or m.get("source") in ("/var/run", "/run")]
+        if name == "socket-proxy":
+            assert socket_mounts == [{"target": "/var/run/docker.sock", "type": "bind", "readOnly": True,
+                                      "source": "/var/run/docker.sock"}]
+        else:
+            assert socket_mounts == [], name
+    traefik = containers(plan(stack))["traefik"]
+    assert "--providers.docker.endpoint=tcp://socket-proxy:2375" in traefik["command"]
+    assert [p["external"] for p in traefik["ports"]] == [80, 443]
+    assert [n for n, c in containers(plan(stack)).items() if c.get("ports")] == ["traefik"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_one_data_tree_for_arr_apps_and_download_clients(stack: str) -> None:
+    data_root = raw_config(stack)["paths"]["data_root"]
+    for name, c in containers(plan(stack)).items():
+        if CATALOG[name].role in ("arr", "download_client") and CATALOG[name].writes_data_root and name != "bazarr":
+            data = [m for m in c["mounts"] if m["target"] == "/data"]
+            assert data == [{"target": "/data", "type": "bind", "readOnly": False, "source": data_root}], name
+            assert not any(m["target"] in ("/downloads", "/movies", "/tv") for m in c["mounts"]), name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_linuxserver_identity(stack: str) -> None:
+    ident = raw_config(stack)["identity"]
+    for name, c in containers(plan(stack)).items():
+        if CATALOG[name].linuxserver:
+            envs = c["envs"] if isinstance(c["envs"], list) else []
+            if c["envs"] == "[secret]":
+                continue  # the *arr apps' env carries their API key: checked in test_secrets
+            assert {f"PUID={ident['puid']}", f"PGID={ident['pgid']}", f"UMASK={ident['umask']}",
+                    f"TZ={ident['tz']}"} <= set(envs), name
+
+
+def test_gpu_devices_follow_the_host() -> None:
+    prod = containers(plan("prod"))  # intel
+    for name in ("jellyfin", "tdarr-node"):
+        assert prod[name]["devices"] == [{"hostPath": "/dev/dri", "containerPath": "/dev/dri", "permissions": "rwm"}]
+        assert prod[name]["groupAdds"] == ["105"]
+    assert "devices" not in prod["sonarr"]
+    dev = containers(plan("dev"))  # none
+    assert "devices" not in dev["jellyfin"] and "deviceRequests" not in dev["jellyfin"]
+    cfg = raw_config("prod")
+    cfg["hosts"][0].update(gpu="nvidia", render_gid=None)
+    nvidia = containers(plan_config(cfg))
+    assert nvidia["jellyfin"]["deviceRequests"] == [
+        {"driver": "nvidia", "count": -1, "capabilities": ["gpu", "compute", "video", "utility"]}]
+    assert "devices" not in nvidia["jellyfin"]
+
+
+def test_transcodes_on_tmpfs_or_cache() -> None:
+    tmpfs = next(m for m in containers(plan("prod"))["jellyfin"]["mounts"] if m["target"] == "/transcode")
+    assert tmpfs == {"target": "/transcode", "type": "tmpfs", "tmpfsOptions": {"mode": 0o755, "sizeBytes": 4 * 1024**3}}
+    cfg = raw_config("prod")
+    cfg["paths"]["transcode_tmpfs"] = None
+    bound = next(m for m in containers(plan_config(cfg))["jellyfin"]["mounts"] if m["target"] == "/transcode")
+    assert bound["source"] == "/srv/media/cache/jellyfin/transcodes"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_web_ui_is_routed_by_traefik(stack: str) -> None:
+    domain = raw_config(stack)["domain"]
+    for name, c in containers(plan(stack)).items():
+        labels = {label["label"]: label["value"] for label in c["labels"]}
+        web = CATALOG[name].web
+        if web is None:
+            assert "traefik.enable" not in labels, name
+            continue
+        assert labels["traefik.enable"] == "true"
+        assert labels[f"traefik.http.routers.{name}.rule"] == f"Host(`{web.subdomain}.{domain}`)"
+        assert labels[f"traefik.http.services.{name}.loadbalancer.server.port"] == str(web.port)
+        assert labels["traefik.docker.network"] == f"mediastack-{web.via}"
+        attached = {n["name"] for n in c["networksAdvanced"]}
+        assert f"mediastack-{web.via}" in attached, name
+
+
+def test_secrets_never_appear_in_plain_text() -> None:
+    result = plan("prod")
+    generated = [r for r in result.resources if r.type.startswith("random:")]
+    assert {r.name for r in generated} >= {"media-immich-db-password", "media-sonarr-api-key"}
+    c = containers(result)
+    for name in ("sonarr", "immich-server", "immich-postgres", "grafana", "postgres-exporter"):
+        assert c[name]["envs"] == "[secret]", name
+    # The mock provider's generated values must not leak into the plan anywhere.
+    from mediastack_cli.offline import StackMocks, _digest
+    text = json.dumps(result.to_json())
+    for r in generated:
+        seed = _digest(f"{r.type}/{r.name}")
+        assert seed[:24] not in text, r.name
+    assert StackMocks  # the same mocks the plan uses
+
+
+def test_storage_runs_before_containers_on_the_host() -> None:
+    result = plan("prod")
+    commands = [r for r in result.resources if r.type == "command:remote:Command"]
+    assert len(commands) == 1
+    assert commands[0].inputs["connection"] == "[secret]"  # pulumi-command keeps connections secret
+    assert "/srv/media/config/jellyfin" in commands[0].inputs["create"]
+    assert commands[0].inputs["delete"]
+    dev = [r for r in plan("dev").resources if r.type == "command:local:Command"]
+    assert len(dev) == 1 and "/srv/mediastack-dev/data/torrents/tv" in dev[0].inputs["create"]
+
+
+def test_generated_files_reach_their_containers() -> None:
+    c = containers(plan("prod"))
+    upload = c["prometheus"]["uploads"][0]
+    assert upload["file"] == "/etc/prometheus/prometheus.yml"
+    assert "job_name: jellyfin" in upload["content"]
+
+
+def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from components import catalog, resolve
+
+    extra = replace(catalog.CATALOG["bazarr"], name="lidarr", image="lscr.io/linuxserver/lidarr", tag="2.13.3",
+                    web=catalog.WebUI(8686, "lidarr"))
+    monkeypatch.setitem(catalog.CATALOG, "lidarr", extra)
+    monkeypatch.setattr(resolve, "CATALOG", catalog.CATALOG)
+    c = containers(plan_config(raw_config("prod"), stack="extra"))
+    assert c["lidarr"]["image"].startswith("lscr.io/linuxserver/lidarr@sha256:")
+    labels = {label["label"]: label["value"] for label in c["lidarr"]["labels"]}
+    assert labels["traefik.http.routers.lidarr.rule"] == "Host(`lidarr.media.example.org`)"
+    assert any(r.type == CONTAINER for r in plan("prod").resources)
