@@ -41,13 +41,9 @@ def storage_directories(stack: ResolvedStack) -> list[str]:
             ):
                 dirs.add(mount.source)
     expanded = set(dirs)
-    for d in dirs:
+    for d in dirs:  # every ancestor too, so each `mkdir` has its parent (existing ones are left alone)
         parts = d.strip("/").split("/")
-        for i in range(1, len(parts)):
-            parent = "/" + "/".join(parts[:i])
-            if any(parent == root or parent.startswith(root + "/") for root in
-                   (paths.data_root, paths.config_root, paths.cache_root, paths.photos_root)):
-                expanded.add(parent)
+        expanded.update("/" + "/".join(parts[:i]) for i in range(1, len(parts)))
     return sorted(expanded, key=lambda p: (p.count("/"), p))
 
 
@@ -59,7 +55,7 @@ def create_script(stack: ResolvedStack) -> str:
     ident = stack.config.identity
     dirs = " \\\n  ".join(shlex.quote(d) for d in storage_directories(stack))
     return f"""#!/bin/sh
-# Creates the stack's host directories owned by {ident.puid}:{ident.pgid}. Idempotent.
+# Creates the stack's missing host directories, owned by {ident.puid}:{ident.pgid}. Idempotent.
 # ROOT prefixes every path (empty on a real host; a sandbox directory in tests).
 set -eu
 ROOT="${{ROOT:-}}"
@@ -68,14 +64,15 @@ for dir in \\
   {dirs}
 do
   target="$ROOT$dir"
+  # Only what this script creates gets the stack's owner and mode; existing directories are the user's.
   if [ ! -d "$target" ]; then
-    mkdir -p "$target"
+    mkdir "$target"
+    if [ "$(id -u)" = 0 ]; then
+      chown {ident.puid}:{ident.pgid} "$target"
+    fi
+    chmod {_mode(ident.umask)} "$target"
     changed=$((changed + 1))
   fi
-  if [ "$(id -u)" = 0 ]; then
-    chown {ident.puid}:{ident.pgid} "$target"
-  fi
-  chmod {_mode(ident.umask)} "$target"
 done
 echo "storage: $changed directories created"
 """

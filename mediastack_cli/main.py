@@ -18,7 +18,7 @@ from .offline import PlanResult, ProjectError, Registration, read_stack, run_pro
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
 
