@@ -89,9 +89,12 @@ class Host(Model):
         description="GID of the host's `render` group (`getent group render`); required for intel/amd.",
     )
     storage: StorageKind = Field(StorageKind.ssd, description="Kind of disk that holds app configs and databases.")
-    ssh_user: str = Field("root", description="User Pulumi connects as over SSH (agent authentication) to manage the host.")
+    ssh_user: str = Field(
+        "root", description="User Pulumi connects as over SSH (agent authentication) to manage the host."
+    )
     docker_host: str | None = Field(
-        None, description="Docker endpoint; default unix:///var/run/docker.sock for localhost, else ssh://<ssh_user>@<address>."
+        None,
+        description="Docker endpoint; default unix:///var/run/docker.sock for localhost, else ssh://<ssh_user>@<address>.",
     )
 
     @field_validator("name")
@@ -144,7 +147,8 @@ class Paths(Model):
     )
     cache_root: AbsPath = Field(
         "/srv/media/cache",
-        description="Fast (SSD) scratch space: Tdarr's transcode cache, Jellyfin's cache and transcodes when not on tmpfs.",
+        description="Fast (SSD) scratch space: Tdarr's transcode cache, Jellyfin's cache, and Jellyfin's "
+        "transcodes when not on tmpfs.",
     )
     photos_root: AbsPath = Field(
         "/srv/media/photos", description="Immich's upload library (originals, thumbnails, encoded video)."
@@ -157,8 +161,12 @@ class Paths(Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> Paths:
-        roots = {"data_root": self.data_root, "config_root": self.config_root,
-                 "cache_root": self.cache_root, "photos_root": self.photos_root}
+        roots = {
+            "data_root": self.data_root,
+            "config_root": self.config_root,
+            "cache_root": self.cache_root,
+            "photos_root": self.photos_root,
+        }
         for a, pa in roots.items():
             for b, pb in roots.items():
                 if a < b and (pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")):
@@ -169,7 +177,9 @@ class Paths(Model):
 class Identity(Model):
     """The one user that owns the data root; linuxserver.io images drop to it."""
 
-    puid: int = Field(1000, ge=1, le=2**31 - 1, description="User id the apps run as (not 0: root owns nothing it should).")
+    puid: int = Field(
+        1000, ge=1, le=2**31 - 1, description="User id the apps run as (not 0: root owns nothing it should)."
+    )
     pgid: int = Field(1000, ge=1, le=2**31 - 1, description="Group id the apps run as.")
     umask: str = Field("002", description="File mode mask for new files; 002 keeps the data tree group-writable.")
     tz: str = Field("Etc/UTC", description="IANA time zone, e.g. Europe/Berlin.")
@@ -200,7 +210,9 @@ class Resources(Model):
 
     cpus: float = Field(gt=0, le=1024, description="CPU limit (cores, fractions allowed).")
     memory: Size = Field(description="Memory limit (hard; the container is OOM-killed above it).")
-    cpu_reservation: float = Field(gt=0, le=1024, description="CPUs guaranteed (Swarm reservation; CPU shares on one host).")
+    cpu_reservation: float = Field(
+        gt=0, le=1024, description="CPUs guaranteed (Swarm reservation; CPU shares on one host)."
+    )
     memory_reservation: Size = Field(description="Memory guaranteed (soft limit on one host, reservation on Swarm).")
 
     @field_validator("memory", "memory_reservation")
@@ -337,7 +349,9 @@ class StackConfig(Model):
     bundles: list[str] | None = Field(
         None, description="Catalog bundles to enable (default: all). Core (Traefik, socket proxy) is always on."
     )
-    services: dict[str, ServiceOverride] = Field(default_factory=dict, description="Per-service overrides, by catalog name.")
+    services: dict[str, ServiceOverride] = Field(
+        default_factory=dict, description="Per-service overrides, by catalog name."
+    )
     tls: Tls = Field(default_factory=Tls, description="Certificates.")
     reserve_for_host: Size = Field(
         "1GiB", description="Memory kept free for the host OS; reservations must fit in what is left."

@@ -30,34 +30,44 @@ def prometheus_config(stack: ResolvedStack) -> str:
         if service.spec.metrics is None:
             continue
         metrics = service.spec.metrics
-        scrape.append({
-            "job_name": service.name,
-            "metrics_path": metrics.path,
-            "static_configs": [{
-                "targets": [f"{service.name}:{metrics.port}"],
-                "labels": {"host": service.host.name, "tier": service.tier.value},
-            }],
-        })
+        scrape.append(
+            {
+                "job_name": service.name,
+                "metrics_path": metrics.path,
+                "static_configs": [
+                    {
+                        "targets": [f"{service.name}:{metrics.port}"],
+                        "labels": {"host": service.host.name, "tier": service.tier.value},
+                    }
+                ],
+            }
+        )
     probes = sorted(
         f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
         for s in stack.services
         if s.health and s.health.probe_port and s.name != "blackbox-exporter"
     )
     if "blackbox-exporter" in enabled and probes:
-        scrape.append({
-            "job_name": "blackbox-health",
-            "metrics_path": "/probe",
-            "params": {"module": ["http_2xx"]},
-            "static_configs": [{"targets": probes}],
-            "relabel_configs": [
-                {"source_labels": ["__address__"], "target_label": "__param_target"},
-                {"source_labels": ["__param_target"], "target_label": "instance"},
-                {"target_label": "__address__", "replacement": "blackbox-exporter:9115"},
-            ],
-        })
+        scrape.append(
+            {
+                "job_name": "blackbox-health",
+                "metrics_path": "/probe",
+                "params": {"module": ["http_2xx"]},
+                "static_configs": [{"targets": probes}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": "blackbox-exporter:9115"},
+                ],
+            }
+        )
     doc: dict[str, object] = {
-        "global": {"scrape_interval": "30s", "scrape_timeout": "10s", "evaluation_interval": "30s",
-                   "external_labels": {"stack": stack.stack}},
+        "global": {
+            "scrape_interval": "30s",
+            "scrape_timeout": "10s",
+            "evaluation_interval": "30s",
+            "external_labels": {"stack": stack.stack},
+        },
     }
     if "alertmanager" in enabled:
         doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}
@@ -67,31 +77,51 @@ def prometheus_config(stack: ResolvedStack) -> str:
 
 def alertmanager_config(stack: ResolvedStack) -> str:
     # Receivers arrive with the monitoring work; until then alerts are grouped and kept in Alertmanager's UI.
-    return _dump({
-        "route": {"receiver": "default", "group_by": ["alertname", "service"], "group_wait": "30s",
-                  "group_interval": "5m", "repeat_interval": "4h"},
-        "receivers": [{"name": "default"}],
-    })
+    return _dump(
+        {
+            "route": {
+                "receiver": "default",
+                "group_by": ["alertname", "service"],
+                "group_wait": "30s",
+                "group_interval": "5m",
+                "repeat_interval": "4h",
+            },
+            "receivers": [{"name": "default"}],
+        }
+    )
 
 
 def blackbox_config(stack: ResolvedStack) -> str:
-    return _dump({
-        "modules": {
-            "http_2xx": {
-                "prober": "http",
-                "timeout": "10s",
-                "http": {"preferred_ip_protocol": "ip4", "valid_status_codes": [], "follow_redirects": True},
+    return _dump(
+        {
+            "modules": {
+                "http_2xx": {
+                    "prober": "http",
+                    "timeout": "10s",
+                    "http": {"preferred_ip_protocol": "ip4", "valid_status_codes": [], "follow_redirects": True},
+                },
             },
-        },
-    })
+        }
+    )
 
 
 def grafana_datasources(stack: ResolvedStack) -> str:
-    return _dump({
-        "apiVersion": 1,
-        "datasources": [{"name": "Prometheus", "type": "prometheus", "uid": "prometheus", "access": "proxy",
-                         "url": "http://prometheus:9090", "isDefault": True, "editable": False}],
-    })
+    return _dump(
+        {
+            "apiVersion": 1,
+            "datasources": [
+                {
+                    "name": "Prometheus",
+                    "type": "prometheus",
+                    "uid": "prometheus",
+                    "access": "proxy",
+                    "url": "http://prometheus:9090",
+                    "isDefault": True,
+                    "editable": False,
+                }
+            ],
+        }
+    )
 
 
 GENERATORS = {

@@ -157,9 +157,10 @@ def raw_config_from_pulumi() -> tuple[dict[str, Any], frozenset[str]]:
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = NAMESPACE + ":"
-    raw = {key[len(prefix):]: decode(value) for key, value in merged.items() if key.startswith(prefix)}
+    raw = {key[len(prefix) :]: decode(value) for key, value in merged.items() if key.startswith(prefix)}
     secret_keys = frozenset(
-        key for key in {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()}
+        key
+        for key in {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()}
         if key.startswith(prefix)
     )
     return raw, secret_keys

@@ -20,7 +20,7 @@ from .catalog import (
     Secret,
     Service,
 )
-from .config import Gpu, Host, Resources, ResourcesOverride, StackConfig, TierName
+from .config import Gpu, Host, Resources, StackConfig, TierName
 from .loading import Problem
 from .units import format_size
 
@@ -94,6 +94,7 @@ class ResolvedStack:
 
 # -- which services run -----------------------------------------------------------------------------
 
+
 def enabled_services(config: StackConfig) -> list[str]:
     bundles = set(config.bundles) if config.bundles is not None else set(BUNDLES)
     chosen: list[str] = []
@@ -109,8 +110,10 @@ def enabled_services(config: StackConfig) -> list[str]:
     for name in chosen:
         service = CATALOG[name]
         explicit = config.services.get(name)
-        if service.companion_of and not (explicit and explicit.enabled) and not any(
-            c in chosen for c in service.companion_of
+        if (
+            service.companion_of
+            and not (explicit and explicit.enabled)
+            and not any(c in chosen for c in service.companion_of)
         ):
             continue
         result.append(name)
@@ -130,18 +133,37 @@ def effective_resources(service: Service, config: StackConfig) -> tuple[TierName
 def _layer_problems(path: str, service: Service, resources: Resources, host: Host) -> list[Problem]:
     problems = []
     if resources.cpu_reservation > resources.cpus:
-        problems.append(Problem(f"{path}.resources.cpu_reservation", resources.cpu_reservation,
-                                f"above {service.name}'s cpus limit {resources.cpus}; lower it or raise cpus"))
+        problems.append(
+            Problem(
+                f"{path}.resources.cpu_reservation",
+                resources.cpu_reservation,
+                f"above {service.name}'s cpus limit {resources.cpus}; lower it or raise cpus",
+            )
+        )
     if resources.memory_reservation > resources.memory:
-        problems.append(Problem(f"{path}.resources.memory_reservation", format_size(resources.memory_reservation),
-                                f"above {service.name}'s memory limit {format_size(resources.memory)}; "
-                                "lower it or raise memory"))
+        problems.append(
+            Problem(
+                f"{path}.resources.memory_reservation",
+                format_size(resources.memory_reservation),
+                f"above {service.name}'s memory limit {format_size(resources.memory)}; lower it or raise memory",
+            )
+        )
     if resources.cpus > host.cpus:
-        problems.append(Problem(f"{path}.resources.cpus", resources.cpus,
-                                f"more than host {host.name} has ({host.cpus}); at most {host.cpus}"))
+        problems.append(
+            Problem(
+                f"{path}.resources.cpus",
+                resources.cpus,
+                f"more than host {host.name} has ({host.cpus}); at most {host.cpus}",
+            )
+        )
     if resources.memory > host.memory:
-        problems.append(Problem(f"{path}.resources.memory", format_size(resources.memory),
-                                f"more than host {host.name} has ({format_size(host.memory)})"))
+        problems.append(
+            Problem(
+                f"{path}.resources.memory",
+                format_size(resources.memory),
+                f"more than host {host.name} has ({format_size(host.memory)})",
+            )
+        )
     return problems
 
 
@@ -150,8 +172,9 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
     problems: list[Problem] = []
     for i, bundle in enumerate(config.bundles or ()):
         if bundle not in BUNDLES:
-            problems.append(Problem(f"mediastack:bundles[{i}]", bundle,
-                                    f"unknown bundle; allowed: {', '.join(BUNDLES)}"))
+            problems.append(
+                Problem(f"mediastack:bundles[{i}]", bundle, f"unknown bundle; allowed: {', '.join(BUNDLES)}")
+            )
     for name, override in config.services.items():
         path = f"mediastack:services.{name}"
         if name not in CATALOG:
@@ -160,18 +183,23 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
             problems.append(Problem(path, name, f"unknown service; {hint}services are: {', '.join(CATALOG)}"))
             continue
         if override.enabled is False and name in ALWAYS_ON:
-            problems.append(Problem(f"{path}.enabled", False,
-                                    f"{name} is part of the core and cannot be disabled"))
+            problems.append(Problem(f"{path}.enabled", False, f"{name} is part of the core and cannot be disabled"))
         secret_names = set(CATALOG[name].secret_env)
         for key in override.env:
             if key in secret_names:
-                problems.append(Problem(f"{path}.env.{key}", "...",
-                                        "set by the stack as a generated secret; remove it from env"))
+                problems.append(
+                    Problem(f"{path}.env.{key}", "...", "set by the stack as a generated secret; remove it from env")
+                )
         taken = {m.target for m in CATALOG[name].mounts}
         for j, mount in enumerate(override.mounts):
             if mount.target in taken:
-                problems.append(Problem(f"{path}.mounts[{j}].target", mount.target,
-                                        f"already used by {name}'s own mounts ({', '.join(sorted(taken))}); pick another"))
+                problems.append(
+                    Problem(
+                        f"{path}.mounts[{j}].target",
+                        mount.target,
+                        f"already used by {name}'s own mounts ({', '.join(sorted(taken))}); pick another",
+                    )
+                )
     if problems:
         return problems
 
@@ -180,14 +208,27 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
     for name in enabled:
         for needed in CATALOG[name].requires:
             if needed not in enabled:
-                problems.append(Problem(f"mediastack:services.{needed}.enabled", False,
-                                        f"{name} needs {needed}; enable {needed} or disable {name}"))
+                problems.append(
+                    Problem(
+                        f"mediastack:services.{needed}.enabled",
+                        False,
+                        f"{name} needs {needed}; enable {needed} or disable {name}",
+                    )
+                )
         override = config.services.get(name)
-        if override and override.enabled and CATALOG[name].companion_of and not any(
-            c in enabled for c in CATALOG[name].companion_of
+        if (
+            override
+            and override.enabled
+            and CATALOG[name].companion_of
+            and not any(c in enabled for c in CATALOG[name].companion_of)
         ):
-            problems.append(Problem(f"mediastack:services.{name}.enabled", True,
-                                    f"{name} watches {' or '.join(CATALOG[name].companion_of)}, which is disabled"))
+            problems.append(
+                Problem(
+                    f"mediastack:services.{name}.enabled",
+                    True,
+                    f"{name} watches {' or '.join(CATALOG[name].companion_of)}, which is disabled",
+                )
+            )
 
     total_cpu, total_mem = 0.0, 0
     for name in enabled:
@@ -197,27 +238,40 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
         total_cpu += resources.cpu_reservation
         total_mem += resources.memory_reservation
         if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
-            problems.append(Problem(
-                "mediastack:paths.transcode_tmpfs", format_size(config.paths.transcode_tmpfs),
-                f"more than half of jellyfin's memory limit {format_size(resources.memory)} (tmpfs pages count "
-                "against it); lower it, raise jellyfin's memory, or set null to transcode under cache_root"))
+            problems.append(
+                Problem(
+                    "mediastack:paths.transcode_tmpfs",
+                    format_size(config.paths.transcode_tmpfs),
+                    f"more than half of jellyfin's memory limit {format_size(resources.memory)} (tmpfs pages count "
+                    "against it); lower it, raise jellyfin's memory, or set null to transcode under cache_root",
+                )
+            )
 
     available_mem = host.memory - config.reserve_for_host
     if total_mem > available_mem:
-        problems.append(Problem(
-            "mediastack:hosts[0].memory", format_size(host.memory),
-            f"memory reservations of the enabled services total {format_size(total_mem)}, more than the "
-            f"{format_size(max(available_mem, 0))} left after reserve_for_host; lower the tiers' "
-            "memory_reservation, disable services, or use a bigger host"))
+        problems.append(
+            Problem(
+                "mediastack:hosts[0].memory",
+                format_size(host.memory),
+                f"memory reservations of the enabled services total {format_size(total_mem)}, more than the "
+                f"{format_size(max(available_mem, 0))} left after reserve_for_host; lower the tiers' "
+                "memory_reservation, disable services, or use a bigger host",
+            )
+        )
     if total_cpu > host.cpus + 1e-9:
-        problems.append(Problem(
-            "mediastack:hosts[0].cpus", host.cpus,
-            f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has; lower the "
-            "tiers' cpu_reservation or disable services"))
+        problems.append(
+            Problem(
+                "mediastack:hosts[0].cpus",
+                host.cpus,
+                f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has; lower the "
+                "tiers' cpu_reservation or disable services",
+            )
+        )
     return problems
 
 
 # -- resolution ------------------------------------------------------------------------------------
+
 
 def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
     paths = config.paths
@@ -270,7 +324,9 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     return dict(sorted(env.items()))
 
 
-def _labels(service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str) -> dict[str, str]:
+def _labels(
+    service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str
+) -> dict[str, str]:
     labels = {
         "mediastack.service": service.name,
         "mediastack.bundle": service.bundle,
@@ -280,14 +336,16 @@ def _labels(service: Service, tier: TierName, config: StackConfig, web_host: str
     }
     if service.web and web_host:
         router = service.name
-        labels.update({
-            "traefik.enable": "true",
-            "traefik.docker.network": network_name(service.web.via),
-            f"traefik.http.routers.{router}.rule": f"Host(`{web_host}`)",
-            f"traefik.http.routers.{router}.entrypoints": "websecure",
-            f"traefik.http.routers.{router}.tls": "true",
-            f"traefik.http.services.{router}.loadbalancer.server.port": str(service.web.port),
-        })
+        labels.update(
+            {
+                "traefik.enable": "true",
+                "traefik.docker.network": network_name(service.web.via),
+                f"traefik.http.routers.{router}.rule": f"Host(`{web_host}`)",
+                f"traefik.http.routers.{router}.entrypoints": "websecure",
+                f"traefik.http.routers.{router}.tls": "true",
+                f"traefik.http.services.{router}.loadbalancer.server.port": str(service.web.port),
+            }
+        )
         if config.tls.acme_email:
             labels[f"traefik.http.routers.{router}.tls.certresolver"] = "letsencrypt"
         if service.name == "traefik":
@@ -298,8 +356,11 @@ def _labels(service: Service, tier: TierName, config: StackConfig, web_host: str
 def _command(service: Service, config: StackConfig) -> tuple[str, ...]:
     if service.name == "traefik" and config.tls.acme_email:
         acme = "--certificatesresolvers.letsencrypt.acme"
-        args = [f"{acme}.email={config.tls.acme_email}", f"{acme}.storage=/letsencrypt/acme.json",
-                f"{acme}.httpchallenge.entrypoint=web"]
+        args = [
+            f"{acme}.email={config.tls.acme_email}",
+            f"{acme}.storage=/letsencrypt/acme.json",
+            f"{acme}.httpchallenge.entrypoint=web",
+        ]
         if config.tls.acme_staging:
             args.append(f"{acme}.caserver=https://acme-staging-v02.api.letsencrypt.org/directory")
         return (*service.command, *args)
@@ -320,7 +381,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
         if override and override.image_digest:
             image += f"@{override.image_digest}"
         subdomain = (override.subdomain if override and override.subdomain else None) or (
-            spec.web.subdomain if spec.web else None)
+            spec.web.subdomain if spec.web else None
+        )
         web_host = f"{subdomain}.{config.domain}" if spec.web else None
         devices: tuple[str, ...] = ()
         group_adds: tuple[str, ...] = ()
@@ -332,15 +394,26 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
             gpu_request = True
         roles = spec.networks if monitored else spec.networks - {NetworkRole.monitoring}
         networks = tuple(sorted(roles, key=lambda r: list(NetworkRole).index(r)))
-        services.append(ResolvedService(
-            spec=spec, host=host, image=image, resources=resources,
-            swap_limit=resources.memory if tier is TierName.critical else None,
-            env=_env(spec, config, enabled, web_host), secret_env=dict(spec.secret_env),
-            mounts=tuple(_mounts(spec, config)), networks=networks,
-            labels=_labels(spec, tier, config, web_host, image), health=spec.health,
-            command=_command(spec, config),
-            devices=devices, gpu_request=gpu_request, group_adds=group_adds, web_host=web_host,
-        ))
+        services.append(
+            ResolvedService(
+                spec=spec,
+                host=host,
+                image=image,
+                resources=resources,
+                swap_limit=resources.memory if tier is TierName.critical else None,
+                env=_env(spec, config, enabled, web_host),
+                secret_env=dict(spec.secret_env),
+                mounts=tuple(_mounts(spec, config)),
+                networks=networks,
+                labels=_labels(spec, tier, config, web_host, image),
+                health=spec.health,
+                command=_command(spec, config),
+                devices=devices,
+                gpu_request=gpu_request,
+                group_adds=group_adds,
+                web_host=web_host,
+            )
+        )
     used = {role for s in services for role in s.networks}
     networks = tuple(r for r in NetworkRole if r in used)
     return ResolvedStack(stack=stack, config=config, services=tuple(services), networks=networks)

@@ -38,7 +38,9 @@ def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str
     plain = [f"{k}={v}" for k, v in service.env.items()]
     if not service.secret_env:
         return plain
-    secret_lines = [pulumi.Output.concat(key, "=", secrets[secret.id]) for key, secret in sorted(service.secret_env.items())]
+    secret_lines = [
+        pulumi.Output.concat(key, "=", secrets[secret.id]) for key, secret in sorted(service.secret_env.items())
+    ]
     return pulumi.Output.all(*secret_lines).apply(lambda lines: sorted(plain + list(lines)))
 
 
@@ -50,18 +52,28 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     health = None
     if service.health is not None:
         health = docker.ContainerHealthcheckArgs(
-            tests=list(service.health.test), interval=HEALTH_INTERVAL, timeout=HEALTH_TIMEOUT,
-            start_period=f"{service.health.start_period_s}s", retries=HEALTH_RETRIES,
+            tests=list(service.health.test),
+            interval=HEALTH_INTERVAL,
+            timeout=HEALTH_TIMEOUT,
+            start_period=f"{service.health.start_period_s}s",
+            retries=HEALTH_RETRIES,
         )
     mounts = []
     for m in service.mounts:
         if m.type == "tmpfs":
-            mounts.append(docker.ContainerMountArgs(
-                target=m.target, type="tmpfs",
-                tmpfs_options=docker.ContainerMountTmpfsOptionsArgs(size_bytes=m.size, mode=0o1777 if m.target == "/tmp" else 0o755),
-            ))
+            mounts.append(
+                docker.ContainerMountArgs(
+                    target=m.target,
+                    type="tmpfs",
+                    tmpfs_options=docker.ContainerMountTmpfsOptionsArgs(
+                        size_bytes=m.size, mode=0o1777 if m.target == "/tmp" else 0o755
+                    ),
+                )
+            )
         else:
-            mounts.append(docker.ContainerMountArgs(target=m.target, type="bind", source=m.source, read_only=m.read_only))
+            mounts.append(
+                docker.ContainerMountArgs(target=m.target, type="bind", source=m.source, read_only=m.read_only)
+            )
     return dict(
         name=service.name,
         hostname=service.name,
@@ -87,10 +99,15 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         init=not spec.linuxserver,
         destroy_grace_seconds=spec.stop_grace_s,
         mounts=mounts,
-        devices=[docker.ContainerDeviceArgs(host_path=d, container_path=d, permissions="rwm") for d in service.devices] or None,
-        device_requests=[docker.ContainerDeviceRequestArgs(driver="nvidia", count=-1,
-                                                           capabilities=["gpu", "compute", "video", "utility"])]
-        if service.gpu_request else None,
+        devices=[docker.ContainerDeviceArgs(host_path=d, container_path=d, permissions="rwm") for d in service.devices]
+        or None,
+        device_requests=[
+            docker.ContainerDeviceRequestArgs(
+                driver="nvidia", count=-1, capabilities=["gpu", "compute", "video", "utility"]
+            )
+        ]
+        if service.gpu_request
+        else None,
         group_adds=list(service.group_adds) or None,
         networks_advanced=[
             docker.ContainerNetworksAdvancedArgs(name=args.networks[role], aliases=[service.name])
@@ -98,8 +115,10 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         ],
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(service.labels.items())],
-        uploads=[docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path])
-                 for path in spec.uploads] or None,
+        uploads=[
+            docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path]) for path in spec.uploads
+        ]
+        or None,
         wait=False,
     )
 

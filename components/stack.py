@@ -28,8 +28,11 @@ def docker_endpoint(host: Host) -> str:
 def _secret_resource(name: str, secret: Secret, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
     if secret.kind == "api_key":
         # The *arr apps' own format: 32 lower-case hex characters.
-        key = random.RandomId(name, byte_length=16,
-                              opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["hex"])))
+        key = random.RandomId(
+            name,
+            byte_length=16,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["hex"])),
+        )
         return pulumi.Output.secret(key.hex)
     password = random.RandomPassword(name, length=secret.length, special=False, opts=child)
     # The provider marks `result` secret; wrapping it here keeps it secret under any engine, mocks included.

@@ -121,13 +121,21 @@ class HostStorage(pulumi.ComponentResource):
         connection = host_connection(args.host)
         if connection is None:
             run = command.local.Command(
-                f"{name}-dirs", create=create, delete=delete, triggers=[create, delete],
-                interpreter=["/bin/sh", "-c"], opts=child,
+                f"{name}-dirs",
+                create=create,
+                delete=delete,
+                triggers=[create, delete],
+                interpreter=["/bin/sh", "-c"],
+                opts=child,
             )
         else:
             run = command.remote.Command(
-                f"{name}-dirs", connection=connection, create=create, delete=delete,
-                triggers=[create, delete], opts=child,
+                f"{name}-dirs",
+                connection=connection,
+                create=create,
+                delete=delete,
+                triggers=[create, delete],
+                opts=child,
             )
         self.ready = run
         self.stdout = run.stdout

@@ -31,9 +31,7 @@ def parse_size(value: object) -> int:
     number, prefix, suffix = match.groups()
     prefix, suffix = prefix.lower(), suffix.lower()
     if suffix == "b" and prefix:
-        raise ValueError(
-            f"decimal unit {prefix.upper()}B is ambiguous; write {number}{prefix.upper()}iB"
-        )
+        raise ValueError(f"decimal unit {prefix.upper()}B is ambiguous; write {number}{prefix.upper()}iB")
     if suffix == "i":
         raise ValueError(f"incomplete unit; write {number}{prefix.upper()}iB")
     result = float(number) * _BINARY[prefix]

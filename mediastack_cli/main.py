@@ -36,7 +36,7 @@ def _load(project: Path, stack: str):
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(EXIT_CONFIG) from None
     prefix = files.project + ":"
-    raw = {k[len(prefix):]: decode(v) for k, v in files.config.items() if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: decode(v) for k, v in files.config.items() if k.startswith(prefix)}
     try:
         config = parse_stack_config(raw, stack, files.secret_keys)
     except ConfigError as error:
@@ -50,8 +50,13 @@ def _summary(r: Registration) -> str:
     short = r.type.split(":")[-1]
     if short == "Container":
         nets = ",".join(n["name"].removeprefix("mediastack-") for n in i.get("networksAdvanced", []))
-        parts = [i.get("image", "").split("@")[0], f"cpus={i.get('cpus')}", f"mem={i.get('memory')}MiB",
-                 f"reserve={i.get('memoryReservation')}MiB", f"nets={nets}"]
+        parts = [
+            i.get("image", "").split("@")[0],
+            f"cpus={i.get('cpus')}",
+            f"mem={i.get('memory')}MiB",
+            f"reserve={i.get('memoryReservation')}MiB",
+            f"nets={nets}",
+        ]
         if "memorySwap" in i:
             parts.append(f"swap={i['memorySwap']}MiB")
         if i.get("ports"):

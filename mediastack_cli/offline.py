@@ -89,8 +89,10 @@ def read_stack(project_dir: Path, stack: str) -> StackFiles:
         raise ProjectError("Pulumi.yaml has no project `name`")
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
-        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
-        raise ProjectError(f"no stack '{stack}': {stack_file.name} does not exist; stacks here: {', '.join(stacks) or 'none'}")
+        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise ProjectError(
+            f"no stack '{stack}': {stack_file.name} does not exist; stacks here: {', '.join(stacks) or 'none'}"
+        )
 
     def namespaced(key: str) -> str:
         return key if ":" in key else f"{name}:{key}"
@@ -176,14 +178,21 @@ def make_monitor(mocks: StackMocks, records: list[Registration]):
     from pulumi.runtime.mocks import MockMonitor
 
     class RecordingMonitor(MockMonitor):
-        def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-                records.append(Registration(
-                    urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                    custom=bool(request.custom), inputs=_mask(raw), provider=request.provider,
-                ))
+                records.append(
+                    Registration(
+                        urn=response.urn,
+                        type=request.type,
+                        name=request.name,
+                        parent=request.parent,
+                        custom=bool(request.custom),
+                        inputs=_mask(raw),
+                        provider=request.provider,
+                    )
+                )
             return response
 
     return RecordingMonitor(mocks)
@@ -217,8 +226,13 @@ def _in_project(project_dir: Path):
         sys.path[:] = old_path
 
 
-def start_mocks(project: str, stack: str, config: dict[str, str], secret_keys: frozenset[str],
-                records: list[Registration] | None = None) -> None:
+def start_mocks(
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    secret_keys: frozenset[str],
+    records: list[Registration] | None = None,
+) -> None:
     """Point the Pulumi runtime at the recording mock monitor with this stack's config."""
     import pulumi
     from pulumi.runtime import settings

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from mediastack_cli.main import app
 
 runner = CliRunner()
@@ -31,7 +31,10 @@ def test_plan_prints_the_tree_and_counts_in_a_real_process(tmp_path: Path) -> No
     out = tmp_path / "plan.json"
     proc = subprocess.run(
         [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "mediastack:service:MediaService media-jellyfin" in proc.stdout
@@ -39,8 +42,13 @@ def test_plan_prints_the_tree_and_counts_in_a_real_process(tmp_path: Path) -> No
     plan = json.loads(out.read_text())
     assert plan["stack"] == "dev"
     types = {r["type"] for r in plan["resources"]}
-    assert {"mediastack:stack:MediaStack", "docker:index/container:Container", "docker:index/network:Network",
-            "docker:index/remoteImage:RemoteImage", "command:local:Command"} <= types
+    assert {
+        "mediastack:stack:MediaStack",
+        "docker:index/container:Container",
+        "docker:index/network:Network",
+        "docker:index/remoteImage:RemoteImage",
+        "command:local:Command",
+    } <= types
     for r in plan["resources"]:
         assert set(r) == {"urn", "type", "name", "parent", "inputs"}
         assert r["urn"].startswith("urn:pulumi:dev::mediastack::")
@@ -63,8 +71,13 @@ def test_bad_config_exits_2_with_the_message_and_no_traceback(tmp_path: Path) ->
     doc["config"]["mediastack:hosts"][0]["memory"] = "8GB"
     doc["config"]["mediastack:identity"]["tz"] = "Moon/Base"
     stack_file.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev"], cwd=project,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "stack 'dev': 2 config problems in Pulumi.dev.yaml" in proc.stderr
     assert "mediastack:hosts[0].memory = '8GB': decimal unit GB is ambiguous; write 8GiB" in proc.stderr
@@ -123,8 +136,10 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Path) -> None:
     from conftest import containers, plan
+
     runner.invoke(app, ["render", "--stack", stack, "--project", str(ROOT), "--out", str(tmp_path)])
     from components.files import CONTAINER_PATHS
+
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
     assert len(uploads) == (4 if stack == "prod" else 0)

@@ -6,9 +6,9 @@ import copy
 from typing import Any
 
 import pytest
+from conftest import raw_config
 
 from components.loading import ConfigError, parse_stack_config
-from conftest import raw_config
 
 
 def prod() -> dict[str, Any]:
@@ -54,42 +54,84 @@ CASES = [
     (with_host(name="NAS_1"), "mediastack:hosts[0].name", ["'NAS_1'", "lower case"]),
     (with_host(address="not an address"), "mediastack:hosts[0].address", ["IP address or a DNS name"]),
     (with_host(ram="32GiB"), "mediastack:hosts[0].ram", ["unknown key", "memory"]),
-    (with_("hosts", [prod()["hosts"][0], {**prod()["hosts"][0], "name": "nas2"}]), "mediastack:hosts",
-     ["exactly one host, got 2"]),
+    (
+        with_("hosts", [prod()["hosts"][0], {**prod()["hosts"][0], "name": "nas2"}]),
+        "mediastack:hosts",
+        ["exactly one host, got 2"],
+    ),
     (with_("paths", {"data_root": "srv/data"}), "mediastack:paths.data_root", ["absolute path"]),
-    (with_("paths", {"data_root": "/srv/media", "config_root": "/srv/media/config"}), "mediastack:paths",
-     ["must not overlap"]),
+    (
+        with_("paths", {"data_root": "/srv/media", "config_root": "/srv/media/config"}),
+        "mediastack:paths",
+        ["must not overlap"],
+    ),
     (with_("identity", {"umask": "0999"}), "mediastack:identity.umask", ["three octal digits"]),
     (with_("identity", {"tz": "Berlin"}), "mediastack:identity.tz", ["'Berlin'", "IANA time zone"]),
     (with_("identity", {"puid": 0}), "mediastack:identity.puid", ["greater than or equal to 1"]),
-    (with_("tiers", {"critical": {"cpus": 4, "memory": "1GiB", "cpu_reservation": 1, "memory_reservation": "2GiB"}}),
-     "mediastack:tiers.critical", ["above the memory limit", "lower it"]),
-    (with_("tiers", {"utility": {"cpus": 0.5, "memory": "512MiB"}}), "mediastack:tiers.utility.cpu_reservation",
-     ["required"]),
+    (
+        with_("tiers", {"critical": {"cpus": 4, "memory": "1GiB", "cpu_reservation": 1, "memory_reservation": "2GiB"}}),
+        "mediastack:tiers.critical",
+        ["above the memory limit", "lower it"],
+    ),
+    (
+        with_("tiers", {"utility": {"cpus": 0.5, "memory": "512MiB"}}),
+        "mediastack:tiers.utility.cpu_reservation",
+        ["required"],
+    ),
     (with_("bundles", ["media", "torrents"]), "mediastack:bundles[1]", ["unknown bundle", "downloads"]),
     (with_service("sonar", enabled=True), "mediastack:services.sonar", ["did you mean 'sonarr'"]),
     (with_service("jellyfin", image_tag="latest"), "mediastack:services.jellyfin.image_tag", ["not `latest`"]),
-    (with_service("jellyfin", image_digest="sha256:abc"), "mediastack:services.jellyfin.image_digest",
-     ["64 lower-case hex"]),
+    (
+        with_service("jellyfin", image_digest="sha256:abc"),
+        "mediastack:services.jellyfin.image_digest",
+        ["64 lower-case hex"],
+    ),
     (with_service("traefik", enabled=False), "mediastack:services.traefik.enabled", ["core", "cannot be disabled"]),
-    (with_service("immich-postgres", enabled=False), "mediastack:services.immich-postgres.enabled",
-     ["immich-server needs immich-postgres"]),
-    (with_service("sonarr", resources={"memory": "1GiB", "memory_reservation": "1.5GiB"}),
-     "mediastack:services.sonarr.resources.memory_reservation", ["above sonarr's memory limit 1GiB"]),
-    (with_service("jellyfin", resources={"cpus": 16}), "mediastack:services.jellyfin.resources.cpus",
-     ["more than host nas has (8)"]),
-    (with_service("sonarr", env={"SONARR__AUTH__APIKEY": "abc"}), "mediastack:services.sonarr.env.SONARR__AUTH__APIKEY",
-     ["generated secret"]),
+    (
+        with_service("immich-postgres", enabled=False),
+        "mediastack:services.immich-postgres.enabled",
+        ["immich-server needs immich-postgres"],
+    ),
+    (
+        with_service("sonarr", resources={"memory": "1GiB", "memory_reservation": "1.5GiB"}),
+        "mediastack:services.sonarr.resources.memory_reservation",
+        ["above sonarr's memory limit 1GiB"],
+    ),
+    (
+        with_service("jellyfin", resources={"cpus": 16}),
+        "mediastack:services.jellyfin.resources.cpus",
+        ["more than host nas has (8)"],
+    ),
+    (
+        with_service("sonarr", env={"SONARR__AUTH__APIKEY": "abc"}),
+        "mediastack:services.sonarr.env.SONARR__AUTH__APIKEY",
+        ["generated secret"],
+    ),
     (with_service("sonarr", env={"BAD-NAME": "x"}), "mediastack:services.sonarr.env", ["not an environment variable"]),
-    (with_service("radarr", mounts=[{"source": "/var/run/docker.sock", "target": "/sock"}]),
-     "mediastack:services.radarr.mounts[0].source", ["only the socket proxy"]),
-    (with_service("radarr", mounts=[{"source": "/mnt/x", "target": "/data"}]),
-     "mediastack:services.radarr.mounts[0].target", ["already used"]),
-    (with_service("jellyfin", tier="gold"), "mediastack:services.jellyfin.tier", ["'critical', 'standard' or 'utility'"]),
+    (
+        with_service("radarr", mounts=[{"source": "/var/run/docker.sock", "target": "/sock"}]),
+        "mediastack:services.radarr.mounts[0].source",
+        ["only the socket proxy"],
+    ),
+    (
+        with_service("radarr", mounts=[{"source": "/mnt/x", "target": "/data"}]),
+        "mediastack:services.radarr.mounts[0].target",
+        ["already used"],
+    ),
+    (
+        with_service("jellyfin", tier="gold"),
+        "mediastack:services.jellyfin.tier",
+        ["'critical', 'standard' or 'utility'"],
+    ),
     (with_("paths", {"transcode_tmpfs": "6GiB"}), "mediastack:paths.transcode_tmpfs", ["half of jellyfin's memory"]),
     (with_host(memory="8GiB"), "mediastack:hosts[0].memory", ["memory reservations", "total"]),
-    (with_("tiers", {"standard": {"cpus": 2, "memory": "2GiB", "cpu_reservation": 2, "memory_reservation": "512MiB"}}),
-     "mediastack:hosts[0].cpus", ["CPU reservations", "more than the host has"]),
+    (
+        with_(
+            "tiers", {"standard": {"cpus": 2, "memory": "2GiB", "cpu_reservation": 2, "memory_reservation": "512MiB"}}
+        ),
+        "mediastack:hosts[0].cpus",
+        ["CPU reservations", "more than the host has"],
+    ),
     (with_("tls", {"acme_email": "not-an-email"}), "mediastack:tls.acme_email", ["e-mail address"]),
     (with_("hosts", "nas"), "mediastack:hosts", ["valid list"]),
 ]

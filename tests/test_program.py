@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
+from conftest import CONTAINER, containers, plan, plan_config, raw_config
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
-from conftest import CONTAINER, containers, plan, plan_config, raw_config
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
@@ -99,11 +99,15 @@ def test_networks_per_service(stack: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_only_the_socket_proxy_reaches_docker_read_only(stack: str) -> None:
     for name, c in containers(plan(stack)).items():
-        socket_mounts = [m for m in c.get("mounts", []) if m.get("source", "").endswith("docker.sock")
-                         or m.get("source") in ("/var/run", "/run")]
+        socket_mounts = [
+            m
+            for m in c.get("mounts", [])
+            if m.get("source", "").endswith("docker.sock") or m.get("source") in ("/var/run", "/run")
+        ]
         if name == "socket-proxy":
-            assert socket_mounts == [{"target": "/var/run/docker.sock", "type": "bind", "readOnly": True,
-                                      "source": "/var/run/docker.sock"}]
+            assert socket_mounts == [
+                {"target": "/var/run/docker.sock", "type": "bind", "readOnly": True, "source": "/var/run/docker.sock"}
+            ]
         else:
             assert socket_mounts == [], name
     traefik = containers(plan(stack))["traefik"]
@@ -130,8 +134,12 @@ def test_linuxserver_identity(stack: str) -> None:
             envs = c["envs"] if isinstance(c["envs"], list) else []
             if c["envs"] == "[secret]":
                 continue  # the *arr apps' env carries their API key: checked in test_secrets
-            assert {f"PUID={ident['puid']}", f"PGID={ident['pgid']}", f"UMASK={ident['umask']}",
-                    f"TZ={ident['tz']}"} <= set(envs), name
+            assert {
+                f"PUID={ident['puid']}",
+                f"PGID={ident['pgid']}",
+                f"UMASK={ident['umask']}",
+                f"TZ={ident['tz']}",
+            } <= set(envs), name
 
 
 def test_gpu_devices_follow_the_host() -> None:
@@ -146,7 +154,8 @@ def test_gpu_devices_follow_the_host() -> None:
     cfg["hosts"][0].update(gpu="nvidia", render_gid=None)
     nvidia = containers(plan_config(cfg))
     assert nvidia["jellyfin"]["deviceRequests"] == [
-        {"driver": "nvidia", "count": -1, "capabilities": ["gpu", "compute", "video", "utility"]}]
+        {"driver": "nvidia", "count": -1, "capabilities": ["gpu", "compute", "video", "utility"]}
+    ]
     assert "devices" not in nvidia["jellyfin"]
 
 
@@ -185,6 +194,7 @@ def test_secrets_never_appear_in_plain_text() -> None:
         assert c[name]["envs"] == "[secret]", name
     # The mock provider's generated values must not leak into the plan anywhere.
     from mediastack_cli.offline import StackMocks, _digest
+
     text = json.dumps(result.to_json())
     for r in generated:
         seed = _digest(f"{r.type}/{r.name}")
@@ -215,8 +225,13 @@ def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.Monk
 
     from components import catalog, resolve
 
-    extra = replace(catalog.CATALOG["bazarr"], name="lidarr", image="lscr.io/linuxserver/lidarr", tag="2.13.3",
-                    web=catalog.WebUI(8686, "lidarr"))
+    extra = replace(
+        catalog.CATALOG["bazarr"],
+        name="lidarr",
+        image="lscr.io/linuxserver/lidarr",
+        tag="2.13.3",
+        web=catalog.WebUI(8686, "lidarr"),
+    )
     monkeypatch.setitem(catalog.CATALOG, "lidarr", extra)
     monkeypatch.setattr(resolve, "CATALOG", catalog.CATALOG)
     c = containers(plan_config(raw_config("prod"), stack="extra"))

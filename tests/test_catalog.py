@@ -1,0 +1,117 @@
+"""The catalog: complete, pinned, and each entry consistent with itself."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from components.catalog import BUNDLES, CATALOG, MountKind, NetworkRole
+from components.units import format_size, parse_size
+
+REQUIRED = {
+    "jellyfin",
+    "sonarr",
+    "radarr",
+    "prowlarr",
+    "bazarr",
+    "qbittorrent",
+    "sabnzbd",
+    "immich-server",
+    "immich-machine-learning",
+    "immich-postgres",
+    "immich-redis",
+    "redis",
+    "tdarr",
+    "tdarr-node",
+    "traefik",
+    "socket-proxy",
+    "prometheus",
+    "grafana",
+    "alertmanager",
+    "node-exporter",
+    "cadvisor",
+    "blackbox-exporter",
+    "sonarr-exporter",
+    "radarr-exporter",
+    "prowlarr-exporter",
+    "postgres-exporter",
+    "redis-exporter",
+}
+# What each health command runs, and so what the image must contain.
+KNOWN_HEALTH_BINARIES = {
+    "curl",
+    "wget",
+    "traefik",
+    "pg_isready",
+    "redis-cli",
+    "valkey-cli",
+    "immich-healthcheck",
+    "python3",
+}
+
+
+def test_catalog_covers_the_stack() -> None:
+    assert set(CATALOG) == REQUIRED
+    assert BUNDLES[0] == "core"
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    for s in CATALOG.values():
+        assert s.tag and s.tag != "latest" and re.search(r"\d", s.tag), s.name
+        assert ":" not in s.image.split("/")[-1], s.name
+
+
+def test_health_checks_use_the_apps_own_endpoint_and_a_binary_the_image_has() -> None:
+    for s in CATALOG.values():
+        if s.health is None:
+            assert s.role == "exporter" and s.metrics is not None, s.name  # watched by Prometheus' `up`
+            continue
+        kind, *argv = s.health.test
+        assert kind in ("CMD", "CMD-SHELL"), s.name
+        binary = argv[0] if kind == "CMD" else argv[0].split()[0]
+        assert binary in KNOWN_HEALTH_BINARIES or binary == "pgrep", (s.name, binary)
+        if s.health.probe_path:
+            assert s.health.probe_path.startswith("/"), s.name
+
+
+def test_web_uis_have_distinct_host_names() -> None:
+    subdomains = [s.web.subdomain for s in CATALOG.values() if s.web]
+    assert len(subdomains) == len(set(subdomains))
+
+
+def test_requirements_and_companions_exist() -> None:
+    for s in CATALOG.values():
+        for other in (*s.requires, *s.companion_of):
+            assert other in CATALOG, (s.name, other)
+
+
+def test_databases_sit_on_internal_networks_only() -> None:
+    for s in CATALOG.values():
+        if s.role == "database":
+            assert s.networks == {NetworkRole.database}, s.name
+
+
+def test_only_the_socket_proxy_asks_for_the_docker_socket() -> None:
+    owners = [s.name for s in CATALOG.values() if any(m.kind is MountKind.docker_socket for m in s.mounts)]
+    assert owners == ["socket-proxy"]
+    (mount,) = CATALOG["socket-proxy"].mounts
+    assert mount.read_only
+
+
+def test_stateful_services_keep_state_on_node_local_paths() -> None:
+    for s in CATALOG.values():
+        if s.state in ("sqlite", "postgres", "redis"):
+            assert any(m.kind is MountKind.state for m in s.mounts), s.name
+
+
+@given(st.integers(min_value=0, max_value=2**50))
+def test_sizes_round_trip(size: int) -> None:
+    assert parse_size(format_size(size)) == size
+
+
+@given(st.integers(min_value=1, max_value=4096), st.sampled_from(["KiB", "MiB", "GiB", "k", "m", "g"]))
+def test_sizes_parse_units(number: int, unit: str) -> None:
+    factor = {"k": 1024, "m": 1024**2, "g": 1024**3}[unit[0].lower()]
+    assert parse_size(f"{number}{unit}") == number * factor

@@ -1,0 +1,150 @@
+"""Each component on its own, under the shared mocks (preview=False, outputs awaited)."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+from conftest import raw_config
+
+from components.catalog import NetworkRole
+from components.loading import parse_stack_config
+from components.network import StackNetwork, StackNetworkArgs
+from components.resolve import resolve
+from components.service import MediaService, MediaServiceArgs
+from components.stack import MediaStack, MediaStackArgs, docker_endpoint
+from components.storage import HostStorage, HostStorageArgs
+
+
+def resolved(stack: str = "prod"):
+    return resolve(parse_stack_config(raw_config(stack), stack), stack)
+
+
+def by_type(records, suffix: str):
+    return [r for r in records if r.type.endswith(suffix)]
+
+
+@pytest.mark.parametrize(
+    ("role", "internal"),
+    [
+        (NetworkRole.frontend, False),
+        (NetworkRole.backend, False),
+        (NetworkRole.database, True),
+        (NetworkRole.monitoring, True),
+        (NetworkRole.socket, True),
+    ],
+)
+def test_stack_network(mocks, role: NetworkRole, internal: bool) -> None:
+    @pulumi.runtime.test
+    def check():
+        net = StackNetwork(f"t-{role.value}", StackNetworkArgs(role=role, stack="test"))
+
+        def verify(name: str) -> None:
+            assert name == f"mediastack-{role.value}"
+            (network,) = by_type(mocks, ":Network")
+            assert network.inputs["internal"] is internal
+            assert network.parent.endswith(f"::t-{role.value}")
+            assert network.name == f"t-{role.value}-network"
+
+        return net.name.apply(verify)
+
+    check()
+
+
+def test_media_service_renders_one_image_and_one_container(mocks) -> None:
+    stack = resolved()
+    jellyfin = stack.get("jellyfin")
+
+    @pulumi.runtime.test
+    def check():
+        networks = {role: f"mediastack-{role.value}" for role in NetworkRole}
+        service = MediaService("t-jellyfin", MediaServiceArgs(service=jellyfin, networks=networks))
+
+        def verify(args) -> None:
+            name, image = args
+            assert name == "jellyfin"
+            assert image.startswith("lscr.io/linuxserver/jellyfin@sha256:")
+            (remote,) = by_type(mocks, ":RemoteImage")
+            (container,) = by_type(mocks, ":Container")
+            assert remote.inputs["name"] == "lscr.io/linuxserver/jellyfin:10.11.2"
+            assert remote.inputs["keepLocally"] is True
+            assert container.inputs["image"] == image
+            assert container.inputs["memorySwap"] == container.inputs["memory"] == 8192
+            assert container.inputs["cpuShares"] == 1024
+            assert container.inputs["init"] is False  # s6-overlay is PID 1 in linuxserver images
+
+        return pulumi.Output.all(service.container_name, service.image).apply(verify)
+
+    check()
+
+
+def test_service_with_secrets_gets_a_secret_env(mocks) -> None:
+    stack = resolved()
+    sonarr = stack.get("sonarr")
+
+    @pulumi.runtime.test
+    def check():
+        key = pulumi.Output.secret("0123456789abcdef0123456789abcdef")
+        networks = {role: f"mediastack-{role.value}" for role in NetworkRole}
+        service = MediaService(
+            "t-sonarr", MediaServiceArgs(service=sonarr, networks=networks, secrets={"sonarr-api-key": key})
+        )
+
+        def verify(_: str) -> None:
+            (container,) = by_type(mocks, ":Container")
+            assert container.inputs["envs"] == "[secret]"
+
+        return service.container_name.apply(verify)
+
+    check()
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"), [("localhost", "command:local:Command"), ("nas.home.arpa", "command:remote:Command")]
+)
+def test_host_storage_runs_where_the_host_is(mocks, address: str, kind: str) -> None:
+    cfg = raw_config("prod")
+    cfg["hosts"][0]["address"] = address
+    stack = resolve(parse_stack_config(cfg, "prod"), "prod")
+
+    @pulumi.runtime.test
+    def check():
+        storage = HostStorage("t-storage", HostStorageArgs(stack=stack, host=stack.config.host))
+
+        def verify(_: str) -> None:
+            (command,) = [r for r in mocks if r.type.startswith("command:")]
+            assert command.type == kind
+            assert command.inputs["create"].startswith("#!/bin/sh")
+            assert "rmdir" in command.inputs["delete"]
+            assert command.inputs["triggers"] == [command.inputs["create"], command.inputs["delete"]]
+
+        return storage.stdout.apply(verify)
+
+    check()
+
+
+def test_media_stack_wires_provider_and_networks(mocks) -> None:
+    stack = resolved("dev")
+
+    @pulumi.runtime.test
+    def check():
+        media = MediaStack("t", MediaStackArgs(stack=stack))
+
+        def verify(_) -> None:
+            (provider,) = by_type(mocks, "providers:docker")
+            assert provider.inputs["host"] == "unix:///var/run/docker.sock"
+            services = by_type(mocks, ":MediaService")
+            assert sorted(s.name for s in services) == sorted(f"t-{s.name}" for s in stack.services)
+            containers = by_type(mocks, ":Container")
+            assert all(c.provider.startswith(provider.urn) for c in containers)
+            networks = {r.inputs["name"] for r in by_type(mocks, ":Network")}
+            assert networks == {f"mediastack-{r.value}" for r in stack.networks}
+
+        return pulumi.Output.all(*(s.container_name for s in media.services.values())).apply(verify)
+
+    check()
+
+
+def test_docker_endpoint() -> None:
+    stack = resolved()
+    assert docker_endpoint(stack.config.host) == "ssh://deploy@nas.home.arpa"
+    assert docker_endpoint(resolved("dev").config.host) == "unix:///var/run/docker.sock"
