@@ -248,15 +248,18 @@ class Tiers(Model):
 
     critical: Resources = Field(
         Resources(cpus=4, memory="8GiB", cpu_reservation=1, memory_reservation="2GiB"),
-        description="The media server: never starved, never swapped. Default: 4 CPUs and 8GiB, reserving 1 CPU and 2GiB.",
+        description="The media server: never starved, never swapped. "
+        "Default: 4 CPUs and 8GiB, reserving 1 CPU and 2GiB.",
     )
     standard: Resources = Field(
         Resources(cpus=2, memory="2GiB", cpu_reservation=0.25, memory_reservation="512MiB"),
-        description="The *arr apps, download clients, Immich, databases. Default: 2 CPUs and 2GiB, reserving 0.25 and 512MiB.",
+        description="The *arr apps, download clients, Immich, databases. "
+        "Default: 2 CPUs and 2GiB, reserving 0.25 and 512MiB.",
     )
     utility: Resources = Field(
         Resources(cpus=0.5, memory="512MiB", cpu_reservation=0.05, memory_reservation="64MiB"),
-        description="Exporters, the socket proxy, small helpers. Default: 0.5 CPU and 512MiB, reserving 0.05 and 64MiB.",
+        description="Exporters, the socket proxy, small helpers. "
+        "Default: 0.5 CPU and 512MiB, reserving 0.05 and 64MiB.",
     )
 
     def get(self, tier: TierName) -> Resources:

@@ -115,3 +115,9 @@ def test_sizes_round_trip(size: int) -> None:
 def test_sizes_parse_units(number: int, unit: str) -> None:
     factor = {"k": 1024, "m": 1024**2, "g": 1024**3}[unit[0].lower()]
     assert parse_size(f"{number}{unit}") == number * factor
+
+
+def test_generated_docs_are_current() -> None:
+    from mediastack_cli.docs import main
+
+    assert main(["--check"]) == 0, "run: .venv/bin/python -m mediastack_cli.docs"
