@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 from typer.testing import CliRunner
 
+from conftest import ROOT
 from mediastack_cli.main import app
 
 runner = CliRunner()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pulumi
 import pytest
-from conftest import raw_config
 
 from components.catalog import NetworkRole
 from components.loading import parse_stack_config
@@ -13,6 +12,7 @@ from components.resolve import resolve
 from components.service import MediaService, MediaServiceArgs
 from components.stack import MediaStack, MediaStackArgs, docker_endpoint
 from components.storage import HostStorage, HostStorageArgs
+from conftest import raw_config
 
 
 def resolved(stack: str = "prod"):

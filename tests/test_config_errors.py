@@ -6,9 +6,9 @@ import copy
 from typing import Any
 
 import pytest
-from conftest import raw_config
 
 from components.loading import ConfigError, parse_stack_config
+from conftest import raw_config
 
 
 def prod() -> dict[str, Any]:

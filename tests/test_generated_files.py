@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, require_tool
 from typer.testing import CliRunner
 
+from conftest import ROOT, require_tool
 from mediastack_cli.main import app
 
 STACKS = ("dev", "prod")
@@ -82,9 +82,8 @@ def test_storage_scripts_are_idempotent_and_revert(rendered: tuple[str, Path], t
     sandbox = tmp_path / "root"
     sandbox.mkdir()
     # Something the user already had inside the data root must survive the delete step.
-    from conftest import raw_config
-
     from components.loading import parse_stack_config
+    from conftest import raw_config
 
     stack = rendered[0]
     data_root = parse_stack_config(raw_config(stack), stack).paths.data_root

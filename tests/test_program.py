@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
-from conftest import CONTAINER, containers, plan, plan_config, raw_config
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
+from conftest import CONTAINER, containers, plan, plan_config, raw_config
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
