@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .config import ResourcesOverride, TierName
+from .units import GIB
 
 
 class NetworkRole(StrEnum):
@@ -57,6 +58,7 @@ class HealthCheck:
     @staticmethod
     def http(client: str, port: int, path: str, start_period_s: int = 60) -> HealthCheck:
         url = f"http://127.0.0.1:{port}{path}"
+        test: tuple[str, ...]
         if client == "curl":
             test = ("CMD", "curl", "--fail", "--silent", "--show-error", "--max-time", "8", "-o", "/dev/null", url)
         elif client == "wget":
@@ -406,7 +408,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=frozenset({NetworkRole.backend}),
         mounts=(Mount(MountKind.cache, "/cache"),),
         env={"MACHINE_LEARNING_WORKERS": "1", "MACHINE_LEARNING_MODEL_TTL": "300"},
-        resources=ResourcesOverride(cpus=2, memory="3GiB", memory_reservation="1GiB"),
+        resources=ResourcesOverride(cpus=2, memory=3 * GIB, memory_reservation=GIB),
         role="app",
     ),
     Service(
@@ -490,7 +492,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "healthcheckgpuWorkers": "1",
             "healthcheckcpuWorkers": "1",
         },
-        resources=ResourcesOverride(cpus=4, memory="4GiB", memory_reservation="1GiB"),
+        resources=ResourcesOverride(cpus=4, memory=4 * GIB, memory_reservation=GIB),
         linuxserver=True,
         cap_add=S6_CAPS,
         role="app",

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .units import format_size, parse_size
+from .units import GIB, MIB, format_size, parse_size
 
 NAMESPACE = "mediastack"
 
@@ -154,7 +154,7 @@ class Paths(Model):
         "/srv/media/photos", description="Immich's upload library (originals, thumbnails, encoded video)."
     )
     transcode_tmpfs: Size | None = Field(
-        "4GiB",
+        4 * GIB,
         description="Size of the RAM disk for Jellyfin's live transcodes; null puts them under cache_root. "
         "tmpfs pages count against Jellyfin's memory limit.",
     )
@@ -247,17 +247,17 @@ class Tiers(Model):
     """Resource classes; every service belongs to one."""
 
     critical: Resources = Field(
-        Resources(cpus=4, memory="8GiB", cpu_reservation=1, memory_reservation="2GiB"),
+        Resources(cpus=4, memory=8 * GIB, cpu_reservation=1, memory_reservation=2 * GIB),
         description="The media server: never starved, never swapped. "
         "Default: 4 CPUs and 8GiB, reserving 1 CPU and 2GiB.",
     )
     standard: Resources = Field(
-        Resources(cpus=2, memory="2GiB", cpu_reservation=0.25, memory_reservation="512MiB"),
+        Resources(cpus=2, memory=2 * GIB, cpu_reservation=0.25, memory_reservation=512 * MIB),
         description="The *arr apps, download clients, Immich, databases. "
         "Default: 2 CPUs and 2GiB, reserving 0.25 and 512MiB.",
     )
     utility: Resources = Field(
-        Resources(cpus=0.5, memory="512MiB", cpu_reservation=0.05, memory_reservation="64MiB"),
+        Resources(cpus=0.5, memory=512 * MIB, cpu_reservation=0.05, memory_reservation=64 * MIB),
         description="Exporters, the socket proxy, small helpers. "
         "Default: 0.5 CPU and 512MiB, reserving 0.05 and 64MiB.",
     )
@@ -346,18 +346,18 @@ class StackConfig(Model):
 
     domain: str = Field(description="Domain under which every web UI gets a host name, e.g. media.example.org.")
     hosts: list[Host] = Field(min_length=1, description="The machines of this stack (one for a single-host stack).")
-    paths: Paths = Field(default_factory=Paths, description="Where state and media live.")
-    identity: Identity = Field(default_factory=Identity, description="PUID, PGID, UMASK, TZ.")
-    tiers: Tiers = Field(default_factory=Tiers, description="Resource tiers.")
+    paths: Paths = Field(Paths(), description="Where state and media live.")
+    identity: Identity = Field(Identity(), description="PUID, PGID, UMASK, TZ.")
+    tiers: Tiers = Field(Tiers(), description="Resource tiers.")
     bundles: list[str] | None = Field(
         None, description="Catalog bundles to enable (default: all). Core (Traefik, socket proxy) is always on."
     )
     services: dict[str, ServiceOverride] = Field(
         default_factory=dict, description="Per-service overrides, by catalog name."
     )
-    tls: Tls = Field(default_factory=Tls, description="Certificates.")
+    tls: Tls = Field(Tls(), description="Certificates.")
     reserve_for_host: Size = Field(
-        "1GiB", description="Memory kept free for the host OS; reservations must fit in what is left."
+        GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )
 
     @field_validator("domain")

@@ -25,7 +25,7 @@ def _dump(doc: object) -> str:
 
 def prometheus_config(stack: ResolvedStack) -> str:
     enabled = stack.enabled
-    scrape = []
+    scrape: list[dict[str, object]] = []
     for service in stack.services:
         if service.spec.metrics is None:
             continue

@@ -91,7 +91,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _explain(error: dict[str, Any]) -> str:
+def _explain(error: Any) -> str:
     kind, msg, loc = error["type"], error["msg"], tuple(error["loc"])
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])

@@ -215,10 +215,10 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                         f"{name} needs {needed}; enable {needed} or disable {name}",
                     )
                 )
-        override = config.services.get(name)
+        explicit = config.services.get(name)
         if (
-            override
-            and override.enabled
+            explicit
+            and explicit.enabled
             and CATALOG[name].companion_of
             and not any(c in enabled for c in CATALOG[name].companion_of)
         ):

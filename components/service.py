@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -28,7 +29,7 @@ def mebibytes(size: int) -> int:
 @dataclass
 class MediaServiceArgs:
     service: ResolvedService
-    networks: dict[NetworkRole, pulumi.Input[str]]
+    networks: Mapping[NetworkRole, pulumi.Input[str]]
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
 

@@ -119,6 +119,7 @@ class HostStorage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         create, delete = create_script(args.stack), delete_script(args.stack)
         connection = host_connection(args.host)
+        run: command.local.Command | command.remote.Command
         if connection is None:
             run = command.local.Command(
                 f"{name}-dirs",

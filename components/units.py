@@ -7,6 +7,8 @@ import re
 _BINARY = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
+MIB = 1024**2
+GIB = 1024**3
 SIZE_HINT = "a size such as 512MiB, 8GiB or a whole number of bytes"
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from google.protobuf import json_format
+from pulumi.runtime.mocks import Mocks
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
@@ -120,7 +121,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class StackMocks:
+class StackMocks(Mocks):
     """Outputs a provider would compute, made deterministic so plans are reproducible."""
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
@@ -253,5 +254,9 @@ def run_program(files: StackFiles, program: Path | None = None) -> PlanResult:
     start_mocks(files.project, files.stack, files.config, files.secret_keys, result.resources)
     main = program or files.project_dir / "__main__.py"
     with _in_project(files.project_dir):
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+
+        def run_main() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        _sync_await(run_pulumi_func(run_main))
     return result
