@@ -239,3 +239,15 @@ def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.Monk
     labels = {label["label"]: label["value"] for label in c["lidarr"]["labels"]}
     assert labels["traefik.http.routers.lidarr.rule"] == "Host(`lidarr.media.example.org`)"
     assert any(r.type == CONTAINER for r in plan("prod").resources)
+
+
+def test_the_program_itself_stops_on_bad_config_before_any_resource() -> None:
+    """Under `pulumi up` the CLI pre-check does not exist: __main__.py must stop cleanly on its own."""
+    import pulumi
+
+    cfg = raw_config("dev")
+    cfg["hosts"][0]["gpu"] = "radeon"
+    with pytest.raises(pulumi.RunError) as caught:
+        plan_config(cfg, stack="broken")
+    assert str(caught.value).startswith("stack 'broken': 1 config problem in Pulumi.broken.yaml")
+    assert "mediastack:hosts[0].gpu = 'radeon'" in str(caught.value)
