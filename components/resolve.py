@@ -333,7 +333,16 @@ def _labels(
         "mediastack.tier": tier.value,
         "mediastack.role": service.role,
         "mediastack.image": image_ref,
+        # Host facts travel with each workload so stack policies can check capacity per host.
+        "mediastack.host": config.host.name,
+        "mediastack.host-cpus": str(config.host.cpus),
+        "mediastack.host-memory": str(config.host.memory),
+        "mediastack.host-reserve": str(config.reserve_for_host),
     }
+    if service.web:
+        labels["mediastack.web-port"] = str(service.web.port)
+    if service.writes_data_root:
+        labels["mediastack.writes-data"] = "true"
     if service.web and web_host:
         router = service.name
         labels.update(
