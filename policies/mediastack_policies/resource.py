@@ -14,14 +14,12 @@ from pulumi_policy import (
 )
 
 from .shapes import (
-    CONTAINER,
     LOCAL_COMMAND,
     MIB,
     NETWORK,
     REMOTE_COMMAND,
     REMOTE_IMAGE,
     SECRET,
-    SERVICE,
     Workload,
     workload,
 )

@@ -174,7 +174,7 @@ def one_identity(args: StackValidationArgs, report: Report) -> None:
             identity = ":".join(str(w.env.get(k, "?")) for k in ("PUID", "PGID", "UMASK"))
         if identity is None:
             continue
-        puid, pgid, umask = (identity.split(":") + ["?", "?", "?"])[:3]
+        puid, pgid, umask = [*identity.split(":"), "?", "?", "?"][:3]
         seen[(puid, pgid, umask)].append(w.service)
     if len(seen) > 1:
         detail = "; ".join(
