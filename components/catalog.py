@@ -337,7 +337,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         "Subtitles for what Sonarr and Radarr import.",
         6767,
         "/api/system/ping",
-        role="arr",
+        role="subtitles",
         networks=ARR_NETS,
         data=(MEDIA_TREE,),
         writes_data_root=True,

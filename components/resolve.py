@@ -343,6 +343,11 @@ def _labels(
         labels["mediastack.web-port"] = str(service.web.port)
     if service.writes_data_root:
         labels["mediastack.writes-data"] = "true"
+    if service.companion_of:
+        labels["mediastack.watches"] = ",".join(service.companion_of)
+    if service.linuxserver:
+        ident = config.identity
+        labels["mediastack.identity"] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     if service.web and web_host:
         router = service.name
         labels.update(

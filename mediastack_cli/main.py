@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from .analyzer import PolicyPackError, PolicyReport, read_policy_config, run_pack
 from .offline import PlanResult, ProjectError, Registration, read_stack, run_program
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -110,24 +111,60 @@ def print_plan(result: PlanResult) -> None:
     out.print(table)
 
 
+def print_policy(report: PolicyReport) -> None:
+    if not report.diagnostics:
+        out.print(f"policy pack {report.pack} {report.version}: no violations")
+        return
+    table = Table(title=f"policy pack {report.pack} {report.version}")
+    for column in ("level", "policy", "resource", "message"):
+        table.add_column(column, overflow="fold")
+    for d in sorted(report.diagnostics, key=lambda d: (d.level != "mandatory", d.policy, d.resource)):
+        message = d.message.removeprefix(d.description).strip()
+        color = "red" if d.level == "mandatory" else "yellow"
+        table.add_row(f"[{color}]{d.level}[/{color}]", d.policy, escape(d.resource), escape(message))
+    out.print(table)
+    out.print(f"{len(report.mandatory)} mandatory, {len(report.diagnostics) - len(report.mandatory)} advisory")
+
+
 @app.command()
 def plan(
     stack: StackOpt,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
     project: ProjectOpt = Path("."),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the counts.")] = False,
+    policy_pack: Annotated[
+        Path | None, typer.Option("--policy-pack", help="Policy pack directory (default: <project>/policies).")
+    ] = None,
+    policy_config: Annotated[
+        Path | None, typer.Option("--policy-config", help="Pack config, as `pulumi preview --policy-pack-config`.")
+    ] = None,
+    no_policy: Annotated[bool, typer.Option("--no-policy", help="Do not run the policy pack.")] = False,
 ) -> None:
-    """Show every resource the stack would deploy (Pulumi's mock runtime; no CLI, no Docker)."""
+    """Show every resource the stack would deploy, and run the policy pack over it as `pulumi preview` would."""
     files, _ = _load(project, stack)
     result = run_program(files)
     if quiet:
         out.print(f"stack {stack}: {len(result.resources)} resources")
     else:
         print_plan(result)
+    report = None
+    pack_dir = policy_pack or project / "policies"
+    if not no_policy and (policy_pack is not None or (pack_dir / "PulumiPolicy.yaml").exists()):
+        try:
+            report = run_pack(pack_dir, result.resources, read_policy_config(policy_config))
+        except PolicyPackError as error:
+            err.print(f"[red]error:[/red] {escape(str(error))}")
+            raise typer.Exit(EXIT_CONFIG) from None
+        print_policy(report)
     if json_path is not None:
+        doc = result.to_json()
+        if report is not None:
+            doc["policy"] = report.to_json()
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+        json_path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
         out.print(f"plan written to {json_path}")
+    if report is not None and report.mandatory:
+        raise typer.Exit(EXIT_POLICY)
 
 
 def rendered_files(stack_name: str, config: Any) -> dict[str, str]:

@@ -120,7 +120,7 @@ def test_only_the_socket_proxy_reaches_docker_read_only(stack: str) -> None:
 def test_one_data_tree_for_arr_apps_and_download_clients(stack: str) -> None:
     data_root = raw_config(stack)["paths"]["data_root"]
     for name, c in containers(plan(stack)).items():
-        if CATALOG[name].role in ("arr", "download_client") and CATALOG[name].writes_data_root and name != "bazarr":
+        if CATALOG[name].role in ("arr", "download_client") and CATALOG[name].writes_data_root:
             data = [m for m in c["mounts"] if m["target"] == "/data"]
             assert data == [{"target": "/data", "type": "bind", "readOnly": False, "source": data_root}], name
             assert not any(m["target"] in ("/downloads", "/movies", "/tv") for m in c["mounts"]), name

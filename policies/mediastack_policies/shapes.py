@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .secrets import is_secret
+
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
@@ -123,16 +125,17 @@ def _health(h: Any) -> Health | None:
 
 
 def _env_list(envs: Any) -> tuple[dict[str, Any], bool]:
+    """KEY=value lines to a map; a secret line's value becomes SECRET. True when the whole list is secret."""
     if envs == SECRET:
         return {}, True
     env: dict[str, Any] = {}
     for line in envs or []:
-        if line == SECRET or not isinstance(line, str):
+        if not isinstance(line, str) or line == SECRET:
             env[f"<secret {len(env)}>"] = SECRET
             continue
         key, _, value = line.partition("=")
-        env[key] = value
-    return env, False
+        env[key] = SECRET if is_secret(line) else value
+    return env, is_secret(envs)
 
 
 def _number(value: Any) -> float | None:
@@ -215,8 +218,8 @@ def from_service(name: str, p: Mapping[str, Any]) -> Workload:
     reservation = resources.get("reservation") or {}
     labels = {**_labels(p.get("labels")), **_labels(spec.get("labels"))}
     env_raw = spec.get("env")
-    env_secret = env_raw == SECRET
-    env = {} if env_secret else {str(k): v for k, v in (env_raw or {}).items()}
+    env_secret = env_raw == SECRET or is_secret(env_raw)
+    env = {} if env_raw == SECRET else {str(k): SECRET if is_secret(v) else v for k, v in (env_raw or {}).items()}
     log = task.get("logDriver") or {}
     restart = task.get("restartPolicy") or {}
     nano = _number(limits.get("nanoCpus"))

@@ -101,9 +101,17 @@ def every_service_monitored(args: StackValidationArgs, report: Report) -> None:
         if workloads:
             report("no Prometheus in this stack: no service is monitored (enable the monitoring bundle)", None)
         return
+    # An exporter that is scraped watches what its `mediastack.watches` label names.
+    watched = {
+        name
+        for w in workloads
+        if w.name in targets or w.service in targets
+        for name in w.labels.get("mediastack.watches", "").split(",")
+        if name
+    }
     for w in workloads:
-        if w.name not in targets and w.service not in targets:
-            report(f"{w.service}: neither scraped nor probed by Prometheus", None)
+        if w.name not in targets and w.service not in targets and w.service not in watched:
+            report(f"{w.service}: neither scraped nor probed by Prometheus, nor watched by a scraped exporter", None)
 
 
 def web_ui_routed(args: StackValidationArgs, report: Report) -> None:

@@ -1,0 +1,74 @@
+"""Let policies see which values are Pulumi secrets.
+
+pulumi_policy unwraps secrets before a policy sees the properties, so "is this environment variable
+a secret?" cannot be answered from them. The pack's entry point swaps in a deserializer that keeps
+the unwrapped value but marks it (a str, list or dict subclass), so every policy reads values as
+before and `secret-env` can ask `is_secret`. Installed only in the pack's own process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+class SecretStr(str):
+    pass
+
+
+class SecretList(list):
+    pass
+
+
+class SecretDict(dict):
+    pass
+
+
+class SecretNumber(float):
+    pass
+
+
+def mark(value: Any) -> Any:
+    if isinstance(value, str):
+        return SecretStr(value)
+    if isinstance(value, list):
+        return SecretList(value)
+    if isinstance(value, dict):
+        return SecretDict(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return SecretNumber(value)
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, (SecretStr, SecretList, SecretDict, SecretNumber))
+
+
+def install() -> bool:
+    """Patch pulumi_policy's deserializer; False (and nothing changed) if its layout is not the expected one."""
+    try:
+        from pulumi_policy import deserialize, policy
+    except ImportError:
+        return False
+    original = getattr(deserialize, "_deserialize_property", None)
+    if original is None or not hasattr(policy, "deserialize_properties"):
+        return False
+
+    def prop(value: Any, proxy_secrets: bool = False) -> Any:
+        if isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG and "value" in value:
+            return mark(prop(value["value"], proxy_secrets))
+        if isinstance(value, dict) and SIG_KEY not in value:
+            return {k: prop(v, proxy_secrets) for k, v in value.items()}
+        if isinstance(value, list):
+            return [prop(v, proxy_secrets) for v in value]
+        return original(value, proxy_secrets)
+
+    def properties(props: dict[str, Any], proxy_secrets: bool = False) -> dict[str, Any]:
+        if proxy_secrets:  # remediation keeps pulumi_policy's own secret proxies
+            return deserialize.deserialize_properties(props, proxy_secrets)
+        return {k: prop(v) for k, v in props.items()}
+
+    policy.deserialize_properties = properties  # type: ignore[attr-defined]
+    return True
