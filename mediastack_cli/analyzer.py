@@ -97,18 +97,21 @@ def read_policy_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
+JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
 def _check_type(policy: str, key: str, value: Any, schema: Mapping[str, Any]) -> None:
     expected = schema.get("type")
     if expected == "integer" and isinstance(value, float) and value.is_integer():
         value = int(value)  # protobuf Structs carry every number as a double
-    python = {
-        "string": str,
-        "integer": int,
-        "number": (int, float),
-        "boolean": bool,
-        "array": list,
-        "object": dict,
-    }.get(str(expected))
+    python = JSON_TYPES.get(str(expected))
     if python and (not isinstance(value, python) or (expected in ("integer", "number") and isinstance(value, bool))):
         raise PolicyPackError(f"policy config {policy}.{key} = {value!r}: expected {expected}")
     for bound, ok in (("minimum", lambda v, b: v >= b), ("maximum", lambda v, b: v <= b)):
@@ -148,7 +151,7 @@ def reconcile_config(info: analyzer_pb2.AnalyzerInfo, user: Mapping[str, Any]) -
                     f"settings: {', '.join(schema) or 'none'}"
                 )
             _check_type(policy.name, key, value, schema[key])
-        config = analyzer_pb2.PolicyConfig(enforcementLevel=LEVELS[level])
+        config = analyzer_pb2.PolicyConfig(enforcementLevel=LEVELS[level])  # type: ignore[arg-type]
         config.properties.update(properties)
         result[policy.name] = config
     return result

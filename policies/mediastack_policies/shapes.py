@@ -196,7 +196,7 @@ def from_container(name: str, p: Mapping[str, Any]) -> Workload:
         log_driver=p.get("logDriver"),
         log_opts=dict(p.get("logOpts") or {}),
         published_ports=tuple(
-            int(x.get("external") or x.get("internal"))
+            int(x.get("external") or x.get("internal") or 0)
             for x in p.get("ports") or []
             if isinstance(x, Mapping) and (x.get("external") or x.get("internal"))
         ),
