@@ -167,6 +167,7 @@ class PolicyPack:
         self.channel: grpc.Channel | None = None
         self.stub: analyzer_pb2_grpc.AnalyzerStub | None = None
         self.info: analyzer_pb2.AnalyzerInfo | None = None
+        self.remediating = False
 
     def __enter__(self) -> PolicyPack:
         if not (self.pack_dir / "PulumiPolicy.yaml").exists():
@@ -227,9 +228,9 @@ class PolicyPack:
 
     def configure(self, user_config: Mapping[str, Any]) -> None:
         assert self.stub is not None and self.info is not None
-        self.stub.Configure(
-            analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=reconcile_config(self.info, user_config))
-        )
+        config = reconcile_config(self.info, user_config)
+        self.remediating = any(c.enforcementLevel == LEVELS["remediate"] for c in config.values())
+        self.stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=config))
 
     def _options(self, r: Registration) -> analyzer_pb2.AnalyzerResourceOptions:
         return analyzer_pb2.AnalyzerResourceOptions(parent=r.parent or "")
@@ -297,8 +298,12 @@ def run_pack(
         pack.configure(user_config or {})
         report = PolicyReport(pack=pack.info.name, version=pack.version)
         for r in custom:
-            report.diagnostics += _diagnostics(pack.analyze(r), names)
-            for remediation in pack.remediate(r).remediations:
+            # A resource's diagnostics are about that resource, whether or not they carry its URN.
+            report.diagnostics += [
+                Diagnostic(d.policy, d.level, r.name, d.urn or r.urn, d.message, d.description)
+                for d in _diagnostics(pack.analyze(r), names)
+            ]
+            for remediation in pack.remediate(r).remediations if pack.remediating else ():
                 report.remediations.append(
                     {"policy": remediation.policyName, "resource": r.name, "description": remediation.description}
                 )

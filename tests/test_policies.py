@@ -1,0 +1,520 @@
+"""The policy pack, exercised through the analyzer gRPC protocol the Pulumi CLI uses.
+
+One pack process serves the module (started from its own entry point, as the CLI starts it). Every
+policy gets a compliant and a violating case, on the Container and the Swarm Service shape where it
+applies; a few plain-Python tests cover the helpers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+
+from conftest import CONTAINER, ROOT, containers, plan
+from mediastack_cli.analyzer import PolicyPack, PolicyPackError, run_pack
+from mediastack_cli.offline import SECRET_MASK, Registration
+
+sys.path.insert(0, str(ROOT / "policies"))
+from mediastack_policies.resource import image_problem
+from mediastack_policies.shapes import from_container, from_service, seconds
+
+SERVICE = "docker:index/service:Service"
+NETWORK = "docker:index/network:Network"
+LOCAL_COMMAND = "command:local:Command"
+
+
+@pytest.fixture(scope="module")
+def pack():
+    with PolicyPack(ROOT / "policies") as running:
+        running.configure({})
+        yield running
+
+
+def reg(type_: str, props: dict[str, Any], name: str = "r") -> Registration:
+    return Registration(
+        urn=f"urn:pulumi:test::mediastack::{type_}::{name}", type=type_, name=name, parent="", custom=True, inputs=props
+    )
+
+
+def found(response) -> set[str]:
+    return {d.policyName for d in response.diagnostics}
+
+
+def analyze(pack: PolicyPack, type_: str, props: dict[str, Any]) -> set[str]:
+    return found(pack.analyze(reg(type_, props)))
+
+
+def analyze_stack(pack: PolicyPack, resources: list[Registration]) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for d in pack.analyze_stack(resources).diagnostics:
+        result.setdefault(d.policyName, []).append(d.message)
+    return result
+
+
+# -- compliant bases, taken from the program's own output --------------------------------------------
+
+
+def base_container() -> dict[str, Any]:
+    return copy.deepcopy(containers(plan("prod"))["sonarr"])
+
+
+def base_critical() -> dict[str, Any]:
+    return copy.deepcopy(containers(plan("prod"))["jellyfin"])
+
+
+def base_service() -> dict[str, Any]:
+    """A Swarm service as the multi-node rendering will produce it (camelCase inputs)."""
+    c = base_container()
+    labels = c["labels"]
+    return {
+        "name": "sonarr",
+        "labels": labels,
+        "taskSpec": {
+            "containerSpec": {
+                "image": c["image"],
+                "env": {"PUID": "1000", "PGID": "1000", "UMASK": "002", "SONARR__AUTH__APIKEY": SECRET_MASK},
+                "mounts": [
+                    {"type": "bind", "source": m["source"], "target": m["target"], "readOnly": False}
+                    for m in c["mounts"]
+                ],
+                "healthcheck": c["healthcheck"],
+                "capAdds": c["capabilities"]["adds"],
+                "capDrops": ["ALL"],
+                "labels": labels,
+            },
+            "resources": {
+                "limits": {"memoryBytes": 2 * 1024**3, "nanoCpus": 2_000_000_000},
+                "reservation": {"memoryBytes": 512 * 1024**2, "nanoCpus": 250_000_000},
+            },
+            "restartPolicy": {"condition": "any", "maxAttempts": 0},
+            "logDriver": {"name": "local", "options": {"max-size": "10m", "max-file": "5"}},
+            "networksAdvanceds": [{"name": "mediastack-frontend"}, {"name": "mediastack-backend"}],
+        },
+        "mode": {"replicated": {"replicas": 1}},
+    }
+
+
+def with_(props: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**props, **changes}
+
+
+def without(props: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k not in keys}
+
+
+def task(props: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set a dotted path inside a service's inputs (None deletes it)."""
+    props = copy.deepcopy(props)
+    node = props
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return props
+
+
+SOCKET = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}
+
+CONTAINER_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("resource-limits", lambda: without(base_container(), "memory")),
+    ("resource-limits", lambda: without(base_container(), "cpus")),
+    ("resource-limits", lambda: with_(base_container(), cpus="8")),  # above the standard tier's bound
+    ("memory-reservation", lambda: without(base_container(), "memoryReservation")),
+    ("memory-reservation", lambda: with_(base_container(), memoryReservation=4096)),
+    ("health-check", lambda: without(base_container(), "healthcheck")),
+    (
+        "health-check",
+        lambda: with_(
+            base_container(), healthcheck={**base_container()["healthcheck"], "timeout": "45s", "interval": "30s"}
+        ),
+    ),
+    ("health-check", lambda: with_(base_container(), healthcheck={**base_container()["healthcheck"], "retries": 0})),
+    ("health-check", lambda: with_(base_container(), healthcheck={"tests": ["NONE"]})),
+    ("image-pinned", lambda: with_(base_container(), image="lscr.io/linuxserver/sonarr:latest", labels=[])),
+    ("image-pinned", lambda: with_(base_container(), image="registry:5000/sonarr", labels=[])),
+    ("no-privileged", lambda: with_(base_container(), privileged=True)),
+    ("no-host-namespaces", lambda: with_(base_container(), networkMode="host")),
+    ("no-host-namespaces", lambda: with_(base_container(), pidMode="host")),
+    ("no-host-namespaces", lambda: with_(base_container(), ipcMode="host")),
+    ("docker-socket-via-proxy", lambda: with_(base_container(), mounts=[*base_container()["mounts"], SOCKET])),
+    (
+        "docker-socket-via-proxy",
+        lambda: with_(copy.deepcopy(containers(plan("prod"))["socket-proxy"]), mounts=[{**SOCKET, "readOnly": False}]),
+    ),
+    ("no-new-privileges", lambda: with_(base_container(), securityOpts=[])),
+    (
+        "capabilities-allow-list",
+        lambda: with_(base_container(), capabilities={"drops": ["ALL"], "adds": ["SYS_ADMIN"]}),
+    ),
+    ("capabilities-allow-list", lambda: with_(base_container(), capabilities={"drops": ["ALL"], "adds": ["NET_RAW"]})),
+    ("capabilities-allow-list", lambda: with_(base_container(), capabilities={"adds": ["CHOWN"]})),
+    ("restart-policy", lambda: without(base_container(), "restart")),
+    ("restart-policy", lambda: with_(base_container(), restart="on-failure", maxRetryCount=50)),
+    ("log-rotation", lambda: without(base_container(), "logDriver", "logOpts")),  # json-file, unbounded
+    ("log-rotation", lambda: with_(base_container(), logOpts={"max-size": "5g", "max-file": "5"})),
+    ("critical-no-swap", lambda: without(base_critical(), "memorySwap")),
+    ("host-ports-proxy-only", lambda: with_(base_container(), ports=[{"internal": 8989, "external": 8989}])),
+    ("secret-env", lambda: with_(base_container(), envs=["PUID=1000", "DB_PASSWORD=hunter2"])),
+    ("secret-env", lambda: with_(base_container(), envs=["SONARR__AUTH__APIKEY=0123456789abcdef"])),
+]
+
+SERVICE_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("resource-limits", lambda: task(base_service(), "taskSpec.resources.limits.memoryBytes", None)),
+    ("resource-limits", lambda: task(base_service(), "taskSpec.resources.limits.nanoCpus", None)),
+    ("memory-reservation", lambda: task(base_service(), "taskSpec.resources.reservation", None)),
+    ("health-check", lambda: task(base_service(), "taskSpec.containerSpec.healthcheck", None)),
+    (
+        "image-pinned",
+        lambda: task(
+            task(base_service(), "taskSpec.containerSpec.image", "sonarr:latest"), "taskSpec.containerSpec.labels", []
+        ),
+    ),
+    ("docker-socket-via-proxy", lambda: task(base_service(), "taskSpec.containerSpec.mounts", [SOCKET])),
+    ("capabilities-allow-list", lambda: task(base_service(), "taskSpec.containerSpec.capAdds", ["SYS_ADMIN"])),
+    ("restart-policy", lambda: task(base_service(), "taskSpec.restartPolicy.condition", "none")),
+    ("log-rotation", lambda: task(base_service(), "taskSpec.logDriver.options", {"max-size": "10g"})),
+    (
+        "host-ports-proxy-only",
+        lambda: task(base_service(), "endpointSpec", {"ports": [{"publishedPort": 8989, "targetPort": 8989}]}),
+    ),
+    ("secret-env", lambda: task(base_service(), "taskSpec.containerSpec.env", {"API_TOKEN": "plain"})),
+]
+
+
+def test_the_bases_are_compliant(pack: PolicyPack) -> None:
+    assert analyze(pack, CONTAINER, base_container()) == set()
+    assert analyze(pack, CONTAINER, base_critical()) == set()
+    assert analyze(pack, SERVICE, base_service()) == set()
+
+
+@pytest.mark.parametrize(
+    ("policy", "make"), CONTAINER_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CONTAINER_CASES)]
+)
+def test_container_violations(pack: PolicyPack, policy: str, make) -> None:
+    assert policy in analyze(pack, CONTAINER, make())
+
+
+@pytest.mark.parametrize(("policy", "make"), SERVICE_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(SERVICE_CASES)])
+def test_service_violations(pack: PolicyPack, policy: str, make) -> None:
+    assert policy in analyze(pack, SERVICE, make())
+
+
+def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
+    """The same variable is fine once it travels as a secret (the pack keeps secretness through the protocol)."""
+    plain = with_(base_container(), envs=["DB_PASSWORD=hunter2"])
+    assert "secret-env" in analyze(pack, CONTAINER, plain)
+    secret = with_(base_container(), envs=["PUID=1000", SECRET_MASK])
+    assert "secret-env" not in analyze(pack, CONTAINER, secret)
+    whole = with_(base_container(), envs=SECRET_MASK)
+    assert "secret-env" not in analyze(pack, CONTAINER, whole)
+
+
+def test_digest_required_when_configured(pack: PolicyPack) -> None:
+    try:
+        pack.configure({"image-pinned": {"require_digest": True}})
+        assert "image-pinned" in analyze(pack, CONTAINER, base_container())  # tag pin in its label, no digest
+        digested = with_(
+            base_container(),
+            labels=[{"label": "mediastack.image", "value": "lscr.io/linuxserver/sonarr@sha256:" + "a" * 64}],
+        )
+        assert "image-pinned" not in analyze(pack, CONTAINER, digested)
+    finally:
+        pack.configure({})
+
+
+def test_network_and_command_policies(pack: PolicyPack) -> None:
+    internal = {
+        "name": "mediastack-database",
+        "internal": True,
+        "labels": [{"label": "mediastack.network", "value": "database"}],
+    }
+    assert analyze(pack, NETWORK, internal) == set()
+    assert "internal-networks" in analyze(pack, NETWORK, with_(internal, internal=False))
+    assert analyze(pack, NETWORK, {"name": "mediastack-frontend", "internal": False}) == set()
+    command = {"create": "sysctl -w vm.swappiness=10", "delete": "sysctl -w vm.swappiness=60"}
+    assert analyze(pack, LOCAL_COMMAND, command) == set()
+    assert "host-commands-revert" in analyze(pack, LOCAL_COMMAND, without(command, "delete"))
+    assert "host-commands-revert" in analyze(pack, "command:remote:Command", without(command, "delete"))
+
+
+# -- stack policies ---------------------------------------------------------------------------------
+
+
+def prod_resources() -> list[Registration]:
+    return [copy.deepcopy(r) for r in plan("prod").resources if r.custom]
+
+
+def replace_container(resources: list[Registration], name: str, props: dict[str, Any]) -> list[Registration]:
+    return [
+        reg(r.type, props, r.name) if r.type == CONTAINER and r.inputs.get("name") == name else r for r in resources
+    ]
+
+
+def labelled(props: dict[str, Any], **labels: str) -> dict[str, Any]:
+    current = {item["label"]: item["value"] for item in props["labels"]}
+    current.update(labels)
+    return with_(props, labels=[{"label": k, "value": v} for k, v in current.items()])
+
+
+def test_prod_stack_passes_every_mandatory_stack_policy(pack: PolicyPack) -> None:
+    response = pack.analyze_stack(prod_resources())
+    assert [d.policyName for d in response.diagnostics if d.enforcementLevel == 1] == []
+
+
+STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]] = [
+    (
+        "host-capacity",
+        lambda rs: replace_container(
+            rs, "sonarr", with_(containers(plan("prod"))["sonarr"], memoryReservation=30 * 1024)
+        ),
+    ),
+    (
+        "every-service-monitored",
+        lambda rs: [
+            *rs,
+            reg(CONTAINER, labelled(with_(base_container(), name="lidarr"), **{"mediastack.service": "lidarr"}), "x"),
+        ],
+    ),
+    (
+        "web-ui-routed",
+        lambda rs: replace_container(rs, "sonarr", labelled(base_container(), **{"traefik.enable": "false"})),
+    ),
+    ("download-bandwidth-limit", lambda rs: rs),
+    (
+        "unique-host-ports",
+        lambda rs: replace_container(rs, "sonarr", with_(base_container(), ports=[{"internal": 443, "external": 443}])),
+    ),
+    (
+        "hardlinks-work",
+        lambda rs: replace_container(
+            rs,
+            "radarr",
+            with_(
+                containers(plan("prod"))["radarr"],
+                mounts=[
+                    {"type": "bind", "source": "/srv/downloads", "target": "/downloads", "readOnly": False},
+                    {"type": "bind", "source": "/srv/movies", "target": "/movies", "readOnly": False},
+                ],
+            ),
+        ),
+    ),
+    (
+        "hardlinks-work",
+        lambda rs: replace_container(
+            rs,
+            "radarr",
+            with_(
+                containers(plan("prod"))["radarr"],
+                mounts=[{"type": "bind", "source": "/mnt/other", "target": "/data", "readOnly": False}],
+            ),
+        ),
+    ),
+    (
+        "one-identity",
+        lambda rs: replace_container(
+            rs,
+            "qbittorrent",
+            labelled(containers(plan("prod"))["qbittorrent"], **{"mediastack.identity": "1001:1001:022"}),
+        ),
+    ),
+    (
+        "render-group",
+        lambda rs: replace_container(rs, "jellyfin", without(containers(plan("prod"))["jellyfin"], "groupAdds")),
+    ),
+    (
+        "data-services-internal",
+        lambda rs: replace_container(
+            rs,
+            "immich-postgres",
+            with_(containers(plan("prod"))["immich-postgres"], networksAdvanced=[{"name": "mediastack-frontend"}]),
+        ),
+    ),
+    (
+        "vpn-no-bypass",
+        lambda rs: [
+            *rs,
+            reg(CONTAINER, labelled(with_(base_container(), name="gluetun"), **{"mediastack.role": "vpn"}), "vpn"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("policy", "break_it"), STACK_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(STACK_CASES)])
+def test_stack_violations(pack: PolicyPack, policy: str, break_it) -> None:
+    before = analyze_stack(pack, prod_resources()).get(policy, [])
+    after = analyze_stack(pack, break_it(prod_resources())).get(policy, [])
+    assert len(after) > len(before) or (policy == "download-bandwidth-limit" and after), after
+
+
+def test_stack_compliant_cases_for_advisory_policies(pack: PolicyPack) -> None:
+    resources = prod_resources()
+    limited = [
+        reg(
+            r.type,
+            labelled(r.inputs, **{"mediastack.bandwidth-down": "50mbit", "mediastack.bandwidth-up": "10mbit"}),
+            r.name,
+        )
+        if r.type == CONTAINER and r.inputs["name"] in ("qbittorrent", "sabnzbd")
+        else r
+        for r in resources
+    ]
+    assert "download-bandwidth-limit" not in analyze_stack(pack, limited)
+    vpn = reg(CONTAINER, labelled(with_(base_container(), name="gluetun"), **{"mediastack.role": "vpn"}), "vpn")
+    through = [
+        reg(r.type, with_(r.inputs, networkMode="container:gluetun", networksAdvanced=[]), r.name)
+        if r.type == CONTAINER and r.inputs["name"] in ("qbittorrent", "sabnzbd")
+        else r
+        for r in resources
+    ]
+    assert "vpn-no-bypass" not in analyze_stack(pack, [*through, vpn])
+
+
+def test_remediation_adds_log_rotation(pack: PolicyPack) -> None:
+    try:
+        pack.configure({"log-rotation": "remediate"})
+        response = pack.remediate(reg(CONTAINER, without(base_container(), "logDriver", "logOpts")))
+        (remediation,) = response.remediations
+        assert remediation.policyName == "log-rotation"
+        props = json_format.MessageToDict(remediation.properties)
+        assert props["logDriver"] == "local" and props["logOpts"] == {"max-size": "10m", "max-file": "5"}
+        assert not pack.remediate(reg(CONTAINER, base_container())).remediations
+    finally:
+        pack.configure({})
+
+
+# -- config, levels and the plan end to end --------------------------------------------------------
+
+
+def test_pack_describes_itself(pack: PolicyPack) -> None:
+    assert pack.info is not None and pack.info.name == "mediastack"
+    assert pack.version == yaml.safe_load((ROOT / "policies/PulumiPolicy.yaml").read_text())["version"]
+    levels = {p.name: p.enforcementLevel for p in pack.info.policies}
+    assert levels["privileged" if "privileged" in levels else "no-privileged"] == 1  # mandatory
+    assert levels["every-service-monitored"] == 0 and levels["download-bandwidth-limit"] == 0  # advisory
+    assert len(levels) >= 26
+
+
+def test_bad_pack_config_is_refused(pack: PolicyPack) -> None:
+    with pytest.raises(PolicyPackError, match="unknown policies: no-such-policy"):
+        pack.configure({"no-such-policy": "mandatory"})
+    with pytest.raises(PolicyPackError, match=r"health-check.max_retries = 'ten': expected integer"):
+        pack.configure({"health-check": {"max_retries": "ten"}})
+    with pytest.raises(PolicyPackError, match="level 'fatal'"):
+        pack.configure({"all": "fatal"})
+    pack.configure({})
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_repository_stacks_pass_every_mandatory_policy(stack: str) -> None:
+    report = run_pack(ROOT / "policies", plan(stack).resources)
+    assert report.mandatory == [], report.mandatory
+    assert all(d.level == "advisory" for d in report.diagnostics)
+
+
+def _copy_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "tests", "bench", "docs", "*.egg-info", "venv"),
+    )
+    return project
+
+
+def test_a_privileged_unbounded_container_fails_the_plan(tmp_path: Path) -> None:
+    project = _copy_project(tmp_path)
+    main = project / "__main__.py"
+    main.write_text(
+        main.read_text()
+        + """
+import pulumi_docker as docker
+
+docker.Container("rogue", image="alpine:latest", privileged=True, network_mode="host",
+                 mounts=[docker.ContainerMountArgs(type="bind", source="/var/run/docker.sock",
+                                                   target="/var/run/docker.sock")])
+"""
+    )
+    out = tmp_path / "plan.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "-q", "--json", str(out)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    policy = json.loads(out.read_text())["policy"]
+    named = {d["policy"] for d in policy["diagnostics"] if d["resource"] == "rogue" and d["level"] == "mandatory"}
+    assert {
+        "no-privileged",
+        "resource-limits",
+        "memory-reservation",
+        "health-check",
+        "image-pinned",
+        "no-host-namespaces",
+        "docker-socket-via-proxy",
+        "no-new-privileges",
+        "restart-policy",
+        "log-rotation",
+    } <= named
+    for name in ("no-privileged", "resource-limits", "image-pinned"):
+        assert name in proc.stdout
+
+
+def test_policy_config_file_changes_levels(tmp_path: Path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"every-service-monitored": "mandatory"}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "-q", "--policy-config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 1 and "every-service-monitored" in proc.stdout
+    config.write_text(json.dumps({"every-service-monitored": {"nonsense": 1}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "-q", "--policy-config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 2 and "not a setting of this policy" in proc.stderr
+
+
+# -- plain helpers ----------------------------------------------------------------------------------
+
+
+def test_durations() -> None:
+    assert seconds("30s") == 30 and seconds("1m30s") == 90 and seconds("500ms") == 0.5
+    assert seconds(30_000_000_000) == 30 and seconds(None) is None and seconds("soon") is None
+
+
+def test_image_refs() -> None:
+    assert image_problem("lscr.io/linuxserver/sonarr:4.0.15") is None
+    assert image_problem("registry:5000/img:1.0") is None
+    assert image_problem("ghcr.io/x/y@sha256:" + "a" * 64) is None
+    assert "no tag" in (image_problem("registry:5000/img") or "")
+    assert "`latest`" in (image_problem("img:latest") or "")
+    assert "digest" in (image_problem("img:1.0", require_digest=True) or "")
+
+
+def test_both_shapes_read_the_same() -> None:
+    c, s = from_container("sonarr", base_container()), from_service("sonarr", base_service())
+    assert (c.memory, c.memory_reservation, c.cpus) == (s.memory, s.memory_reservation, s.cpus)
+    assert c.health == s.health and c.service == s.service == "sonarr"
+    assert {m.target for m in c.mounts} == {m.target for m in s.mounts}
