@@ -518,3 +518,21 @@ def test_both_shapes_read_the_same() -> None:
     assert (c.memory, c.memory_reservation, c.cpus) == (s.memory, s.memory_reservation, s.cpus)
     assert c.health == s.health and c.service == s.service == "sonarr"
     assert {m.target for m in c.mounts} == {m.target for m in s.mounts}
+
+
+def test_unknown_values_at_preview_do_not_hide_other_checks(pack: PolicyPack) -> None:
+    """At preview the image digest and network names are unknown; the rest is still checked."""
+    from pulumi.runtime import rpc
+
+    props = with_(base_container(), image=rpc.UNKNOWN, privileged=True)
+    props["networksAdvanced"] = [{"name": rpc.UNKNOWN, "aliases": ["sonarr"]}]
+    named = analyze(pack, CONTAINER, props)
+    assert "no-privileged" in named
+    assert "image-pinned" not in named  # the tag pin is read from the mediastack.image label
+
+
+def test_checks_that_do_not_apply_to_services_say_so(pack: PolicyPack) -> None:
+    response = pack.analyze(reg(SERVICE, labelled(base_service(), **{"mediastack.tier": "critical"})))
+    assert not response.diagnostics
+    skipped = {n.policy_name for n in response.not_applicable}
+    assert {"no-new-privileges", "critical-no-swap", "no-privileged"} <= skipped

@@ -20,6 +20,7 @@ from .shapes import (
     REMOTE_COMMAND,
     REMOTE_IMAGE,
     SECRET,
+    UNKNOWN,
     Workload,
     workload,
 )
@@ -52,13 +53,21 @@ def _schema(properties: dict[str, Any]) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties=properties)
 
 
+class NotApplicable(Exception):
+    """The check has no meaning for this resource shape (e.g. Swarm services have no swap setting)."""
+
+
 def _on_workloads(check: Callable[[Workload, dict[str, Any], Report], None]):
     """Adapt a check over a Workload into a CrossGuard validate function for both resource shapes."""
 
     def validate(args: ResourceValidationArgs, report: Report) -> None:
         w = workload(args.resource_type, args.name, args.props)
-        if w is not None:
+        if w is None:
+            return
+        try:
             check(w, config(args), report)
+        except NotApplicable as reason:
+            args.not_applicable(str(reason))
 
     validate.__name__ = check.__name__
     return validate
@@ -164,8 +173,8 @@ def validate_image(args: ResourceValidationArgs, report: Report) -> None:
         w = workload(args.resource_type, args.name, args.props)
         if w is None:
             return
-        problem = image_problem(w.image)
         label = w.labels.get("mediastack.image")
+        problem = None if w.image == UNKNOWN and label else image_problem(w.image)
         if problem is None and label and "@sha256:" not in w.image:
             problem = image_problem(label, cfg.get("require_digest", False))
         elif problem is None and cfg.get("require_digest", False) and label and "@sha256:" not in label:
@@ -178,6 +187,8 @@ def validate_image(args: ResourceValidationArgs, report: Report) -> None:
 
 
 def check_privileged(w: Workload, cfg: dict[str, Any], report: Report) -> None:
+    if w.kind == "service":
+        raise NotApplicable("Swarm services cannot run privileged")
     if w.privileged:
         report(f"{w.service}: runs privileged; give it the devices and capabilities it needs instead", None)
 
@@ -208,7 +219,7 @@ def check_socket(w: Workload, cfg: dict[str, Any], report: Report) -> None:
 
 def check_no_new_privileges(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     if w.kind == "service":
-        return  # Swarm has no per-service setting: set no-new-privileges in the daemon (CIS 5.26 accepts it)
+        raise NotApplicable("Swarm services have no no-new-privileges setting; set it in daemon.json (CIS 5.26)")
     if not any(o.replace("=", ":") in ("no-new-privileges:true", "no-new-privileges") for o in w.security_opts):
         report(f"{w.service}: no-new-privileges is not set", None)
 
@@ -281,8 +292,10 @@ def remediate_logs(args: ResourceValidationArgs) -> Mapping[str, Any] | None:
 
 
 def check_swap(w: Workload, cfg: dict[str, Any], report: Report) -> None:
-    if w.kind != "container" or w.tier != "critical":
-        return  # Swarm services cannot set swap: the host's vm.swappiness governs them
+    if w.kind != "container":
+        raise NotApplicable("Swarm services cannot set swap; the host's vm.swappiness governs them")
+    if w.tier != "critical":
+        return
     if not w.memory or w.memory_swap != w.memory:
         report(f"{w.service}: critical-tier container can swap; set memory_swap equal to memory", None)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .secrets import is_secret
+from .secrets import is_secret, mark
 
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
@@ -24,6 +24,35 @@ WORKLOAD_TYPES = (CONTAINER, SERVICE)
 
 MIB = 1024**2
 SECRET = "[secret]"  # how mediastack's offline runner shows a secret value
+UNKNOWN = "[unknown]"  # a value only known after deployment (another resource's output, at preview)
+
+
+def plain(value: Any) -> Any:
+    """A copy of pulumi_policy's props with unknown values replaced by UNKNOWN instead of raising.
+
+    At preview, inputs that come from other resources' outputs (an image digest, a network name) are
+    unknown, and touching one makes pulumi_policy skip the whole policy; reading them as UNKNOWN
+    lets every check that does not need them still run. Secret markers survive the copy.
+    """
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key in list(value.keys()):
+            try:
+                out[key] = plain(value[key])
+            except Exception:  # pulumi_policy's UnknownValueError
+                out[key] = UNKNOWN
+        return mark(out) if is_secret(value) else out
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__getitem__") and hasattr(value, "__len__")):
+        items = []
+        for i in range(len(value)):
+            try:
+                items.append(plain(value[i]))
+            except Exception:  # pulumi_policy's UnknownValueError
+                items.append(UNKNOWN)
+        return mark(items) if is_secret(value) else items
+    return value
 
 
 @dataclass(frozen=True)
@@ -276,7 +305,7 @@ def from_service(name: str, p: Mapping[str, Any]) -> Workload:
 
 def workload(resource_type: str, name: str, props: Mapping[str, Any]) -> Workload | None:
     if resource_type == CONTAINER:
-        return from_container(name, props)
+        return from_container(name, plain(props))
     if resource_type == SERVICE:
-        return from_service(name, props)
+        return from_service(name, plain(props))
     return None
