@@ -536,3 +536,11 @@ def test_checks_that_do_not_apply_to_services_say_so(pack: PolicyPack) -> None:
     assert not response.diagnostics
     skipped = {n.policy_name for n in response.not_applicable}
     assert {"no-new-privileges", "critical-no-swap", "no-privileged"} <= skipped
+
+
+def test_every_policy_is_documented() -> None:
+    from mediastack_policies import POLICIES
+
+    doc = (ROOT / "docs/policies.md").read_text()
+    for policy in POLICIES:
+        assert f"| `{policy.name}` |" in doc, policy.name
