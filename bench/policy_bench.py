@@ -53,12 +53,16 @@ def main() -> None:
         policies = len(pack.info.policies) if pack.info else 0
 
     plan_m, pack_m, analyze_m = (statistics.median(x) for x in (plan_s, pack_s, analyze_s))
-    print(f"stack {args.stack}: {len(resources)} resources ({len(custom)} analyzed), {policies} policies; "
-          f"median of {args.runs}")
+    print(
+        f"stack {args.stack}: {len(resources)} resources ({len(custom)} analyzed), {policies} policies; "
+        f"median of {args.runs}"
+    )
     print(f"{'plan without the pack':<44}{plan_m * 1000:>9.1f} ms")
     print(f"{'pack: start + configure + analyze + stack':<44}{pack_m * 1000:>9.1f} ms")
-    print(f"{'  of which Analyze x N + AnalyzeStack':<44}{analyze_m * 1000:>9.1f} ms "
-          f"({analyze_m / len(custom) * 1000:.2f} ms per resource)")
+    print(
+        f"{'  of which Analyze x N + AnalyzeStack':<44}{analyze_m * 1000:>9.1f} ms "
+        f"({analyze_m / len(custom) * 1000:.2f} ms per resource)"
+    )
     print(f"pack / plan: {pack_m / plan_m:.2f}x")
 
 

@@ -59,15 +59,20 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _unwrap(annotation: Any) -> Any:
-    """The model class behind Optional[...], list[...], dict[str, ...] and Annotated[...]."""
+def strip_optional(annotation: Any) -> Any:
+    """Drop Annotated[...] and Optional[...]: what is left is a model, a list, a dict or a scalar."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
+        return strip_optional(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            if arg is not type(None):
-                return _unwrap(arg)
+        return strip_optional(next(a for a in typing.get_args(annotation) if a is not type(None)))
+    return annotation
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model class behind Optional[...], list[...], dict[str, ...] and Annotated[...]."""
+    annotation = strip_optional(annotation)
+    origin = typing.get_origin(annotation)
     if origin in (list, tuple):
         return _unwrap(typing.get_args(annotation)[0])
     if origin is dict:

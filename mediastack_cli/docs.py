@@ -19,7 +19,7 @@ from pydantic_core import PydanticUndefined
 
 from components.catalog import CATALOG
 from components.config import StackConfig
-from components.loading import _unwrap
+from components.loading import _unwrap, strip_optional
 from components.units import format_size
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -77,20 +77,10 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[type]) -> list[str]:
             default = f"`{format_size(field.default)}`"
         rows.append(f"| `{path}` | {type_name} | {default} | {(field.description or '').replace('|', '/')} |")
         if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in seen:
-            origin = typing.get_origin(_strip(field.annotation))
+            origin = typing.get_origin(strip_optional(field.annotation))
             sep = "[N]." if origin is list else ".<name>." if origin is dict else "."
             rows += _rows(inner, f"{path}{sep}", seen | {inner})
     return rows
-
-
-def _strip(annotation: Any) -> Any:
-    """Drop Optional and Annotated to see whether a field is a list or a map."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _strip(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return _strip(next(a for a in typing.get_args(annotation) if a is not type(None)))
-    return annotation
 
 
 def config_md() -> str:

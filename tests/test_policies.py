@@ -476,23 +476,25 @@ docker.Container("rogue", image="alpine:latest", privileged=True, network_mode="
 
 def test_policy_config_file_changes_levels(tmp_path: Path) -> None:
     config = tmp_path / "policy.json"
-    config.write_text(json.dumps({"every-service-monitored": "mandatory"}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "-q", "--policy-config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+
+    def plan_with(settings: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        config.write_text(json.dumps(settings))
+        command = [
+            sys.executable,
+            "-m",
+            "mediastack_cli",
+            "plan",
+            "--stack",
+            "dev",
+            "-q",
+            "--policy-config",
+            str(config),
+        ]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+    proc = plan_with({"every-service-monitored": "mandatory"})
     assert proc.returncode == 1 and "every-service-monitored" in proc.stdout
-    config.write_text(json.dumps({"every-service-monitored": {"nonsense": 1}}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mediastack_cli", "plan", "--stack", "dev", "-q", "--policy-config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = plan_with({"every-service-monitored": {"nonsense": 1}})
     assert proc.returncode == 2 and "not a setting of this policy" in proc.stderr
 
 
