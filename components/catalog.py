@@ -510,10 +510,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Shared Redis cache (bounded memory, LRU eviction, no persistence).",
         health=HealthCheck(("CMD", "redis-cli", "ping"), 10),
         networks=frozenset({NetworkRole.database}),
+        # --maxmemory is added by resolve: three quarters of the container's memory limit.
         command=(
             "redis-server",
-            "--maxmemory",
-            "384mb",
             "--maxmemory-policy",
             "allkeys-lru",
             "--save",

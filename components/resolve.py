@@ -367,7 +367,11 @@ def _labels(
     return labels
 
 
-def _command(service: Service, config: StackConfig) -> tuple[str, ...]:
+def _command(service: Service, config: StackConfig, resources: Resources) -> tuple[str, ...]:
+    if service.name == "redis":
+        # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
+        # instead of evicting.
+        return (*service.command, "--maxmemory", str(resources.memory * 3 // 4))
     if service.name == "traefik" and config.tls.acme_email:
         acme = "--certificatesresolvers.letsencrypt.acme"
         args = [
@@ -421,7 +425,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 networks=networks,
                 labels=_labels(spec, tier, config, web_host, image),
                 health=spec.health,
-                command=_command(spec, config),
+                command=_command(spec, config, resources),
                 devices=devices,
                 gpu_request=gpu_request,
                 group_adds=group_adds,

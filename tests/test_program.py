@@ -251,3 +251,10 @@ def test_the_program_itself_stops_on_bad_config_before_any_resource() -> None:
         plan_config(cfg, stack="broken")
     assert str(caught.value).startswith("stack 'broken': 1 config problem in Pulumi.broken.yaml")
     assert "mediastack:hosts[0].gpu = 'radeon'" in str(caught.value)
+
+
+def test_redis_cache_is_bounded_below_its_container_limit() -> None:
+    redis = containers(plan("prod"))["redis"]
+    maxmemory = int(redis["command"][redis["command"].index("--maxmemory") + 1])
+    assert maxmemory == redis["memory"] * MIB * 3 // 4
+    assert "allkeys-lru" in redis["command"]
