@@ -75,6 +75,8 @@ class WebUI:
     # The network Traefik reaches the UI on: frontend for apps, monitoring for the monitoring UIs
     # (which then need no route to anything else).
     via: NetworkRole = NetworkRole.frontend
+    # UIs with no login of their own are reachable from the LAN ranges only (Traefik ipAllowList).
+    lan_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             probe_path="/ping",
         ),
         networks=frozenset({NetworkRole.frontend, NetworkRole.monitoring, NetworkRole.socket}),
-        web=WebUI(8080, "traefik"),
+        web=WebUI(8080, "traefik", lan_only=True),
         metrics=Metrics(8082),
         mounts=(Mount(MountKind.state, "/letsencrypt"),),
         command=(
@@ -452,7 +454,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Tdarr server: plans batch transcodes so Jellyfin does not have to.",
         health=HealthCheck.http("curl", 8266, "/api/v2/status"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
-        web=WebUI(8265, "tdarr"),
+        web=WebUI(8265, "tdarr", lan_only=True),
         mounts=(
             Mount(MountKind.state, "/app/server", sub="server"),
             Mount(MountKind.state, "/app/configs", sub="configs"),
@@ -535,7 +537,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Metrics: scrapes every service and exporter the stack runs.",
         health=HealthCheck.http("wget", 9090, "/-/healthy", start_period_s=30),
         networks=frozenset({NetworkRole.monitoring}),
-        web=WebUI(9090, "prometheus", via=NetworkRole.monitoring),
+        web=WebUI(9090, "prometheus", via=NetworkRole.monitoring, lan_only=True),
         metrics=Metrics(9090),
         mounts=(Mount(MountKind.state, "/prometheus"),),
         command=(
@@ -560,7 +562,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Routes Prometheus alerts to people.",
         health=HealthCheck.http("wget", 9093, "/-/healthy", start_period_s=20),
         networks=frozenset({NetworkRole.monitoring, NetworkRole.backend}),  # backend: egress to receivers
-        web=WebUI(9093, "alerts", via=NetworkRole.monitoring),
+        web=WebUI(9093, "alerts", via=NetworkRole.monitoring, lan_only=True),
         metrics=Metrics(9093),
         mounts=(Mount(MountKind.state, "/alertmanager"),),
         command=("--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"),

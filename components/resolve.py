@@ -362,6 +362,9 @@ def _labels(
         )
         if config.tls.acme_email:
             labels[f"traefik.http.routers.{router}.tls.certresolver"] = "letsencrypt"
+        if service.web.lan_only:
+            labels[f"traefik.http.middlewares.{router}-lan.ipallowlist.sourcerange"] = ",".join(config.lan_ranges)
+            labels[f"traefik.http.routers.{router}.middlewares"] = f"{router}-lan"
         if service.name == "traefik":
             labels[f"traefik.http.routers.{router}.service"] = "api@internal"
     return labels

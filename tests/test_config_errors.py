@@ -134,6 +134,7 @@ CASES = [
     ),
     (with_("tls", {"acme_email": "not-an-email"}), "mediastack:tls.acme_email", ["e-mail address"]),
     (with_("hosts", "nas"), "mediastack:hosts", ["valid list"]),
+    (with_("lan_ranges", ["192.168.1.0/33"]), "mediastack:lan_ranges", ["'192.168.1.0/33' is not a network"]),
 ]
 
 

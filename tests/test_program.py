@@ -258,3 +258,13 @@ def test_redis_cache_is_bounded_below_its_container_limit() -> None:
     maxmemory = int(redis["command"][redis["command"].index("--maxmemory") + 1])
     assert maxmemory == redis["memory"] * MIB * 3 // 4
     assert "allkeys-lru" in redis["command"]
+
+
+def test_uis_without_a_login_are_lan_only() -> None:
+    c = containers(plan("prod"))
+    for name in ("traefik", "prometheus", "alertmanager", "tdarr"):
+        labels = {label["label"]: label["value"] for label in c[name]["labels"]}
+        assert labels[f"traefik.http.routers.{name}.middlewares"] == f"{name}-lan"
+        assert "192.168.0.0/16" in labels[f"traefik.http.middlewares.{name}-lan.ipallowlist.sourcerange"]
+    jellyfin = {label["label"] for label in c["jellyfin"]["labels"]}
+    assert "traefik.http.routers.jellyfin.middlewares" not in jellyfin  # has its own login
