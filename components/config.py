@@ -356,6 +356,9 @@ class StackConfig(Model):
         default_factory=dict, description="Per-service overrides, by catalog name."
     )
     tls: Tls = Field(Tls(), description="Certificates.")
+    reserve_for_host: Size = Field(
+        GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
+    )
     lan_ranges: list[str] = Field(
         ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
         description="Source ranges allowed to reach UIs that have no login of their own (Traefik dashboard, "
@@ -372,9 +375,6 @@ class StackConfig(Model):
                 raise ValueError(f"{cidr!r} is not a network such as 192.168.0.0/16") from None
         return v
 
-    reserve_for_host: Size = Field(
-        GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
-    )
 
     @field_validator("domain")
     @classmethod
