@@ -375,7 +375,6 @@ class StackConfig(Model):
                 raise ValueError(f"{cidr!r} is not a network such as 192.168.0.0/16") from None
         return v
 
-
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
