@@ -77,8 +77,10 @@ def _summary(r: Registration) -> str:
         return f"{i.get('name')} internal={str(i.get('internal', False)).lower()}"
     if short == "Command":
         return "create+delete" if i.get("delete") else "create"
-    if short in ("RandomPassword", "RandomId"):
-        return f"length={i.get('length', i.get('byteLength'))} (secret)"
+    if short == "RandomPassword":
+        return f"length={i.get('length')} (secret)"
+    if short == "RandomId":
+        return f"{i.get('byteLength')} random bytes, hex (secret)"
     if short == "Provider":
         return str(i.get("host", ""))
     return ""
