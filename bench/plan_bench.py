@@ -6,7 +6,8 @@ Each measurement is a fresh Python process (so imports are paid every time, as a
   import   - importing pulumi and pulumi_docker, nothing else;
   bare     - registering as many bare docker.Container resources as the plan has, under the same mocks
              (the engine's own cost per resource);
-  plan     - the offline plan: read the stack files, validate, run __main__.py under the mocks.
+  plan     - the offline plan: read the stack files, validate, run __main__.py under the mocks
+             (--no-policy; the policy pack's own cost is printed next to it and in bench/policy_bench.py).
 Prints the median wall time and peak RSS of each, and plan/bare and plan/import ratios.
 """
 
@@ -58,8 +59,9 @@ def child(mode: str, stack: str, count: int) -> None:
 
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            app(["plan", "--stack", stack, "--quiet", "--project", str(ROOT)], standalone_mode=False)
-        resources = int(printed.getvalue().split(":")[1].split()[0])
+            extra = [] if mode == "plan+pack" else ["--no-policy"]
+            app(["plan", "--stack", stack, "--quiet", "--project", str(ROOT), *extra], standalone_mode=False)
+        resources = int(printed.getvalue().split("resources")[0].split(":")[-1].strip())
     elapsed = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_kib / 1024, "resources": resources}))
@@ -92,7 +94,7 @@ def main() -> None:
 
     resources = measure("plan", args.stack, 0)["resources"]
     rows = {}
-    for mode in ("import", "bare", "plan"):
+    for mode in ("import", "bare", "plan", "plan+pack"):
         runs = [measure(mode, args.stack, int(resources)) for _ in range(args.runs)]
         rows[mode] = {
             "wall": statistics.median(r["wall"] for r in runs),
@@ -100,14 +102,15 @@ def main() -> None:
             "resources": runs[0]["resources"],
         }
     print(f"stack {args.stack}: {resources} resources; median of {args.runs} fresh processes each")
-    print(f"{'measurement':<34}{'wall s':>9}{'peak MiB':>10}{'resources':>11}")
+    print(f"{'measurement':<44}{'wall s':>9}{'peak MiB':>10}{'resources':>11}")
     labels = {
         "import": "import pulumi + pulumi_docker",
         "bare": f"{resources} bare Containers (mocks)",
-        "plan": f"mediastack plan --stack {args.stack}",
+        "plan": f"mediastack plan --stack {args.stack} --no-policy",
+        "plan+pack": "  the same with the policy pack",
     }
     for mode, row in rows.items():
-        print(f"{labels[mode]:<34}{row['wall']:>9.3f}{row['peak']:>10.1f}{row['resources']:>11}")
+        print(f"{labels[mode]:<44}{row['wall']:>9.3f}{row['peak']:>10.1f}{row['resources']:>11}")
     print(
         f"plan / bare containers: {rows['plan']['wall'] / rows['bare']['wall']:.2f}x wall, "
         f"{rows['plan']['peak'] / rows['bare']['peak']:.2f}x peak memory"
