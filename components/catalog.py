@@ -547,7 +547,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "--storage.tsdb.retention.size=20GB",
             "--web.enable-lifecycle",
         ),
-        uploads=("prometheus/prometheus.yml",),
+        uploads=("prometheus/prometheus.yml", "prometheus/rules/mediastack.yml"),
         role="monitoring",
         user="65534:65534",
         read_only_rootfs=True,

@@ -341,6 +341,68 @@ class Tls(Model):
         return v
 
 
+class Thresholds(Model):
+    """When alerts fire. Percentages are of the resource's capacity."""
+
+    host_cpu_percent: float = Field(80, gt=0, le=100, description="Host CPU busy above this for 15 minutes.")
+    host_memory_percent: float = Field(85, gt=0, le=100, description="Host memory in use above this for 10 minutes.")
+    host_disk_percent: float = Field(90, gt=0, le=100, description="A host filesystem fuller than this for 10 minutes.")
+    container_memory_percent: float = Field(
+        90, gt=0, le=100, description="A container's working set above this share of its memory limit for 10 minutes."
+    )
+    api_p95_ms: float = Field(200, gt=0, description="p95 latency of a routed service above this for 10 minutes.")
+    restarts_per_15m: int = Field(3, ge=1, description="Container starts in 15 minutes that count as a restart loop.")
+    certificate_days: int = Field(14, ge=1, description="Alert when a TLS certificate expires within this many days.")
+
+
+class Email(Model):
+    """An SMTP receiver. The password is a Pulumi secret: `pulumi config set --secret`."""
+
+    to: str = Field(description="Recipient address.")
+    sender: str = Field(description="From address.")
+    smarthost: str = Field(description="SMTP server as host:port, e.g. smtp.example.org:587.")
+    username: str | None = Field(None, description="SMTP user, if the server needs one.")
+    password: str | None = Field(
+        None,
+        description="SMTP password; set it as a secret: "
+        "`pulumi config set --secret --path 'mediastack:alerting.email.password' ...`.",
+    )
+
+    @field_validator("smarthost")
+    @classmethod
+    def _smarthost(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("must be host:port such as smtp.example.org:587")
+        return v
+
+
+class Alerting(Model):
+    """Where alerts go. With no receiver, alerts wait in Alertmanager's UI."""
+
+    thresholds: Thresholds = Field(Thresholds(), description="When alerts fire.")
+    webhook_urls: list[str] = Field(default_factory=list, description="Webhook receivers (any Alertmanager webhook).")
+    ntfy_url: str | None = Field(
+        None, description="An ntfy topic URL (e.g. https://ntfy.sh/my-media-alerts); alerts are posted to it."
+    )
+    email: Email | None = Field(None, description="An SMTP receiver for critical alerts.")
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return v
+
+    @field_validator("ntfy_url")
+    @classmethod
+    def _ntfy(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^\s/]+/[A-Za-z0-9_-]{1,64}", v):
+            raise ValueError("must be an ntfy topic URL such as https://ntfy.sh/my-media-alerts")
+        return v
+
+
 class StackConfig(Model):
     """Everything under `mediastack:` in Pulumi.<stack>.yaml."""
 
@@ -356,6 +418,7 @@ class StackConfig(Model):
         default_factory=dict, description="Per-service overrides, by catalog name."
     )
     tls: Tls = Field(Tls(), description="Certificates.")
+    alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     reserve_for_host: Size = Field(
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )

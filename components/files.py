@@ -14,6 +14,7 @@ from .resolve import ResolvedStack
 CONTAINER_PATHS = {
     "prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
     "alertmanager/alertmanager.yml": "/etc/alertmanager/alertmanager.yml",
+    "prometheus/rules/mediastack.yml": "/etc/prometheus/rules/mediastack.yml",
     "blackbox/config.yml": "/etc/blackbox_exporter/config.yml",
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
 }
@@ -69,24 +70,203 @@ def prometheus_config(stack: ResolvedStack) -> str:
             "external_labels": {"stack": stack.stack},
         },
     }
+    doc["rule_files"] = ["/etc/prometheus/rules/*.yml"]
     if "alertmanager" in enabled:
         doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}
     doc["scrape_configs"] = scrape
     return _dump(doc)
 
 
+SMTP_PASSWORD_FILE = "/etc/alertmanager/smtp_password"
+
+
 def alertmanager_config(stack: ResolvedStack) -> str:
-    # Receivers arrive with the monitoring work; until then alerts are grouped and kept in Alertmanager's UI.
+    """Routing by severity; receivers from the stack; per-service alerts inhibited while their host is down."""
+    alerting = stack.config.alerting
+    receivers: list[dict[str, object]] = [{"name": "ui-only"}]
+    default = "ui-only"
+    webhooks = [{"url": url, "send_resolved": True} for url in alerting.webhook_urls]
+    if alerting.ntfy_url:
+        # ntfy renders Alertmanager's webhook payload itself with its `alertmanager` template.
+        webhooks.append({"url": f"{alerting.ntfy_url}?template=alertmanager", "send_resolved": True})
+    if webhooks:
+        receivers.append({"name": "notify", "webhook_configs": webhooks})
+        default = "notify"
+    routes: list[dict[str, object]] = []
+    if alerting.email:
+        email: dict[str, object] = {
+            "to": alerting.email.to,
+            "from": alerting.email.sender,
+            "smarthost": alerting.email.smarthost,
+            "send_resolved": True,
+        }
+        if alerting.email.username:
+            email["auth_username"] = alerting.email.username
+        if alerting.email.password:
+            email["auth_password_file"] = SMTP_PASSWORD_FILE  # the secret itself never enters this file
+        critical: dict[str, object] = {"name": "critical", "email_configs": [email]}
+        if webhooks:
+            critical["webhook_configs"] = webhooks
+        receivers.append(critical)
+        routes.append({"receiver": "critical", "matchers": ['severity="critical"'], "repeat_interval": "1h"})
+    routes.append({"receiver": default, "matchers": ['severity="warning"'], "repeat_interval": "12h"})
     return _dump(
         {
             "route": {
-                "receiver": "default",
-                "group_by": ["alertname", "service"],
+                "receiver": default,
+                "group_by": ["alertname", "host", "service"],
                 "group_wait": "30s",
                 "group_interval": "5m",
                 "repeat_interval": "4h",
+                "routes": routes,
             },
-            "receivers": [{"name": "default"}],
+            "inhibit_rules": [
+                {
+                    # A host that is down explains every alert about what runs on it.
+                    "source_matchers": ['alertname="HostDown"'],
+                    "target_matchers": ['alertname=~"ServiceDown|ProbeFailed|ContainerRestartLoop|ApiLatencyHigh"'],
+                    "equal": ["host"],
+                },
+                {
+                    "source_matchers": ['severity="critical"'],
+                    "target_matchers": ['severity="warning"'],
+                    "equal": ["alertname", "host", "service"],
+                },
+            ],
+            "receivers": receivers,
+        }
+    )
+
+
+def alert_rules(stack: ResolvedStack) -> str:
+    """Recording rules for the queries that repeat, and the alerts, with the stack's thresholds."""
+    t = stack.config.alerting.thresholds
+    enabled = stack.enabled
+    recording = [
+        {
+            "record": "host:cpu_busy:ratio5m",
+            "expr": '1 - avg by (host) (rate(node_cpu_seconds_total{mode="idle"}[5m]))',
+        },
+        {
+            "record": "host:memory_used:ratio",
+            "expr": "1 - sum by (host) (node_memory_MemAvailable_bytes) / sum by (host) (node_memory_MemTotal_bytes)",
+        },
+        {
+            "record": "host:filesystem_used:ratio",
+            "expr": '1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"}'
+            ' / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs"}',
+        },
+        {
+            "record": "container:memory_used:ratio",
+            "expr": 'container_memory_working_set_bytes{name!=""} / (container_spec_memory_limit_bytes{name!=""} > 0)',
+        },
+        {
+            "record": "service:request_duration_seconds:p95_5m",
+            "expr": "histogram_quantile(0.95, sum by (le, service) "
+            "(rate(traefik_service_request_duration_seconds_bucket[5m])))",
+        },
+    ]
+
+    def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, object]:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": for_,
+            "labels": {"severity": severity},
+            "annotations": {"summary": summary, "description": description},
+        }
+
+    alerts = [
+        alert(
+            "HostDown",
+            'up{job="node-exporter"} == 0',
+            "2m",
+            "critical",
+            "Host {{ $labels.host }} is down",
+            "node-exporter on {{ $labels.host }} has not answered for 2 minutes.",
+        ),
+        alert(
+            "ServiceDown",
+            'up{job!~"node-exporter|blackbox-health"} == 0',
+            "5m",
+            "critical",
+            "{{ $labels.job }} is not answering its scrape",
+            "Prometheus could not scrape {{ $labels.instance }} for 5 minutes.",
+        ),
+        alert(
+            "ProbeFailed",
+            'probe_success{job="blackbox-health"} == 0',
+            "5m",
+            "critical",
+            "Health check failing: {{ $labels.instance }}",
+            "The blackbox probe of {{ $labels.instance }} has failed for 5 minutes.",
+        ),
+        alert(
+            "HostCpuHigh",
+            f"host:cpu_busy:ratio5m > {t.host_cpu_percent / 100:g}",
+            "15m",
+            "warning",
+            "CPU on {{ $labels.host }} above " + f"{t.host_cpu_percent:g}%",
+            "{{ $value | humanizePercentage }} busy for 15 minutes.",
+        ),
+        alert(
+            "HostMemoryHigh",
+            f"host:memory_used:ratio > {t.host_memory_percent / 100:g}",
+            "10m",
+            "warning",
+            "Memory on {{ $labels.host }} above " + f"{t.host_memory_percent:g}%",
+            "{{ $value | humanizePercentage }} in use for 10 minutes.",
+        ),
+        alert(
+            "HostDiskFull",
+            f"host:filesystem_used:ratio > {t.host_disk_percent / 100:g}",
+            "10m",
+            "critical",
+            "{{ $labels.mountpoint }} on {{ $labels.host }} above " + f"{t.host_disk_percent:g}%",
+            "{{ $value | humanizePercentage }} used.",
+        ),
+        alert(
+            "ContainerRestartLoop",
+            f'changes(container_start_time_seconds{{name!=""}}[15m]) >= {t.restarts_per_15m}',
+            "0m",
+            "warning",
+            "{{ $labels.name }} is restarting in a loop",
+            "{{ $value }} starts in the last 15 minutes.",
+        ),
+        alert(
+            "ContainerNearMemoryLimit",
+            f"container:memory_used:ratio > {t.container_memory_percent / 100:g}",
+            "10m",
+            "warning",
+            "{{ $labels.name }} is near its memory limit",
+            "{{ $value | humanizePercentage }} of its limit for 10 minutes; the next step is an OOM kill.",
+        ),
+    ]
+    if "traefik" in enabled:
+        alerts += [
+            alert(
+                "ApiLatencyHigh",
+                f"service:request_duration_seconds:p95_5m > {t.api_p95_ms / 1000:g}",
+                "10m",
+                "warning",
+                "p95 latency of {{ $labels.service }} above " + f"{t.api_p95_ms:g} ms",
+                "p95 is {{ $value | humanizeDuration }} for 10 minutes.",
+            ),
+            alert(
+                "CertificateExpiring",
+                f"(traefik_tls_certs_not_after - time()) / 86400 < {t.certificate_days}",
+                "1h",
+                "warning",
+                "Certificate for {{ $labels.cn }} expires soon",
+                "It expires in {{ $value | humanize }} days; Traefik renews at 30 days, so renewal is failing.",
+            ),
+        ]
+    return _dump(
+        {
+            "groups": [
+                {"name": "mediastack-recording", "interval": "30s", "rules": recording},
+                {"name": "mediastack-alerts", "rules": alerts},
+            ]
         }
     )
 
@@ -127,6 +307,7 @@ def grafana_datasources(stack: ResolvedStack) -> str:
 GENERATORS = {
     "prometheus/prometheus.yml": prometheus_config,
     "alertmanager/alertmanager.yml": alertmanager_config,
+    "prometheus/rules/mediastack.yml": alert_rules,
     "blackbox/config.yml": blackbox_config,
     "grafana/provisioning/datasources/prometheus.yml": grafana_datasources,
 }

@@ -32,6 +32,7 @@ class MediaServiceArgs:
     networks: Mapping[NetworkRole, pulumi.Input[str]]
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
+    secret_files: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # container path -> secret content
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -117,7 +118,11 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(service.labels.items())],
         uploads=[
-            docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path]) for path in spec.uploads
+            *(
+                docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path])
+                for path in spec.uploads
+            ),
+            *(docker.ContainerUploadArgs(file=path, content=content) for path, content in args.secret_files.items()),
         ]
         or None,
         wait=False,

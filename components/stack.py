@@ -10,7 +10,7 @@ import pulumi_random as random
 
 from .catalog import Secret
 from .config import Host
-from .files import generate_files
+from .files import SMTP_PASSWORD_FILE, generate_files
 from .network import StackNetwork, StackNetworkArgs
 from .resolve import ResolvedStack
 from .service import MediaService, MediaServiceArgs
@@ -67,12 +67,23 @@ class MediaStack(pulumi.ComponentResource):
         storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
         files = generate_files(stack)
 
+        smtp = stack.config.alerting.email
+        secret_files = {
+            "alertmanager": {SMTP_PASSWORD_FILE: pulumi.Output.secret(smtp.password)} if smtp and smtp.password else {}
+        }
+
         self.services: dict[str, MediaService] = {}
         for service in stack.services:  # catalog order puts what others require first
             depends = [storage, *(self.services[r] for r in service.spec.requires if r in self.services)]
             self.services[service.name] = MediaService(
                 f"{name}-{service.name}",
-                MediaServiceArgs(service=service, networks=network_names, secrets=self.secrets, files=files),
+                MediaServiceArgs(
+                    service=service,
+                    networks=network_names,
+                    secrets=self.secrets,
+                    files=files,
+                    secret_files=secret_files.get(service.name, {}),
+                ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
             )
 
