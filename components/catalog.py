@@ -83,6 +83,8 @@ class WebUI:
 class Metrics:
     port: int
     path: str = "/metrics"
+    # Metric families the dashboards and alerts may rely on; a test holds every query to this list.
+    provides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def _exportarr(app: str, port: int) -> Service:
         description=f"Prometheus exporter for {app} (exportarr).",
         health=None,  # distroless image: no shell, no client; Prometheus' `up` watches it
         networks=frozenset({NetworkRole.backend, NetworkRole.monitoring}),
-        metrics=Metrics(9707),
+        metrics=Metrics(9707, provides=(f"{app}_queue_total", f"{app}_system_status")),
         command=(app,),
         env={"PORT": "9707", "URL": f"http://{app}:{port}"},
         secret_env={"APIKEY": Secret(f"{app}-api-key", "api_key")},
@@ -274,7 +276,14 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         ),
         networks=frozenset({NetworkRole.frontend, NetworkRole.monitoring, NetworkRole.socket}),
         web=WebUI(8080, "traefik", lan_only=True),
-        metrics=Metrics(8082),
+        metrics=Metrics(
+            8082,
+            provides=(
+                "traefik_service_requests_total",
+                "traefik_service_request_duration_seconds_bucket",
+                "traefik_tls_certs_not_after",
+            ),
+        ),
         mounts=(Mount(MountKind.state, "/letsencrypt"),),
         command=(
             "--entrypoints.web.address=:80",
@@ -538,7 +547,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         health=HealthCheck.http("wget", 9090, "/-/healthy", start_period_s=30),
         networks=frozenset({NetworkRole.monitoring}),
         web=WebUI(9090, "prometheus", via=NetworkRole.monitoring, lan_only=True),
-        metrics=Metrics(9090),
+        metrics=Metrics(9090, provides=("prometheus_tsdb_head_series",)),
         mounts=(Mount(MountKind.state, "/prometheus"),),
         command=(
             "--config.file=/etc/prometheus/prometheus.yml",
@@ -592,7 +601,11 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "GF_SECURITY_ADMIN_USER": "admin",
         },
         secret_env={"GF_SECURITY_ADMIN_PASSWORD": Secret("grafana-admin-password")},
-        uploads=("grafana/provisioning/datasources/prometheus.yml",),
+        uploads=(
+            "grafana/provisioning/datasources/prometheus.yml",
+            "grafana/provisioning/dashboards/mediastack.yml",
+            "grafana/dashboards/mediastack-overview.json",
+        ),
         role="monitoring",
         user="472:0",
         requires=("prometheus",),
@@ -607,7 +620,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Probes every service's health URL from outside the container.",
         health=HealthCheck.http("wget", 9115, "/-/healthy", start_period_s=10),
         networks=frozenset({NetworkRole.monitoring, NetworkRole.frontend, NetworkRole.backend}),
-        metrics=Metrics(9115),
+        metrics=Metrics(9115, provides=("probe_success", "probe_duration_seconds")),
         command=("--config.file=/etc/blackbox_exporter/config.yml",),
         uploads=("blackbox/config.yml",),
         role="exporter",
@@ -623,7 +636,18 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Host CPU, memory, disk and network metrics.",
         health=HealthCheck.http("wget", 9100, "/", start_period_s=10),
         networks=frozenset({NetworkRole.monitoring}),
-        metrics=Metrics(9100),
+        metrics=Metrics(
+            9100,
+            provides=(
+                "node_cpu_seconds_total",
+                "node_memory_MemAvailable_bytes",
+                "node_memory_MemTotal_bytes",
+                "node_filesystem_avail_bytes",
+                "node_filesystem_size_bytes",
+                "node_network_receive_bytes_total",
+                "node_network_transmit_bytes_total",
+            ),
+        ),
         mounts=(Mount(MountKind.host, "/host", read_only=True, host_path="/"),),
         command=(
             "--path.rootfs=/host",
@@ -642,7 +666,17 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Per-container CPU, memory and I/O metrics; reads Docker via the socket proxy.",
         health=HealthCheck.http("wget", 8080, "/healthz", start_period_s=20),
         networks=frozenset({NetworkRole.monitoring, NetworkRole.socket}),
-        metrics=Metrics(8080),
+        metrics=Metrics(
+            8080,
+            provides=(
+                "container_cpu_usage_seconds_total",
+                "container_memory_working_set_bytes",
+                "container_spec_memory_limit_bytes",
+                "container_start_time_seconds",
+                "container_network_receive_bytes_total",
+                "container_network_transmit_bytes_total",
+            ),
+        ),
         mounts=(
             Mount(MountKind.host, "/rootfs", read_only=True, host_path="/"),
             Mount(MountKind.host, "/sys", read_only=True, host_path="/sys"),
@@ -670,7 +704,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="PostgreSQL metrics for Immich's database.",
         health=HealthCheck.http("wget", 9187, "/", start_period_s=10),
         networks=frozenset({NetworkRole.database, NetworkRole.monitoring}),
-        metrics=Metrics(9187),
+        metrics=Metrics(9187, provides=("pg_up", "pg_stat_database_blks_hit", "pg_stat_database_blks_read")),
         env={"DATA_SOURCE_URI": "immich-postgres:5432/immich?sslmode=disable", "DATA_SOURCE_USER": "immich"},
         secret_env={"DATA_SOURCE_PASS": Secret("immich-db-password")},
         role="exporter",
@@ -687,7 +721,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Redis metrics for the cache and Immich's queue.",
         health=HealthCheck.http("wget", 9121, "/health", start_period_s=10),
         networks=frozenset({NetworkRole.database, NetworkRole.monitoring}),
-        metrics=Metrics(9121),
+        metrics=Metrics(
+            9121, provides=("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_memory_used_bytes")
+        ),
         env={"REDIS_ADDR": ""},  # filled with the enabled Redis instances by resolve
         role="exporter",
         companion_of=("redis", "immich-redis"),

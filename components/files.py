@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import yaml
 
+from .dashboards import dashboard_json, dashboards_provider
 from .resolve import ResolvedStack
 
 # Where each generated file lands inside its container.
@@ -17,6 +18,8 @@ CONTAINER_PATHS = {
     "prometheus/rules/mediastack.yml": "/etc/prometheus/rules/mediastack.yml",
     "blackbox/config.yml": "/etc/blackbox_exporter/config.yml",
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
+    "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
+    "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
 }
 
 
@@ -310,6 +313,8 @@ GENERATORS = {
     "prometheus/rules/mediastack.yml": alert_rules,
     "blackbox/config.yml": blackbox_config,
     "grafana/provisioning/datasources/prometheus.yml": grafana_datasources,
+    "grafana/provisioning/dashboards/mediastack.yml": dashboards_provider,
+    "grafana/dashboards/mediastack-overview.json": dashboard_json,
 }
 
 

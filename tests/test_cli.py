@@ -125,6 +125,8 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
     assert written == [
         "alertmanager/alertmanager.yml",
         "blackbox/config.yml",
+        "grafana/dashboards/mediastack-overview.json",
+        "grafana/provisioning/dashboards/mediastack.yml",
         "grafana/provisioning/datasources/prometheus.yml",
         "hosts/nas/storage-create.sh",
         "hosts/nas/storage-delete.sh",
@@ -143,6 +145,6 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
-    assert len(uploads) == (5 if stack == "prod" else 0)
+    assert len(uploads) == (7 if stack == "prod" else 0)
     for name, upload in uploads:
         assert (tmp_path / by_container_path[upload["file"]]).read_text() == upload["content"], name
