@@ -60,7 +60,8 @@ def _panels(stack: ResolvedStack) -> list[Panel]:
             (
                 (
                     "sum by (instance) (rate(redis_keyspace_hits_total[5m])) / (sum by (instance) "
-                    "(rate(redis_keyspace_hits_total[5m])) + sum by (instance) (rate(redis_keyspace_misses_total[5m])))",
+                    "(rate(redis_keyspace_hits_total[5m])) + "
+                    "sum by (instance) (rate(redis_keyspace_misses_total[5m])))",
                     "{{instance}}",
                 ),
             ),
