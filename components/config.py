@@ -353,6 +353,8 @@ class Thresholds(Model):
     api_p95_ms: float = Field(200, gt=0, description="p95 latency of a routed service above this for 10 minutes.")
     restarts_per_15m: int = Field(3, ge=1, description="Container starts in 15 minutes that count as a restart loop.")
     certificate_days: int = Field(14, ge=1, description="Alert when a TLS certificate expires within this many days.")
+    library_scan_seconds: float = Field(300, gt=0, description="A Jellyfin library scan that took longer than this.")
+    transcode_queue: int = Field(10, ge=0, description="Files waiting in Tdarr's transcode queue for 30 minutes.")
 
 
 class Email(Model):
@@ -418,6 +420,11 @@ class StackConfig(Model):
         default_factory=dict, description="Per-service overrides, by catalog name."
     )
     tls: Tls = Field(Tls(), description="Certificates.")
+    jellyfin_api_key: str | None = Field(
+        None,
+        description="A Jellyfin API key (Dashboard, API Keys) for the media exporter; set it as a secret: "
+        "`pulumi config set --secret mediastack:jellyfin_api_key ...`.",
+    )
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     reserve_for_host: Size = Field(
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."

@@ -81,6 +81,18 @@ def _panels(stack: ResolvedStack) -> list[Panel]:
             ("postgres-exporter",),
         ),
         Panel(
+            "Library scan duration (last scan)",
+            (("media_scan_duration_seconds", "last scan"),),
+            "s",
+            ("media-exporter",),
+        ),
+        Panel(
+            "Transcoding: queue and live transcodes",
+            (("transcoding_queue_depth", "{{source}} queue"), ("transcoding_active", "{{source}} live")),
+            "none",
+            ("media-exporter",),
+        ),
+        Panel(
             "Transcoding containers CPU",
             (('sum by (name) (rate(container_cpu_usage_seconds_total{name=~"jellyfin|tdarr.*"}[5m]))', "{{name}}"),),
             "cores",

@@ -264,6 +264,42 @@ def alert_rules(stack: ResolvedStack) -> str:
                 "It expires in {{ $value | humanize }} days; Traefik renews at 30 days, so renewal is failing.",
             ),
         ]
+    if "media-exporter" in enabled:
+        alerts += [
+            alert(
+                "LibraryScanSlow",
+                f"media_scan_duration_seconds > {t.library_scan_seconds:g}",
+                "0m",
+                "warning",
+                "The last Jellyfin library scan took {{ $value | humanizeDuration }}",
+                f"Above the {t.library_scan_seconds:g} s target: check the cache_root disk, metadata providers "
+                "and the real-time monitor on network shares.",
+            ),
+            alert(
+                "LibraryScanFailed",
+                "media_scan_last_success == 0",
+                "0m",
+                "warning",
+                "The last Jellyfin library scan did not complete",
+                "Jellyfin: Dashboard, Scheduled Tasks, logs.",
+            ),
+            alert(
+                "TranscodeQueueBackedUp",
+                f"transcoding_queue_depth > {t.transcode_queue}",
+                "30m",
+                "warning",
+                "{{ $value }} files waiting for {{ $labels.source }}",
+                "The queue has not drained for 30 minutes: are the Tdarr nodes up, is the GPU used?",
+            ),
+            alert(
+                "MediaSourceUnreachable",
+                "media_exporter_source_up == 0",
+                "15m",
+                "warning",
+                "The media exporter cannot read {{ $labels.source }}",
+                "Check the API key (Jellyfin) and that the service answers.",
+            ),
+        ]
     return _dump(
         {
             "groups": [

@@ -314,6 +314,9 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         env["TZ"] = config.identity.tz
     if "JELLYFIN_PublishedServerUrl" in env and web_host:
         env["JELLYFIN_PublishedServerUrl"] = f"https://{web_host}"
+    if "JELLYFIN_URL" in env:
+        env["JELLYFIN_URL"] = "http://jellyfin:8096" if "jellyfin" in enabled else ""
+        env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
     if "REDIS_ADDR" in env:
         env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
     if service.gpu and config.host.gpu is Gpu.nvidia:
@@ -370,6 +373,11 @@ def _labels(
     return labels
 
 
+def config_secret(config: StackConfig, secret_id: str) -> str | None:
+    """A secret the user sets in the stack config (kind `config`), by its id."""
+    return {"jellyfin-api-key": config.jellyfin_api_key}.get(secret_id)
+
+
 def _command(service: Service, config: StackConfig, resources: Resources) -> tuple[str, ...]:
     if service.name == "redis":
         # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
@@ -423,7 +431,11 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 resources=resources,
                 swap_limit=resources.memory if tier is TierName.critical else None,
                 env=_env(spec, config, enabled, web_host),
-                secret_env=dict(spec.secret_env),
+                secret_env={
+                    key: secret
+                    for key, secret in spec.secret_env.items()
+                    if secret.kind != "config" or config_secret(config, secret.id) is not None
+                },
                 mounts=tuple(_mounts(spec, config)),
                 networks=networks,
                 labels=_labels(spec, tier, config, web_host, image),

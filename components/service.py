@@ -139,13 +139,26 @@ class MediaService(pulumi.ComponentResource):
         super().__init__("mediastack:service:MediaService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         service = args.service
-        # Pull before replacing the container, and keep the old image so a rollback is instant.
-        image = docker.RemoteImage(f"{name}-image", name=service.image, keep_locally=True, opts=child)
+        image_ref: pulumi.Output[str]
+        if service.spec.build:
+            # Built on the Docker host from the repository (no registry needed), tagged with the pinned version.
+            built = docker.Image(
+                f"{name}-image",
+                image_name=service.image,
+                build=docker.DockerBuildArgs(context=service.spec.build),
+                skip_push=True,
+                opts=child,
+            )
+            image_ref = built.image_name
+        else:
+            # Pull before replacing the container, and keep the old image so a rollback is instant.
+            pulled = docker.RemoteImage(f"{name}-image", name=service.image, keep_locally=True, opts=child)
+            image_ref = pulled.repo_digest
         container = docker.Container(
             f"{name}-container",
-            **container_args(args, image.repo_digest),
+            **container_args(args, image_ref),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.container_name = container.name
-        self.image = image.repo_digest
+        self.image = image_ref
         self.register_outputs({"container_name": self.container_name, "image": self.image})

@@ -9,10 +9,10 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from .catalog import Secret
-from .config import Host
+from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
 from .network import StackNetwork, StackNetworkArgs
-from .resolve import ResolvedStack
+from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
 from .storage import HostStorage, HostStorageArgs
 
@@ -25,7 +25,11 @@ def docker_endpoint(host: Host) -> str:
     return f"ssh://{host.ssh_user}@{host.address}"
 
 
-def _secret_resource(name: str, secret: Secret, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+def _secret_resource(
+    name: str, secret: Secret, child: pulumi.ResourceOptions, config: StackConfig
+) -> pulumi.Output[str]:
+    if secret.kind == "config":
+        return pulumi.Output.secret(config_secret(config, secret.id) or "")
     if secret.kind == "api_key":
         # The *arr apps' own format: 32 lower-case hex characters.
         key = random.RandomId(
@@ -62,7 +66,9 @@ class MediaStack(pulumi.ComponentResource):
         }
         network_names = {role: net.name for role, net in self.networks.items()}
 
-        self.secrets = {sid: _secret_resource(f"{name}-{sid}", secret, child) for sid, secret in stack.secrets.items()}
+        self.secrets = {
+            sid: _secret_resource(f"{name}-{sid}", secret, child, stack.config) for sid, secret in stack.secrets.items()
+        }
 
         storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
         files = generate_files(stack)

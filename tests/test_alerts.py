@@ -144,6 +144,30 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], str, dict[str
         "2h",
         {"cn": "media.example.org", "severity": "warning"},
     ),
+    "LibraryScanSlow": (
+        [{"series": 'media_scan_duration_seconds{job="media-exporter",host="nas"}', "values": "450x10"}],
+        [{"series": 'media_scan_duration_seconds{job="media-exporter",host="nas"}', "values": "120x10"}],
+        "1m",
+        {"job": "media-exporter", **HOST, "severity": "warning"},
+    ),
+    "LibraryScanFailed": (
+        [{"series": 'media_scan_last_success{job="media-exporter",host="nas"}', "values": "0x10"}],
+        [{"series": 'media_scan_last_success{job="media-exporter",host="nas"}', "values": "1x10"}],
+        "1m",
+        {"job": "media-exporter", **HOST, "severity": "warning"},
+    ),
+    "TranscodeQueueBackedUp": (
+        [{"series": 'transcoding_queue_depth{source="tdarr",host="nas"}', "values": "25x80"}],
+        [{"series": 'transcoding_queue_depth{source="tdarr",host="nas"}', "values": "25x20 3x60"}],  # drained
+        "40m",
+        {"source": "tdarr", **HOST, "severity": "warning"},
+    ),
+    "MediaSourceUnreachable": (
+        [{"series": 'media_exporter_source_up{source="jellyfin",host="nas"}', "values": "0x40"}],
+        [{"series": 'media_exporter_source_up{source="jellyfin",host="nas"}', "values": "1x40"}],
+        "20m",
+        {"source": "jellyfin", **HOST, "severity": "warning"},
+    ),
 }
 
 

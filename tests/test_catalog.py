@@ -38,6 +38,7 @@ REQUIRED = {
     "prowlarr-exporter",
     "postgres-exporter",
     "redis-exporter",
+    "media-exporter",
 }
 # What each health command runs, and so what the image must contain.
 KNOWN_HEALTH_BINARIES = {
