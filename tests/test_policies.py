@@ -274,6 +274,12 @@ def test_prod_stack_passes_every_mandatory_stack_policy(pack: PolicyPack) -> Non
     assert [d.policyName for d in response.diagnostics if d.enforcementLevel == 1] == []
 
 
+def radarr_mounts(resources: list[Registration], *mounts: tuple[str, str]) -> list[Registration]:
+    """The prod stack with Radarr's mounts replaced by (source, target) binds."""
+    binds = [{"type": "bind", "source": src, "target": dst, "readOnly": False} for src, dst in mounts]
+    return replace_container(resources, "radarr", with_(containers(plan("prod"))["radarr"], mounts=binds))
+
+
 STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]] = [
     (
         "host-capacity",
@@ -297,31 +303,8 @@ STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]
         "unique-host-ports",
         lambda rs: replace_container(rs, "sonarr", with_(base_container(), ports=[{"internal": 443, "external": 443}])),
     ),
-    (
-        "hardlinks-work",
-        lambda rs: replace_container(
-            rs,
-            "radarr",
-            with_(
-                containers(plan("prod"))["radarr"],
-                mounts=[
-                    {"type": "bind", "source": "/srv/downloads", "target": "/downloads", "readOnly": False},
-                    {"type": "bind", "source": "/srv/movies", "target": "/movies", "readOnly": False},
-                ],
-            ),
-        ),
-    ),
-    (
-        "hardlinks-work",
-        lambda rs: replace_container(
-            rs,
-            "radarr",
-            with_(
-                containers(plan("prod"))["radarr"],
-                mounts=[{"type": "bind", "source": "/mnt/other", "target": "/data", "readOnly": False}],
-            ),
-        ),
-    ),
+    ("hardlinks-work", lambda rs: radarr_mounts(rs, ("/srv/downloads", "/downloads"), ("/srv/movies", "/movies"))),
+    ("hardlinks-work", lambda rs: radarr_mounts(rs, ("/mnt/other", "/data"))),
     (
         "one-identity",
         lambda rs: replace_container(
