@@ -420,6 +420,10 @@ class StackConfig(Model):
         default_factory=dict, description="Per-service overrides, by catalog name."
     )
     tls: Tls = Field(Tls(), description="Certificates.")
+    postgres_settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="PostgreSQL settings for Immich's database that win over the computed ones, e.g. {work_mem: 64MB}.",
+    )
     jellyfin_api_key: str | None = Field(
         None,
         description="A Jellyfin API key (Dashboard, API Keys) for the media exporter; set it as a secret: "
@@ -434,6 +438,14 @@ class StackConfig(Model):
         description="Source ranges allowed to reach UIs that have no login of their own (Traefik dashboard, "
         "Prometheus, Alertmanager, Tdarr).",
     )
+
+    @field_validator("postgres_settings")
+    @classmethod
+    def _pg_settings(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
+                raise ValueError(f"{key!r} is not a PostgreSQL setting name (lower case, digits, _ and .)")
+        return v
 
     @field_validator("lan_ranges")
     @classmethod

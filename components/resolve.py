@@ -22,6 +22,7 @@ from .catalog import (
 )
 from .config import Gpu, Host, Resources, StackConfig, TierName
 from .loading import Problem
+from .tuning import postgres_command, postgres_settings
 from .units import format_size
 
 ALWAYS_ON = frozenset(s.name for s in CATALOG.values() if s.bundle == "core")
@@ -379,6 +380,11 @@ def config_secret(config: StackConfig, secret_id: str) -> str | None:
 
 
 def _command(service: Service, config: StackConfig, resources: Resources) -> tuple[str, ...]:
+    if service.name == "immich-postgres":
+        settings = postgres_settings(
+            resources.memory, resources.cpus, config.host.storage, overrides=config.postgres_settings
+        )
+        return postgres_command(settings)
     if service.name == "redis":
         # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
         # instead of evicting.

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from .offline import SECRET_MASK, SECRET_SIG, SECRET_VALUE, Registration
 LEVELS = {"advisory": 0, "mandatory": 1, "disabled": 2, "remediate": 3}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 START_TIMEOUT_S = 60
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 400 * 1024 * 1024),
+    ("grpc.max_send_message_length", 400 * 1024 * 1024),
+]
 
 
 class PolicyPackError(Exception):
@@ -160,7 +165,7 @@ def reconcile_config(info: analyzer_pb2.AnalyzerInfo, user: Mapping[str, Any]) -
 class PolicyPack:
     """A running policy pack process and a gRPC client for it. Use as a context manager."""
 
-    def __init__(self, pack_dir: Path, python: str | None = None):
+    def __init__(self, pack_dir: Path, python: str | None = None, project: str = "mediastack", stack: str = "dev"):
         self.pack_dir = pack_dir.resolve()
         self.python = python or sys.executable
         self.process: subprocess.Popen[bytes] | None = None
@@ -168,13 +173,24 @@ class PolicyPack:
         self.stub: analyzer_pb2_grpc.AnalyzerStub | None = None
         self.info: analyzer_pb2.AnalyzerInfo | None = None
         self.remediating = False
+        self.project, self.stack = project, stack
 
     def __enter__(self) -> PolicyPack:
         if not (self.pack_dir / "PulumiPolicy.yaml").exists():
             raise PolicyPackError(f"{self.pack_dir} is not a policy pack (no PulumiPolicy.yaml)")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # As the Pulumi CLI's Python host starts an analyzer: `python -u -m pulumi.policy <engine> <pack>` in the
+        # pack's directory, with the stack's identity in the environment. The pack needs no engine to log to.
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PULUMI_PROJECT": self.project,
+            "PULUMI_STACK": self.stack,
+            "PULUMI_DRY_RUN": "true",
+            "PULUMI_CONFIG": "{}",
+        }
         self.process = subprocess.Popen(
-            [self.python, "-u", "__main__.py"],
+            [self.python, "-u", "-m", "pulumi.policy", "127.0.0.1:0", str(self.pack_dir)],
+            start_new_session=True,
             cwd=self.pack_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -182,9 +198,12 @@ class PolicyPack:
             env=env,
         )
         port = self._read_port()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS)
         grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT_S)
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
+        self.stub.ConfigureStack(
+            analyzer_pb2.AnalyzerStackConfigureRequest(stack=self.stack, project=self.project, dry_run=True)
+        )
         self.info = self.stub.GetAnalyzerInfo(empty_pb2.Empty())
         return self
 
@@ -205,9 +224,9 @@ class PolicyPack:
         if self.channel is not None:
             self.channel.close()
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)  # as the CLI stops a plugin: the pack stops its server
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -289,24 +308,34 @@ def run_pack(
     resources: list[Registration],
     user_config: Mapping[str, Any] | None = None,
     python: str | None = None,
+    project: str = "mediastack",
+    stack: str = "dev",
 ) -> PolicyReport:
-    """Start the pack, configure it, analyze every resource and the stack; return what it said."""
+    """Start the pack, configure it, analyze every resource and the stack; return what it said.
+
+    As in the CLI, Remediate runs first for each resource and its result replaces the resource's inputs
+    for Analyze; the report lists what was remediated.
+    """
     custom = [r for r in resources if r.custom]
     names = {r.urn: r.name for r in resources}
-    with PolicyPack(pack_dir, python) as pack:
+    with PolicyPack(pack_dir, python, project, stack) as pack:
         assert pack.info is not None
         pack.configure(user_config or {})
         report = PolicyReport(pack=pack.info.name, version=pack.version)
-        for r in custom:
+        for i, r in enumerate(custom):
+            for remediation in pack.remediate(r).remediations if pack.remediating else ():
+                if remediation.diagnostic:
+                    continue
+                r = replace(r, inputs=json_format.MessageToDict(remediation.properties))
+                custom[i] = r
+                report.remediations.append(
+                    {"policy": remediation.policyName, "resource": r.name, "description": remediation.description}
+                )
             # A resource's diagnostics are about that resource, whether or not they carry its URN.
             report.diagnostics += [
                 Diagnostic(d.policy, d.level, r.name, d.urn or r.urn, d.message, d.description)
                 for d in _diagnostics(pack.analyze(r), names)
             ]
-            for remediation in pack.remediate(r).remediations if pack.remediating else ():
-                report.remediations.append(
-                    {"policy": remediation.policyName, "resource": r.name, "description": remediation.description}
-                )
         stack_response = pack.analyze_stack(custom)
         report.diagnostics += [
             Diagnostic(d.policy, d.level, d.resource if d.urn else "stack", d.urn, d.message, d.description)

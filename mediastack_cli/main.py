@@ -153,7 +153,9 @@ def plan(
     pack_dir = policy_pack or project / "policies"
     if not no_policy and (policy_pack is not None or (pack_dir / "PulumiPolicy.yaml").exists()):
         try:
-            report = run_pack(pack_dir, result.resources, read_policy_config(policy_config))
+            report = run_pack(
+                pack_dir, result.resources, read_policy_config(policy_config), project=files.project, stack=stack
+            )
         except PolicyPackError as error:
             err.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(EXIT_CONFIG) from None
