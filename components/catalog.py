@@ -325,6 +325,23 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         env={"JELLYFIN_PublishedServerUrl": ""},  # filled with https://jellyfin.<domain> by resolve
         gpu=True,
     ),
+    Service(
+        name="artwork-cache",
+        image="docker.io/library/nginx",
+        tag="1.29.3-alpine",
+        bundle="media",
+        tier=TierName.utility,
+        description="nginx cache in front of Jellyfin's image endpoints: posters and thumbnails stop costing Jellyfin CPU.",
+        health=HealthCheck.http("wget", 8080, "/healthz", start_period_s=10),
+        networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
+        mounts=(Mount(MountKind.cache, "/var/cache/nginx"),),
+        uploads=("artwork-cache/nginx.conf",),
+        command=("nginx", "-c", "/etc/nginx/mediastack.conf", "-g", "daemon off;"),
+        role="proxy",
+        requires=("jellyfin",),
+        cap_add=("CHOWN", "SETGID", "SETUID"),
+        tmpfs=("/var/run", "/tmp"),
+    ),
     # -- the *arr apps ----------------------------------------------------------------------------
     _arr(
         "sonarr",

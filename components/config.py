@@ -153,6 +153,9 @@ class Paths(Model):
     photos_root: AbsPath = Field(
         "/srv/media/photos", description="Immich's upload library (originals, thumbnails, encoded video)."
     )
+    artwork_cache_size: Size = Field(
+        2 * GIB, description="Disk the nginx artwork cache in front of Jellyfin may use under cache_root."
+    )
     transcode_tmpfs: Size | None = Field(
         4 * GIB,
         description="Size of the RAM disk for Jellyfin's live transcodes; null puts them under cache_root. "

@@ -17,6 +17,7 @@ CONTAINER_PATHS = {
     "alertmanager/alertmanager.yml": "/etc/alertmanager/alertmanager.yml",
     "prometheus/rules/mediastack.yml": "/etc/prometheus/rules/mediastack.yml",
     "blackbox/config.yml": "/etc/blackbox_exporter/config.yml",
+    "artwork-cache/nginx.conf": "/etc/nginx/mediastack.conf",
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
     "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
@@ -343,11 +344,78 @@ def grafana_datasources(stack: ResolvedStack) -> str:
     )
 
 
+def artwork_cache_config(stack: ResolvedStack) -> str:
+    """nginx in front of Jellyfin's image endpoints: a bounded disk cache keyed by the whole request URI.
+
+    Jellyfin's image URLs carry the size and format in the query (fillWidth, quality, tag), so the key
+    keeps the query string: a 300px poster and a 1080px backdrop are different entries. Stale copies are
+    served while one request refreshes them in the background (stale-while-revalidate), and while
+    Jellyfin is down or restarting.
+    """
+    size = stack.config.paths.artwork_cache_size
+    return f"""worker_processes auto;
+pid /var/run/nginx.pid;
+error_log /dev/stderr warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    client_body_temp_path /tmp/client_body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+
+    # Docker's embedded DNS: the upstream is resolved when it is used, so nginx starts before Jellyfin does.
+    resolver 127.0.0.11 valid=30s ipv6=off;
+
+    proxy_cache_path /var/cache/nginx/artwork levels=1:2 keys_zone=artwork:16m max_size={size // 1024**2}m
+                     inactive=30d use_temp_path=off;
+
+    server {{
+        listen 8080;
+
+        location = /healthz {{
+            return 200 "ok\n";
+        }}
+
+        location / {{
+            set $jellyfin http://jellyfin:8096;
+            proxy_pass $jellyfin;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+
+            proxy_cache artwork;
+            proxy_cache_methods GET HEAD;
+            proxy_cache_key "$request_method$request_uri";
+            proxy_cache_valid 200 30d;
+            proxy_cache_valid 404 1m;
+            proxy_cache_lock on;
+            proxy_cache_background_update on;
+            proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+            # Jellyfin's own cache headers are for browsers; the shared cache keeps images by the rules above.
+            proxy_ignore_headers Cache-Control Expires Set-Cookie;
+            add_header X-Cache-Status $upstream_cache_status always;
+        }}
+    }}
+}}
+"""
+
+
 GENERATORS = {
     "prometheus/prometheus.yml": prometheus_config,
     "alertmanager/alertmanager.yml": alertmanager_config,
     "prometheus/rules/mediastack.yml": alert_rules,
     "blackbox/config.yml": blackbox_config,
+    "artwork-cache/nginx.conf": artwork_cache_config,
     "grafana/provisioning/datasources/prometheus.yml": grafana_datasources,
     "grafana/provisioning/dashboards/mediastack.yml": dashboards_provider,
     "grafana/dashboards/mediastack-overview.json": dashboard_json,

@@ -328,6 +328,13 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     return dict(sorted(env.items()))
 
 
+def _web_host(config: StackConfig, name: str) -> str:
+    override = config.services.get(name)
+    web = CATALOG[name].web
+    subdomain = (override.subdomain if override and override.subdomain else None) or (web.subdomain if web else name)
+    return f"{subdomain}.{config.domain}"
+
+
 def _labels(
     service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str
 ) -> dict[str, str]:
@@ -345,6 +352,22 @@ def _labels(
     }
     if service.web:
         labels["mediastack.web-port"] = str(service.web.port)
+    if service.name == "artwork-cache":
+        # Jellyfin's image endpoints on Jellyfin's host name go through the cache; everything else goes straight.
+        jellyfin_host = _web_host(config, "jellyfin")
+        labels.update(
+            {
+                "traefik.enable": "true",
+                "traefik.docker.network": network_name(NetworkRole.frontend),
+                "traefik.http.routers.artwork.rule": f"Host(`{jellyfin_host}`) && PathRegexp(`^/Items/[^/]+/Images/`)",
+                "traefik.http.routers.artwork.priority": "100",
+                "traefik.http.routers.artwork.entrypoints": "websecure",
+                "traefik.http.routers.artwork.tls": "true",
+                "traefik.http.services.artwork.loadbalancer.server.port": "8080",
+            }
+        )
+        if config.tls.acme_email:
+            labels["traefik.http.routers.artwork.tls.certresolver"] = "letsencrypt"
     if service.writes_data_root:
         labels["mediastack.writes-data"] = "true"
     if service.companion_of:
@@ -366,9 +389,13 @@ def _labels(
         )
         if config.tls.acme_email:
             labels[f"traefik.http.routers.{router}.tls.certresolver"] = "letsencrypt"
+        # Compression at the proxy for every UI (Traefik skips already-compressed types such as images).
+        middlewares = [f"{router}-compress"]
+        labels[f"traefik.http.middlewares.{router}-compress.compress"] = "true"
         if service.web.lan_only:
             labels[f"traefik.http.middlewares.{router}-lan.ipallowlist.sourcerange"] = ",".join(config.lan_ranges)
-            labels[f"traefik.http.routers.{router}.middlewares"] = f"{router}-lan"
+            middlewares.insert(0, f"{router}-lan")
+        labels[f"traefik.http.routers.{router}.middlewares"] = ",".join(middlewares)
         if service.name == "traefik":
             labels[f"traefik.http.routers.{router}.service"] = "api@internal"
     return labels

@@ -39,6 +39,7 @@ REQUIRED = {
     "postgres-exporter",
     "redis-exporter",
     "media-exporter",
+    "artwork-cache",
 }
 # What each health command runs, and so what the image must contain.
 KNOWN_HEALTH_BINARIES = {

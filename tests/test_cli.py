@@ -124,6 +124,7 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == [
         "alertmanager/alertmanager.yml",
+        "artwork-cache/nginx.conf",
         "blackbox/config.yml",
         "grafana/dashboards/mediastack-overview.json",
         "grafana/provisioning/dashboards/mediastack.yml",
@@ -145,6 +146,6 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
-    assert len(uploads) == (7 if stack == "prod" else 0)
+    assert len(uploads) == (8 if stack == "prod" else 1)  # dev: only the artwork cache
     for name, upload in uploads:
         assert (tmp_path / by_container_path[upload["file"]]).read_text() == upload["content"], name

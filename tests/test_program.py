@@ -180,6 +180,15 @@ def test_every_web_ui_is_routed_by_traefik(stack: str) -> None:
     for name, c in containers(plan(stack)).items():
         labels = {label["label"]: label["value"] for label in c["labels"]}
         web = CATALOG[name].web
+        if name == "artwork-cache":
+            jellyfin = f"jellyfin.{domain}"
+            assert (
+                labels["traefik.http.routers.artwork.rule"]
+                == f"Host(`{jellyfin}`) && PathRegexp(`^/Items/[^/]+/Images/`)"
+            )
+            assert int(labels["traefik.http.routers.artwork.priority"]) > len(f"Host(`{jellyfin}`)")  # wins
+            assert labels["traefik.http.services.artwork.loadbalancer.server.port"] == "8080"
+            continue
         if web is None:
             assert "traefik.enable" not in labels, name
             continue
@@ -270,7 +279,8 @@ def test_uis_without_a_login_are_lan_only() -> None:
     c = containers(plan("prod"))
     for name in ("traefik", "prometheus", "alertmanager", "tdarr"):
         labels = {label["label"]: label["value"] for label in c[name]["labels"]}
-        assert labels[f"traefik.http.routers.{name}.middlewares"] == f"{name}-lan"
+        assert labels[f"traefik.http.routers.{name}.middlewares"] == f"{name}-lan,{name}-compress"
         assert "192.168.0.0/16" in labels[f"traefik.http.middlewares.{name}-lan.ipallowlist.sourcerange"]
-    jellyfin = {label["label"] for label in c["jellyfin"]["labels"]}
-    assert "traefik.http.routers.jellyfin.middlewares" not in jellyfin  # has its own login
+    jellyfin = {label["label"]: label["value"] for label in c["jellyfin"]["labels"]}
+    assert jellyfin["traefik.http.routers.jellyfin.middlewares"] == "jellyfin-compress"  # own login, no LAN limit
+    assert jellyfin["traefik.http.middlewares.jellyfin-compress.compress"] == "true"
