@@ -91,7 +91,7 @@ class Upstream:
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 upstream.hits[self.path] += 1
                 time.sleep(Upstream.RESIZE_S)
                 body = f"image {self.path}".encode()
