@@ -331,7 +331,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         tag="1.29.3-alpine",
         bundle="media",
         tier=TierName.utility,
-        description="nginx cache in front of Jellyfin's image endpoints: posters and thumbnails stop costing Jellyfin CPU.",
+        description="nginx cache in front of Jellyfin's image endpoints: posters and thumbnails stop costing CPU.",
         health=HealthCheck.http("wget", 8080, "/healthz", start_period_s=10),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
         mounts=(Mount(MountKind.cache, "/var/cache/nginx"),),
