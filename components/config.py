@@ -408,6 +408,16 @@ class Alerting(Model):
         return v
 
 
+class Slo(Model):
+    """What `mediastack verify` holds the running stack to (p95, milliseconds)."""
+
+    health_p95_ms: float = Field(200, gt=0, description="Jellyfin's health endpoint.")
+    api_p95_ms: float = Field(200, gt=0, description="An API call (Jellyfin's public system info).")
+    search_p95_ms: float = Field(500, gt=0, description="A library search (needs jellyfin_api_key).")
+    page_p95_ms: float = Field(1000, gt=0, description="The web UI's page.")
+    max_error_ratio: float = Field(0.01, ge=0, le=1, description="Share of failed requests allowed per endpoint.")
+
+
 class StackConfig(Model):
     """Everything under `mediastack:` in Pulumi.<stack>.yaml."""
 
@@ -433,6 +443,7 @@ class StackConfig(Model):
         "`pulumi config set --secret mediastack:jellyfin_api_key ...`.",
     )
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
+    slo: Slo = Field(Slo(), description="Targets `mediastack verify` checks the running stack against.")
     reserve_for_host: Size = Field(
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )

@@ -204,5 +204,66 @@ def render(
     out.print(f"{len(files)} files for stack {stack}")
 
 
+@app.command()
+def verify(
+    stack: StackOpt,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Where Jellyfin answers (default https://jellyfin.<domain>).")
+    ] = None,
+    requests: Annotated[int, typer.Option(min=1, max=100_000, help="Requests per endpoint.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 8,
+    duration: Annotated[float, typer.Option(min=1, max=3600, help="Stop after this many seconds.")] = 60.0,
+    warmup: Annotated[int, typer.Option(min=0, max=1000, help="Unmeasured requests per endpoint first.")] = 5,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Accept a self-signed certificate.")] = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Load-test the running stack (bounded, async) and check it against the stack's SLOs; exit 1 on a miss."""
+    import asyncio
+
+    from .verify import run
+
+    _, config = _load(project, stack)
+    url = base_url or f"https://jellyfin.{config.domain}"
+    results = asyncio.run(
+        run(
+            url,
+            config,
+            requests=requests,
+            concurrency=concurrency,
+            duration_s=duration,
+            warmup=warmup,
+            verify_tls=not insecure,
+        )
+    )
+    table = Table(title=f"verify {stack} at {url} ({concurrency} in flight)")
+    for column in ("endpoint", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "req/s", "SLO p95", "result"):
+        table.add_column(column, justify="left" if column in ("endpoint", "result") else "right")
+    missed = []
+    for r in results:
+        ok = r.passed(config.slo.max_error_ratio)
+        if not ok:
+            missed.append(r.endpoint.name)
+        table.add_row(
+            r.endpoint.name,
+            str(r.requests),
+            str(r.errors),
+            f"{r.quantile(0.5):.1f}",
+            f"{r.quantile(0.95):.1f}",
+            f"{r.quantile(0.99):.1f}",
+            f"{r.rps:.1f}",
+            f"{r.endpoint.target_ms:g}",
+            "[green]ok[/green]" if ok else "[red]missed[/red]",
+        )
+    out.print(table)
+    for r in results:
+        if r.error_samples:
+            out.print(f"{r.endpoint.name} errors, e.g.: {', '.join(r.error_samples)}")
+    if not config.jellyfin_api_key:
+        out.print("search not measured: set mediastack:jellyfin_api_key (a secret) to include it")
+    if missed:
+        err.print(f"SLO missed: {', '.join(missed)}")
+        raise typer.Exit(EXIT_POLICY)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
