@@ -43,7 +43,7 @@ def stand_in(resize_ms: float) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             end = time.perf_counter() + resize_ms / 1000
             digest = self.path.encode()
             while time.perf_counter() < end:  # CPU, like a resize
