@@ -11,6 +11,7 @@ import pulumi_random as random
 from .catalog import Secret
 from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
+from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
 from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
@@ -71,6 +72,7 @@ class MediaStack(pulumi.ComponentResource):
         }
 
         storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
+        self.tuning = HostTuning(f"{name}-{host.name}-tuning", HostTuningArgs(host=host), child)
         files = generate_files(stack)
 
         smtp = stack.config.alerting.email

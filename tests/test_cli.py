@@ -129,8 +129,12 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "grafana/dashboards/mediastack-overview.json",
         "grafana/provisioning/dashboards/mediastack.yml",
         "grafana/provisioning/datasources/prometheus.yml",
+        "hosts/nas/daemon-create.sh",
+        "hosts/nas/daemon-delete.sh",
         "hosts/nas/storage-create.sh",
         "hosts/nas/storage-delete.sh",
+        "hosts/nas/sysctl-create.sh",
+        "hosts/nas/sysctl-delete.sh",
         "prometheus/prometheus.yml",
         "prometheus/rules/mediastack.yml",
     ]

@@ -219,13 +219,15 @@ def test_secrets_never_appear_in_plain_text() -> None:
 
 def test_storage_runs_before_containers_on_the_host() -> None:
     result = plan("prod")
-    commands = [r for r in result.resources if r.type == "command:remote:Command"]
-    assert len(commands) == 1
-    assert commands[0].inputs["connection"] == "[secret]"  # pulumi-command keeps connections secret
-    assert "/srv/media/config/jellyfin" in commands[0].inputs["create"]
-    assert commands[0].inputs["delete"]
-    dev = [r for r in plan("dev").resources if r.type == "command:local:Command"]
-    assert len(dev) == 1 and "/srv/mediastack-dev/data/torrents/tv" in dev[0].inputs["create"]
+    commands = {r.name: r for r in result.resources if r.type == "command:remote:Command"}
+    storage = commands["media-nas-storage-dirs"]
+    assert storage.inputs["connection"] == "[secret]"  # pulumi-command keeps connections secret
+    assert "/srv/media/config/jellyfin" in storage.inputs["create"]
+    assert storage.inputs["delete"]
+    dev = {r.name: r for r in plan("dev").resources if r.type == "command:local:Command"}
+    assert "/srv/mediastack-dev/data/torrents/tv" in dev["media-dev-storage-dirs"].inputs["create"]
+    containers_ = [r for r in result.resources if r.type == CONTAINER]
+    assert all(r.inputs for r in containers_)
 
 
 def test_generated_files_reach_their_containers() -> None:

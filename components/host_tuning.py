@@ -1,0 +1,242 @@
+"""Host tuning: kernel settings and Docker daemon settings, applied idempotently and reverted exactly.
+
+Each setting group is a pair of POSIX shell scripts run by pulumi-command on the host: `create`
+installs (backing up once whatever was there), `delete` puts back exactly what was there before. Both
+accept ROOT, a path prefix, so the tests run them against a sandbox directory; with ROOT set they do
+not touch the running kernel or daemon.
+
+Obsolete advice this replaces, and why:
+- `echo vm.swappiness=10 >> /etc/sysctl.conf` appends again on every run and cannot be undone
+  cleanly: a drop-in under /etc/sysctl.d/ is one file we own.
+- `mem_swappiness` on containers does nothing on cgroup v2; host `vm.swappiness` plus
+  `memory_swap == memory` on critical containers is what keeps them out of swap.
+- `storage-opts: overlay2.override_kernel_check` is obsolete (and rejected by current Docker).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from .config import Host
+from .storage import host_connection
+
+SYSCTL_FILE = "/etc/sysctl.d/90-mediastack.conf"
+DAEMON_FILE = "/etc/docker/daemon.json"
+BACKUP_DIR = "/var/lib/mediastack/backup"
+GIB = 1024**3
+
+
+def sysctl_settings(host: Host) -> dict[str, str]:
+    # inotify: Jellyfin and the *arr apps watch every library folder; each watch costs up to ~1 KiB of
+    # kernel memory, so size it to the host (512k watches per 8 GiB, at most 2M).
+    watches = min(max(host.memory // (8 * GIB), 1) * 524288, 2097152)
+    return {
+        "vm.swappiness": "10",  # keep the media server's pages in RAM; swap only under real pressure
+        "vm.vfs_cache_pressure": "50",  # keep directory and inode caches: library scans walk huge trees
+        "vm.dirty_background_ratio": "5",  # start writeback early: large downloads do not stall streams
+        "vm.dirty_ratio": "15",
+        "fs.inotify.max_user_watches": str(watches),
+        "fs.inotify.max_user_instances": "1024",
+        "net.core.somaxconn": "4096",
+        "net.core.rmem_max": "16777216",  # room for high-bandwidth streams and downloads
+        "net.core.wmem_max": "16777216",
+        "net.ipv4.tcp_rmem": "4096 131072 16777216",
+        "net.ipv4.tcp_wmem": "4096 65536 16777216",
+        "net.core.default_qdisc": "fq_codel",  # fair queueing: one flow cannot bloat the queue for the rest
+    }
+
+
+def daemon_settings() -> dict[str, object]:
+    return {
+        "log-driver": "local",
+        "log-opts": {"max-size": "10m", "max-file": "5"},
+        "live-restore": True,  # containers keep running while dockerd restarts or upgrades
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 65536, "Hard": 65536}},
+        "no-new-privileges": True,
+    }
+
+
+def _backup_prelude(target: str) -> str:
+    return f"""ROOT="${{ROOT:-}}"
+target="$ROOT{target}"
+backup="$ROOT{BACKUP_DIR}{target}"
+"""
+
+
+def sysctl_create(host: Host) -> str:
+    body = "".join(f"{k} = {v}\n" for k, v in sysctl_settings(host).items())
+    return f"""#!/bin/sh
+# mediastack: kernel settings for a streaming and transcoding host, as a drop-in. Idempotent.
+set -eu
+{_backup_prelude(SYSCTL_FILE)}new=$(cat <<'EOF'
+# Managed by mediastack (pulumi). Removed, and any earlier file restored, on delete.
+{body}EOF
+)
+if [ -f "$target" ] && [ "$(cat "$target")" = "$new" ]; then
+  echo "sysctl: unchanged"
+  exit 0
+fi
+mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
+if [ -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  cp -p "$target" "$backup"
+elif [ ! -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  : > "$backup.absent"
+fi
+printf '%s\\n' "$new" > "$target"
+if [ -z "$ROOT" ]; then
+  sysctl -q -p "$target"
+fi
+echo "sysctl: written $target and applied"
+"""
+
+
+def sysctl_delete() -> str:
+    return f"""#!/bin/sh
+# mediastack: put back exactly what was there before the drop-in, and re-apply the system's settings.
+set -eu
+{_backup_prelude(SYSCTL_FILE)}if [ -e "$backup" ]; then
+  cp -p "$backup" "$target"
+  rm -f "$backup"
+  echo "sysctl: restored the earlier $target"
+elif [ -e "$backup.absent" ]; then
+  rm -f "$target" "$backup.absent"
+  echo "sysctl: removed $target"
+else
+  echo "sysctl: nothing to revert"
+  exit 0
+fi
+rmdir -p "$(dirname "$backup")" 2>/dev/null || true
+if [ -z "$ROOT" ]; then
+  sysctl -q --system
+fi
+"""
+
+
+# Merging JSON needs a JSON parser: python3 is on every host that runs Docker's own tooling here; the
+# script refuses clearly when it is missing rather than overwriting the file.
+_MERGE = r"""
+import json, sys
+path, settings = sys.argv[1], json.loads(sys.argv[2])
+try:
+    with open(path) as f:
+        current = json.load(f)
+except FileNotFoundError:
+    current = {}
+opts = [o for o in current.get("storage-opts", []) if not o.startswith("overlay2.override_kernel_check")]
+if "storage-opts" in current:
+    current["storage-opts"] = opts
+    if not opts:
+        del current["storage-opts"]
+merged = {**current, **settings}
+changed = sorted(k for k in settings if current.get(k) != settings[k])
+restart = [k for k in changed if k in ("log-driver", "log-opts", "default-ulimits", "no-new-privileges")]
+print(json.dumps(merged, indent=2, sort_keys=True))
+print("changed: " + (", ".join(changed) or "nothing"), file=sys.stderr)
+print("restart needed for new containers: " + ("yes (" + ", ".join(restart) + ")" if restart else "no"),
+      file=sys.stderr)
+"""
+
+
+def daemon_create() -> str:
+    settings = json.dumps(daemon_settings(), sort_keys=True)
+    return f"""#!/bin/sh
+# mediastack: Docker daemon settings merged into daemon.json (other keys are kept). Idempotent.
+set -eu
+{_backup_prelude(DAEMON_FILE)}if ! command -v python3 >/dev/null; then
+  echo "daemon.json: python3 is needed to merge JSON; nothing was changed" >&2
+  exit 1
+fi
+mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
+merged=$(python3 -c '{_MERGE.strip()}' "$target" '{settings}' 2>"$target.mediastack-report")
+report=$(cat "$target.mediastack-report")
+rm -f "$target.mediastack-report"
+if [ -f "$target" ] && [ "$(cat "$target")" = "$merged" ]; then
+  echo "daemon.json: unchanged"
+  exit 0
+fi
+if [ -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  cp -p "$target" "$backup"
+elif [ ! -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  : > "$backup.absent"
+fi
+printf '%s\\n' "$merged" > "$target"
+echo "daemon.json: $report"
+if [ -z "$ROOT" ]; then
+  # live-restore is reloadable; the logging and ulimit defaults apply to containers created after a restart
+  kill -HUP "$(pidof dockerd)" 2>/dev/null || true
+  echo "daemon.json: reloaded dockerd (SIGHUP); restart it in a quiet moment for the rest"
+fi
+"""
+
+
+def daemon_delete() -> str:
+    return f"""#!/bin/sh
+# mediastack: put back exactly the daemon.json that was there before (or none).
+set -eu
+{_backup_prelude(DAEMON_FILE)}if [ -e "$backup" ]; then
+  cp -p "$backup" "$target"
+  rm -f "$backup"
+  echo "daemon.json: restored the earlier file"
+elif [ -e "$backup.absent" ]; then
+  rm -f "$target" "$backup.absent"
+  echo "daemon.json: removed"
+else
+  echo "daemon.json: nothing to revert"
+  exit 0
+fi
+rmdir -p "$(dirname "$backup")" 2>/dev/null || true
+if [ -z "$ROOT" ]; then
+  kill -HUP "$(pidof dockerd)" 2>/dev/null || true
+fi
+"""
+
+
+def tuning_scripts(host: Host) -> dict[str, str]:
+    """By file name, as `mediastack render` writes them under hosts/<host>/."""
+    return {
+        "sysctl-create.sh": sysctl_create(host),
+        "sysctl-delete.sh": sysctl_delete(),
+        "daemon-create.sh": daemon_create(),
+        "daemon-delete.sh": daemon_delete(),
+    }
+
+
+@dataclass(frozen=True)
+class HostTuningArgs:
+    host: Host
+
+
+class HostTuning(pulumi.ComponentResource):
+    """Kernel and Docker daemon settings on one host, each a command with a create and an exact revert."""
+
+    def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:host:HostTuning", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        scripts = tuning_scripts(args.host)
+        connection = host_connection(args.host)
+        self.steps: dict[str, command.local.Command | command.remote.Command] = {}
+        for step in ("sysctl", "daemon"):
+            create, delete = scripts[f"{step}-create.sh"], scripts[f"{step}-delete.sh"]
+            if connection is None:
+                self.steps[step] = command.local.Command(
+                    f"{name}-{step}",
+                    create=create,
+                    delete=delete,
+                    triggers=[create, delete],
+                    interpreter=["/bin/sh", "-c"],
+                    opts=child,
+                )
+            else:
+                self.steps[step] = command.remote.Command(
+                    f"{name}-{step}",
+                    connection=connection,
+                    create=create,
+                    delete=delete,
+                    triggers=[create, delete],
+                    opts=child,
+                )
+        self.register_outputs({step: c.stdout for step, c in self.steps.items()})
