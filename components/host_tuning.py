@@ -19,10 +19,9 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
 from .config import Host
-from .storage import host_connection
+from .storage import host_command
 
 SYSCTL_FILE = "/etc/sysctl.d/90-mediastack.conf"
 DAEMON_FILE = "/etc/docker/daemon.json"
@@ -217,26 +216,10 @@ class HostTuning(pulumi.ComponentResource):
         super().__init__("mediastack:host:HostTuning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         scripts = tuning_scripts(args.host)
-        connection = host_connection(args.host)
-        self.steps: dict[str, command.local.Command | command.remote.Command] = {}
-        for step in ("sysctl", "daemon"):
-            create, delete = scripts[f"{step}-create.sh"], scripts[f"{step}-delete.sh"]
-            if connection is None:
-                self.steps[step] = command.local.Command(
-                    f"{name}-{step}",
-                    create=create,
-                    delete=delete,
-                    triggers=[create, delete],
-                    interpreter=["/bin/sh", "-c"],
-                    opts=child,
-                )
-            else:
-                self.steps[step] = command.remote.Command(
-                    f"{name}-{step}",
-                    connection=connection,
-                    create=create,
-                    delete=delete,
-                    triggers=[create, delete],
-                    opts=child,
-                )
+        self.steps = {
+            step: host_command(
+                f"{name}-{step}", args.host, scripts[f"{step}-create.sh"], scripts[f"{step}-delete.sh"], child
+            )
+            for step in ("sysctl", "daemon")
+        }
         self.register_outputs({step: c.stdout for step, c in self.steps.items()})

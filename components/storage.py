@@ -103,6 +103,23 @@ def host_connection(host: Host) -> command.remote.ConnectionArgs | None:
     return command.remote.ConnectionArgs(host=host.address, user=host.ssh_user, port=22)
 
 
+def host_command(
+    name: str, host: Host, create: str, delete: str, opts: pulumi.ResourceOptions
+) -> command.local.Command | command.remote.Command:
+    """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
+
+    The scripts are also the triggers, so a changed script runs delete then create again.
+    """
+    connection = host_connection(host)
+    if connection is None:
+        return command.local.Command(
+            name, create=create, delete=delete, triggers=[create, delete], interpreter=["/bin/sh", "-c"], opts=opts
+        )
+    return command.remote.Command(
+        name, connection=connection, create=create, delete=delete, triggers=[create, delete], opts=opts
+    )
+
+
 @dataclass(frozen=True)
 class HostStorageArgs:
     stack: ResolvedStack
@@ -117,27 +134,7 @@ class HostStorage(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:storage:HostStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        create, delete = create_script(args.stack), delete_script(args.stack)
-        connection = host_connection(args.host)
-        run: command.local.Command | command.remote.Command
-        if connection is None:
-            run = command.local.Command(
-                f"{name}-dirs",
-                create=create,
-                delete=delete,
-                triggers=[create, delete],
-                interpreter=["/bin/sh", "-c"],
-                opts=child,
-            )
-        else:
-            run = command.remote.Command(
-                f"{name}-dirs",
-                connection=connection,
-                create=create,
-                delete=delete,
-                triggers=[create, delete],
-                opts=child,
-            )
+        run = host_command(f"{name}-dirs", args.host, create_script(args.stack), delete_script(args.stack), child)
         self.ready = run
         self.stdout = run.stdout
         self.register_outputs({"stdout": self.stdout})
