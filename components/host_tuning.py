@@ -59,6 +59,37 @@ def daemon_settings() -> dict[str, object]:
     }
 
 
+# The first create keeps what was there (or notes that nothing was), so delete can put it back exactly.
+_BACKUP_ONCE = """if [ -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  cp -p "$target" "$backup"
+elif [ ! -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
+  : > "$backup.absent"
+fi
+"""
+
+
+def _restore_script(label: str, target: str, reapply: str) -> str:
+    return f"""#!/bin/sh
+# mediastack: put back exactly the {label} that was there before (or none), then re-apply.
+set -eu
+{_backup_prelude(target)}if [ -e "$backup" ]; then
+  cp -p "$backup" "$target"
+  rm -f "$backup"
+  echo "{label}: restored the earlier file"
+elif [ -e "$backup.absent" ]; then
+  rm -f "$target" "$backup.absent"
+  echo "{label}: removed"
+else
+  echo "{label}: nothing to revert"
+  exit 0
+fi
+rmdir -p "$(dirname "$backup")" 2>/dev/null || true
+if [ -z "$ROOT" ]; then
+  {reapply}
+fi
+"""
+
+
 def _backup_prelude(target: str) -> str:
     return f"""ROOT="${{ROOT:-}}"
 target="$ROOT{target}"
@@ -80,12 +111,7 @@ if [ -f "$target" ] && [ "$(cat "$target")" = "$new" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
-if [ -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
-  cp -p "$target" "$backup"
-elif [ ! -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
-  : > "$backup.absent"
-fi
-printf '%s\\n' "$new" > "$target"
+{_BACKUP_ONCE}printf '%s\\n' "$new" > "$target"
 if [ -z "$ROOT" ]; then
   sysctl -q -p "$target"
 fi
@@ -94,25 +120,7 @@ echo "sysctl: written $target and applied"
 
 
 def sysctl_delete() -> str:
-    return f"""#!/bin/sh
-# mediastack: put back exactly what was there before the drop-in, and re-apply the system's settings.
-set -eu
-{_backup_prelude(SYSCTL_FILE)}if [ -e "$backup" ]; then
-  cp -p "$backup" "$target"
-  rm -f "$backup"
-  echo "sysctl: restored the earlier $target"
-elif [ -e "$backup.absent" ]; then
-  rm -f "$target" "$backup.absent"
-  echo "sysctl: removed $target"
-else
-  echo "sysctl: nothing to revert"
-  exit 0
-fi
-rmdir -p "$(dirname "$backup")" 2>/dev/null || true
-if [ -z "$ROOT" ]; then
-  sysctl -q --system
-fi
-"""
+    return _restore_script("sysctl", SYSCTL_FILE, "sysctl -q --system")
 
 
 # Merging JSON needs a JSON parser: python3 is on every host that runs Docker's own tooling here; the
@@ -157,12 +165,7 @@ if [ -f "$target" ] && [ "$(cat "$target")" = "$merged" ]; then
   echo "daemon.json: unchanged"
   exit 0
 fi
-if [ -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
-  cp -p "$target" "$backup"
-elif [ ! -f "$target" ] && [ ! -e "$backup" ] && [ ! -e "$backup.absent" ]; then
-  : > "$backup.absent"
-fi
-printf '%s\\n' "$merged" > "$target"
+{_BACKUP_ONCE}printf '%s\\n' "$merged" > "$target"
 echo "daemon.json: $report"
 if [ -z "$ROOT" ]; then
   # live-restore is reloadable; the logging and ulimit defaults apply to containers created after a restart
@@ -173,25 +176,7 @@ fi
 
 
 def daemon_delete() -> str:
-    return f"""#!/bin/sh
-# mediastack: put back exactly the daemon.json that was there before (or none).
-set -eu
-{_backup_prelude(DAEMON_FILE)}if [ -e "$backup" ]; then
-  cp -p "$backup" "$target"
-  rm -f "$backup"
-  echo "daemon.json: restored the earlier file"
-elif [ -e "$backup.absent" ]; then
-  rm -f "$target" "$backup.absent"
-  echo "daemon.json: removed"
-else
-  echo "daemon.json: nothing to revert"
-  exit 0
-fi
-rmdir -p "$(dirname "$backup")" 2>/dev/null || true
-if [ -z "$ROOT" ]; then
-  kill -HUP "$(pidof dockerd)" 2>/dev/null || true
-fi
-"""
+    return _restore_script("daemon.json", DAEMON_FILE, 'kill -HUP "$(pidof dockerd)" 2>/dev/null || true')
 
 
 def tuning_scripts(host: Host) -> dict[str, str]:
