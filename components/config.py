@@ -89,6 +89,9 @@ class Host(Model):
         description="GID of the host's `render` group (`getent group render`); required for intel/amd.",
     )
     storage: StorageKind = Field(StorageKind.ssd, description="Kind of disk that holds app configs and databases.")
+    detect_gpu: bool = Field(
+        False, description="Run a read-only GPU detection on the host and report what it finds next to `gpu`."
+    )
     ssh_user: str = Field(
         "root", description="User Pulumi connects as over SSH (agent authentication) to manage the host."
     )

@@ -179,6 +179,36 @@ def daemon_delete() -> str:
     return _restore_script("daemon.json", DAEMON_FILE, 'kill -HUP "$(pidof dockerd)" 2>/dev/null || true')
 
 
+def gpu_detect_script(host: Host) -> str:
+    """Read-only: what transcoding hardware the host really has, next to what the stack config says."""
+    return f"""#!/bin/sh
+# mediastack: report the host's transcoding hardware; changes nothing.
+set -u
+ROOT="${{ROOT:-}}"
+found=none
+render=""
+for node in "$ROOT"/dev/dri/renderD*; do
+  [ -e "$node" ] && render=$(basename "$node") && break
+done
+if [ -n "$render" ]; then
+  vendor=$(cat "$ROOT/sys/class/drm/$render/device/vendor" 2>/dev/null || true)
+  case "$vendor" in
+    0x8086) found=intel ;;
+    0x1002) found=amd ;;
+    0x10de) found=nvidia ;;
+    *) found=dri ;;
+  esac
+fi
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  found=nvidia
+fi
+echo "gpu: configured {host.gpu.value}, detected $found"
+if [ "$found" != "{host.gpu.value}" ] && [ "$found" != "dri" ]; then
+  echo "gpu: the stack config says {host.gpu.value}; set hosts[].gpu to $found to match the hardware"
+fi
+"""
+
+
 def tuning_scripts(host: Host) -> dict[str, str]:
     """By file name, as `mediastack render` writes them under hosts/<host>/."""
     return {
@@ -186,6 +216,7 @@ def tuning_scripts(host: Host) -> dict[str, str]:
         "sysctl-delete.sh": sysctl_delete(),
         "daemon-create.sh": daemon_create(),
         "daemon-delete.sh": daemon_delete(),
+        "gpu-detect.sh": gpu_detect_script(host),
     }
 
 
@@ -207,4 +238,9 @@ class HostTuning(pulumi.ComponentResource):
             )
             for step in ("sysctl", "daemon")
         }
+        if args.host.detect_gpu:
+            # Read-only: its delete has nothing to revert.
+            self.steps["gpu"] = host_command(
+                f"{name}-gpu-detect", args.host, gpu_detect_script(args.host), "echo 'gpu: nothing to revert'", child
+            )
         self.register_outputs({step: c.stdout for step, c in self.steps.items()})

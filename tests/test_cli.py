@@ -131,6 +131,7 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "grafana/provisioning/datasources/prometheus.yml",
         "hosts/nas/daemon-create.sh",
         "hosts/nas/daemon-delete.sh",
+        "hosts/nas/gpu-detect.sh",
         "hosts/nas/storage-create.sh",
         "hosts/nas/storage-delete.sh",
         "hosts/nas/sysctl-create.sh",

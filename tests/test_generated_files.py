@@ -66,7 +66,7 @@ def test_blackbox_config_passes_its_own_check(rendered: tuple[str, Path]) -> Non
 def test_scripts_pass_shellcheck(rendered: tuple[str, Path]) -> None:
     _, out = rendered
     scripts = sorted(out.rglob("*.sh"))
-    assert len(scripts) == 6  # storage, sysctl and daemon.json: create and delete each
+    assert len(scripts) == 7  # storage, sysctl and daemon.json: create and delete each; GPU detection
     result = run(require_tool("shellcheck"), "--shell=sh", "--severity=style", *map(str, scripts))
     assert result.returncode == 0, result.stdout
 

@@ -108,3 +108,40 @@ def test_the_stack_applies_them_with_a_revert() -> None:
     for name in ("media-nas-tuning-sysctl", "media-nas-tuning-daemon"):
         assert commands[name].inputs["delete"] and commands[name].inputs["triggers"]
     assert containers(plan("prod"))  # the plan still renders every container
+
+
+@pytest.mark.parametrize(("vendor", "expected"), [("0x8086", "intel"), ("0x1002", "amd"), (None, "none")])
+def test_gpu_detection_reports_what_the_host_has(tmp_path: Path, vendor: str | None, expected: str) -> None:
+    from components.host_tuning import gpu_detect_script
+
+    root = tmp_path / "host"
+    root.mkdir()
+    if vendor:
+        (root / "dev/dri").mkdir(parents=True)
+        (root / "dev/dri/renderD128").write_text("")
+        (root / "sys/class/drm/renderD128/device").mkdir(parents=True)
+        (root / "sys/class/drm/renderD128/device/vendor").write_text(vendor + "\n")
+    before = snapshot(root)
+    result = subprocess.run(
+        ["sh", "-c", gpu_detect_script(HOST)],
+        env={**os.environ, "ROOT": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"gpu: configured none, detected {expected}" in result.stdout
+    if expected != "none":
+        assert f"set hosts[].gpu to {expected}" in result.stdout
+    assert snapshot(root) == before  # read-only
+
+
+def test_gpu_detection_is_optional_in_the_stack() -> None:
+    from conftest import plan_config, raw_config
+
+    names = {r.name for r in plan("prod").resources}
+    assert "media-nas-tuning-gpu-detect" not in names
+    cfg = raw_config("prod")
+    cfg["hosts"][0]["detect_gpu"] = True
+    names = {r.name for r in plan_config(cfg, stack="detect").resources}
+    assert "media-nas-tuning-gpu-detect" in names
