@@ -442,10 +442,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
         image = f"{spec.image}:{tag}"
         if override and override.image_digest:
             image += f"@{override.image_digest}"
-        subdomain = (override.subdomain if override and override.subdomain else None) or (
-            spec.web.subdomain if spec.web else None
-        )
-        web_host = f"{subdomain}.{config.domain}" if spec.web else None
+        web_host = _web_host(config, name) if spec.web else None
         devices: tuple[str, ...] = ()
         group_adds: tuple[str, ...] = ()
         gpu_request = False

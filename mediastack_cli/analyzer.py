@@ -336,9 +336,5 @@ def run_pack(
                 Diagnostic(d.policy, d.level, r.name, d.urn or r.urn, d.message, d.description)
                 for d in _diagnostics(pack.analyze(r), names)
             ]
-        stack_response = pack.analyze_stack(custom)
-        report.diagnostics += [
-            Diagnostic(d.policy, d.level, d.resource if d.urn else "stack", d.urn, d.message, d.description)
-            for d in _diagnostics(stack_response, names)
-        ]
+        report.diagnostics += _diagnostics(pack.analyze_stack(custom), names)
     return report

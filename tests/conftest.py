@@ -56,9 +56,8 @@ def plan(stack: str) -> PlanResult:
 
 
 def plan_config(config: dict[str, Any], stack: str = "custom") -> PlanResult:
-    files = read_stack(ROOT, "dev")
     cli_config = {f"mediastack:{k}": (v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()}
-    return run_program(StackFiles(ROOT, "mediastack", stack, cli_config, files.secret_keys))
+    return run_program(StackFiles(ROOT, "mediastack", stack, cli_config, frozenset()))
 
 
 def containers(result: PlanResult) -> dict[str, dict[str, Any]]:

@@ -78,24 +78,8 @@ def test_a_fast_stack_meets_its_slos(tmp_path) -> None:
 
 def test_a_slow_search_misses_and_exits_1(tmp_path) -> None:
     with jellyfin({"/Items": 650}) as (url, _):
-        result = runner.invoke(
-            app,
-            [
-                "verify",
-                "--stack",
-                "dev",
-                "--project",
-                project_with_key(tmp_path),
-                "--base-url",
-                url,
-                "--requests",
-                "12",
-                "--concurrency",
-                "4",
-                "--warmup",
-                "1",
-            ],
-        )
+        args = ["--base-url", url, "--requests", "12", "--concurrency", "4", "--warmup", "1"]
+        result = runner.invoke(app, ["verify", "--stack", "dev", "--project", project_with_key(tmp_path), *args])
     assert result.exit_code == 1
     assert "SLO missed: search" in result.output
     assert "missed" in result.output
@@ -110,23 +94,7 @@ def test_errors_count_against_the_slo() -> None:
 
 
 def test_nothing_answering_is_a_miss_not_a_crash() -> None:
-    result = runner.invoke(
-        app,
-        [
-            "verify",
-            "--stack",
-            "dev",
-            "--project",
-            str(ROOT),
-            "--base-url",
-            "http://127.0.0.1:9",
-            "--requests",
-            "3",
-            "--warmup",
-            "0",
-            "--duration",
-            "10",
-        ],
-    )
+    args = ["--base-url", "http://127.0.0.1:9", "--requests", "3", "--warmup", "0", "--duration", "10"]
+    result = runner.invoke(app, ["verify", "--stack", "dev", "--project", str(ROOT), *args])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "ConnectError" in result.output

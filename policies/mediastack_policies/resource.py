@@ -21,11 +21,11 @@ from .shapes import (
     REMOTE_IMAGE,
     SECRET,
     UNKNOWN,
+    Report,
     Workload,
     workload,
 )
 
-Report = Callable[[str, str | None], None]
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/var/run/docker", "/run/docker")

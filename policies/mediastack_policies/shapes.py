@@ -8,11 +8,14 @@ reads a Workload instead, so each rule is written once.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .secrets import is_secret, mark
+
+# How a policy reports a violation: (message, urn or None), as pulumi_policy calls it.
+Report = Callable[[str, str | None], None]
 
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"

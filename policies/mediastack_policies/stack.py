@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -15,9 +15,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .shapes import NETWORK, SECRET, Workload, workload
+from .shapes import NETWORK, SECRET, Report, Workload, workload
 
-Report = Callable[[str, str | None], None]
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 ARR_ROLES = ("arr",)
 DOWNLOAD_ROLES = ("download_client",)
