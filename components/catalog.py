@@ -21,6 +21,7 @@ class NetworkRole(StrEnum):
     database = "database"  # internal: databases and their clients
     monitoring = "monitoring"  # internal: Prometheus, its targets, Grafana, Alertmanager
     socket = "socket"  # internal: the socket proxy and its few readers
+    downloads = "downloads"  # the download clients' way out: its bridge is where the host shapes their traffic
 
 
 INTERNAL_NETWORKS = frozenset({NetworkRole.database, NetworkRole.monitoring, NetworkRole.socket})
@@ -180,6 +181,9 @@ def _lsio(
 DATA_TREE = Mount(MountKind.data, "/data")  # the whole TRaSH tree: hardlinks between downloads and media
 MEDIA_TREE = Mount(MountKind.data, "/data/media", sub="media")  # readers of the library only
 ARR_NETS = {NetworkRole.frontend, NetworkRole.backend}
+# Download clients reach the internet only through the downloads network (its bridge is shaped); the apps
+# that hand them work join it too.
+CLIENT_NETS = {NetworkRole.frontend, NetworkRole.downloads}
 
 
 def _exportarr(app: str, port: int) -> Service:
@@ -214,7 +218,7 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         port,
         "/ping",
         role=role,
-        networks=ARR_NETS,
+        networks=ARR_NETS | {NetworkRole.downloads},
         data=data,
         writes_data_root=bool(data),
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
@@ -381,7 +385,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         8080,
         "/",
         role="download_client",
-        networks=ARR_NETS,
+        networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
         env={"WEBUI_PORT": "8080", "TORRENTING_PORT": "6881"},
@@ -395,7 +399,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         8080,
         "/api?mode=version",
         role="download_client",
-        networks=ARR_NETS,
+        networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
     ),

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .units import GIB, MIB, format_size, parse_size
+from .units import GIB, MIB, format_rate, format_size, parse_rate, parse_size
 
 NAMESPACE = "mediastack"
 
@@ -33,6 +33,16 @@ Size = Annotated[
     PlainSerializer(format_size, return_type=str, when_used="json"),
     Field(json_schema_extra={"type": "string", "examples": ["512MiB", "8GiB"]}),
 ]
+
+Rate = Annotated[
+    int,
+    BeforeValidator(parse_rate),
+    PlainSerializer(format_rate, return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "examples": ["40mbit", "1gbit"]}),
+]
+
+# The bridge the download clients reach the internet through; named so the host's shaping can find it.
+DOWNLOADS_BRIDGE = "ms-downloads"
 
 
 class Model(BaseModel):
@@ -75,6 +85,36 @@ def _absolute_path(value: str) -> str:
 AbsPath = Annotated[str, BeforeValidator(_absolute_path)]
 
 
+class Link(Model):
+    """The host's internet connection. With it, the host shapes the download clients' traffic (tc)."""
+
+    interface: str = Field(description="The network interface that leads to the internet router, e.g. eth0 or enp3s0.")
+    up: Rate = Field(description="The line's upload rate as the ISP delivers it, e.g. 40mbit.")
+    down: Rate = Field(description="The line's download rate, e.g. 500mbit.")
+    nic_speed: Rate = Field(
+        1_000_000_000,
+        description="The interface's own speed; LAN traffic (local streaming) may use all of it. Default 1gbit.",
+    )
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", v) or v in (".", ".."):
+            raise ValueError("must be a network interface name such as eth0 (at most 15 letters, digits, '.-_:')")
+        if v == DOWNLOADS_BRIDGE:
+            raise ValueError(f"{DOWNLOADS_BRIDGE} is the download clients' bridge; name the internet-facing interface")
+        return v
+
+    @model_validator(mode="after")
+    def _rates(self) -> Link:
+        if self.up > self.nic_speed:
+            raise ValueError(
+                f"up ({format_rate(self.up)}) is above nic_speed ({format_rate(self.nic_speed)}); "
+                "set nic_speed to the interface's speed"
+            )
+        return self
+
+
 class Host(Model):
     """A machine that runs containers."""
 
@@ -98,6 +138,10 @@ class Host(Model):
     docker_host: str | None = Field(
         None,
         description="Docker endpoint; default unix:///var/run/docker.sock for localhost, else ssh://<ssh_user>@<address>.",
+    )
+    link: Link | None = Field(
+        None,
+        description="The internet connection; set it to shape download traffic on this host so streams keep priority.",
     )
 
     @field_validator("name")
@@ -421,6 +465,25 @@ class Slo(Model):
     max_error_ratio: float = Field(0.01, ge=0, le=1, description="Share of failed requests allowed per endpoint.")
 
 
+class Downloads(Model):
+    """The download clients' share of the internet connection."""
+
+    max_down: Rate | None = Field(
+        None,
+        description="Cap on the download clients' incoming traffic. Default with a host `link`: 80% of link.down. "
+        "Shaped on the host and set in the clients themselves.",
+    )
+    max_up: Rate | None = Field(
+        None,
+        description="Cap on the download clients' outgoing traffic (seeding). Default with a host `link`: "
+        "50% of link.up, leaving the rest to remote streams.",
+    )
+
+
+# Below the line rate, so the queue forms on the host (where streams get priority), not in the ISP's modem.
+LINE_SHARE_MAX = 0.95
+
+
 class StackConfig(Model):
     """Everything under `mediastack:` in Pulumi.<stack>.yaml."""
 
@@ -445,6 +508,7 @@ class StackConfig(Model):
         description="A Jellyfin API key (Dashboard, API Keys) for the media exporter; set it as a secret: "
         "`pulumi config set --secret mediastack:jellyfin_api_key ...`.",
     )
+    downloads: Downloads = Field(Downloads(), description="Bandwidth limits for the download clients.")
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     slo: Slo = Field(Slo(), description="Targets `mediastack verify` checks the running stack against.")
     reserve_for_host: Size = Field(
@@ -495,3 +559,10 @@ class StackConfig(Model):
     @property
     def host(self) -> Host:
         return self.hosts[0]
+
+    def download_caps(self) -> tuple[int | None, int | None]:
+        """(down, up) caps in bits/s for the download clients; None where nothing limits that direction."""
+        link = self.host.link
+        down = self.downloads.max_down or (link.down * 8 // 10 if link else None)
+        up = self.downloads.max_up or (link.up // 2 if link else None)
+        return down, up

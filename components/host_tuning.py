@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from .config import Host
 from .storage import host_command
+
+if TYPE_CHECKING:
+    from .network import StackNetwork
+    from .qos import QosPlan
 
 SYSCTL_FILE = "/etc/sysctl.d/90-mediastack.conf"
 DAEMON_FILE = "/etc/docker/daemon.json"
@@ -68,23 +73,47 @@ fi
 """
 
 
+def install_file(label: str, target: str, content: str, mode: str = "644") -> str:
+    """Shell lines that write `content` to ROOT+target when it differs, backing up what was there once;
+    appends the label to $changed when they wrote."""
+    return f"""{_backup_prelude(target)}new=$(cat <<'MEDIASTACK_FILE'
+{content}MEDIASTACK_FILE
+)
+if [ ! -f "$target" ] || [ "$(cat "$target")" != "$new" ]; then
+  mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
+{_BACKUP_ONCE}  printf '%s\\n' "$new" > "$target"
+  chmod {mode} "$target"
+  changed="$changed {label}"
+fi
+"""
+
+
+def restore_file(label: str, target: str) -> str:
+    """Shell lines that put back exactly the file that was there before install_file (or none); appends the
+    label to $reverted when they changed something."""
+    return f"""{_backup_prelude(target)}if [ -e "$backup" ]; then
+  cp -p "$backup" "$target"
+  rm -f "$backup"
+  echo "{label}: restored the earlier file"
+  reverted="${{reverted:-}} {label}"
+elif [ -e "$backup.absent" ]; then
+  rm -f "$target" "$backup.absent"
+  echo "{label}: removed"
+  reverted="${{reverted:-}} {label}"
+else
+  echo "{label}: nothing to revert"
+fi
+rmdir -p "$(dirname "$backup")" 2>/dev/null || true
+"""
+
+
 def _restore_script(label: str, target: str, reapply: str) -> str:
     return f"""#!/bin/sh
 # mediastack: put back exactly the {label} that was there before (or none), then re-apply.
 set -eu
-{_backup_prelude(target)}if [ -e "$backup" ]; then
-  cp -p "$backup" "$target"
-  rm -f "$backup"
-  echo "{label}: restored the earlier file"
-elif [ -e "$backup.absent" ]; then
-  rm -f "$target" "$backup.absent"
-  echo "{label}: removed"
-else
-  echo "{label}: nothing to revert"
-  exit 0
-fi
-rmdir -p "$(dirname "$backup")" 2>/dev/null || true
-if [ -z "$ROOT" ]; then
+ROOT="${{ROOT:-}}"
+reverted=""
+{restore_file(label, target)}if [ -z "$ROOT" ] && [ -n "$reverted" ]; then
   {reapply}
 fi
 """
@@ -223,10 +252,14 @@ def tuning_scripts(host: Host) -> dict[str, str]:
 @dataclass(frozen=True)
 class HostTuningArgs:
     host: Host
+    qos: QosPlan | None = None
+    # The downloads network: its bridge must exist before shaping, and a new bridge needs shaping again.
+    downloads_network: StackNetwork | None = None
 
 
 class HostTuning(pulumi.ComponentResource):
-    """Kernel and Docker daemon settings on one host, each a command with a create and an exact revert."""
+    """Kernel and Docker daemon settings and download shaping on one host, each a command with a create and
+    an exact revert."""
 
     def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:host:HostTuning", name, None, opts)
@@ -238,6 +271,18 @@ class HostTuning(pulumi.ComponentResource):
             )
             for step in ("sysctl", "daemon")
         }
+        if args.qos is not None:
+            from .qos import qos_create, qos_delete
+
+            network = args.downloads_network
+            self.steps["qos"] = host_command(
+                f"{name}-qos",
+                args.host,
+                qos_create(args.qos),
+                qos_delete(),
+                pulumi.ResourceOptions(parent=self, depends_on=[network] if network else []),
+                triggers=[network.network_id] if network else (),
+            )
         if args.host.detect_gpu:
             # Read-only: its delete has nothing to revert.
             self.steps["gpu"] = host_command(

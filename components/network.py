@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .catalog import NetworkRole
+from .config import DOWNLOADS_BRIDGE
 from .resolve import is_internal, network_name
 
 
@@ -33,6 +34,10 @@ class StackNetwork(pulumi.ComponentResource):
             driver="bridge",
             internal=self.internal,
             attachable=False,
+            # A fixed bridge name, so the host's traffic shaping (components/qos.py) finds the download clients.
+            options={"com.docker.network.bridge.name": DOWNLOADS_BRIDGE}
+            if args.role == NetworkRole.downloads
+            else None,
             labels=[
                 docker.NetworkLabelArgs(label="mediastack.stack", value=args.stack),
                 docker.NetworkLabelArgs(label="mediastack.network", value=args.role.value),
@@ -40,4 +45,5 @@ class StackNetwork(pulumi.ComponentResource):
             opts=child,
         )
         self.name = network.name
+        self.network_id = network.id
         self.register_outputs({"name": self.name})

@@ -20,10 +20,10 @@ from .catalog import (
     Secret,
     Service,
 )
-from .config import Gpu, Host, Resources, StackConfig, TierName
+from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
 from .loading import Problem
 from .tuning import postgres_command, postgres_settings
-from .units import format_size
+from .units import format_rate, format_size
 
 ALWAYS_ON = frozenset(s.name for s in CATALOG.values() if s.bundle == "core")
 PROJECT = "mediastack"
@@ -201,6 +201,23 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                         f"already used by {name}'s own mounts ({', '.join(sorted(taken))}); pick another",
                     )
                 )
+    link = config.host.link
+    caps = (
+        (("max_down", config.downloads.max_down, link.down), ("max_up", config.downloads.max_up, link.up))
+        if link
+        else ()
+    )
+    for key, cap, line in caps:
+        if cap is not None and cap > line * LINE_SHARE_MAX:
+            most = format_rate(int(line * LINE_SHARE_MAX) // 1000 * 1000)
+            problems.append(
+                Problem(
+                    f"mediastack:downloads.{key}",
+                    format_rate(cap),
+                    f"must stay below the line rate (hosts[0].link: {format_rate(line)}) so the queue forms on the "
+                    f"host, where streams keep priority; set at most {most}",
+                )
+            )
     if problems:
         return problems
 
@@ -370,6 +387,11 @@ def _labels(
             labels["traefik.http.routers.artwork.tls.certresolver"] = "letsencrypt"
     if service.writes_data_root:
         labels["mediastack.writes-data"] = "true"
+    if service.role == "download_client":
+        # What the host shapes this client's traffic to (and the client's own limit); policies read it.
+        for direction, cap in zip(("down", "up"), config.download_caps(), strict=True):
+            if cap:
+                labels[f"mediastack.bandwidth-{direction}"] = format_rate(cap)
     if service.companion_of:
         labels["mediastack.watches"] = ",".join(service.companion_of)
     if service.linuxserver:

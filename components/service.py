@@ -19,6 +19,7 @@ HEALTH_RETRIES = 3
 # `local` compresses and rotates; bounded so a chatty container cannot fill the disk.
 LOG_DRIVER = "local"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
+GATEWAY_PRIORITY = 100
 
 
 def mebibytes(size: int) -> int:
@@ -112,7 +113,14 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         else None,
         group_adds=list(service.group_adds) or None,
         networks_advanced=[
-            docker.ContainerNetworksAdvancedArgs(name=args.networks[role], aliases=[service.name])
+            docker.ContainerNetworksAdvancedArgs(
+                name=args.networks[role],
+                aliases=[service.name],
+                # A download client's way out is the downloads network, whose bridge the host shapes (Docker 28+).
+                gw_priority=GATEWAY_PRIORITY
+                if role == NetworkRole.downloads and spec.role == "download_client"
+                else None,
+            )
             for role in service.networks
         ],
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,

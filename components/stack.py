@@ -8,11 +8,12 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from .catalog import Secret
+from .catalog import NetworkRole, Secret
 from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
 from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
+from .qos import qos_plan
 from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
 from .storage import HostStorage, HostStorageArgs
@@ -72,7 +73,12 @@ class MediaStack(pulumi.ComponentResource):
         }
 
         storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
-        self.tuning = HostTuning(f"{name}-{host.name}-tuning", HostTuningArgs(host=host), child)
+        downloads = self.networks.get(NetworkRole.downloads)
+        self.tuning = HostTuning(
+            f"{name}-{host.name}-tuning",
+            HostTuningArgs(host=host, qos=qos_plan(stack.config) if downloads else None, downloads_network=downloads),
+            child,
+        )
         files = generate_files(stack)
 
         smtp = stack.config.alerting.email

@@ -9,6 +9,7 @@ runs on the host: idempotent, and reverted by removing only the directories that
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -104,19 +105,25 @@ def host_connection(host: Host) -> command.remote.ConnectionArgs | None:
 
 
 def host_command(
-    name: str, host: Host, create: str, delete: str, opts: pulumi.ResourceOptions
+    name: str,
+    host: Host,
+    create: str,
+    delete: str,
+    opts: pulumi.ResourceOptions,
+    triggers: Sequence[pulumi.Input[str]] = (),
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
-    The scripts are also the triggers, so a changed script runs delete then create again.
+    The scripts are also the triggers (with any extra ones), so a changed script runs delete then create again.
     """
     connection = host_connection(host)
+    all_triggers = [create, delete, *triggers]
     if connection is None:
         return command.local.Command(
-            name, create=create, delete=delete, triggers=[create, delete], interpreter=["/bin/sh", "-c"], opts=opts
+            name, create=create, delete=delete, triggers=all_triggers, interpreter=["/bin/sh", "-c"], opts=opts
         )
     return command.remote.Command(
-        name, connection=connection, create=create, delete=delete, triggers=[create, delete], opts=opts
+        name, connection=connection, create=create, delete=delete, triggers=all_triggers, opts=opts
     )
 
 

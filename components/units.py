@@ -48,3 +48,39 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+# Rates in bits per second, written the way tc writes them (decimal: 1mbit = 10^6 bit/s).
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps)\s*$", re.IGNORECASE)
+RATE_HINT = "a rate in bits per second such as 40mbit, 500kbit or 1gbit"
+
+
+def parse_rate(value: object) -> int:
+    """Bits per second from an int or a string such as '40mbit' or '40Mbps' (decimal prefixes, as tc)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {RATE_HINT}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("a rate must be above zero")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected {RATE_HINT}")
+    match = _RATE.match(value)
+    if not match:
+        if re.fullmatch(r"\s*\d+(\.\d+)?\s*[kmg]?i?b(/s|ps)?\s*", value, re.IGNORECASE):
+            raise ValueError(f"rates are in bits, not bytes; expected {RATE_HINT} (8mbit = 1MB/s)")
+        raise ValueError(f"not a rate; expected {RATE_HINT}")
+    number, prefix, _ = match.groups()
+    result = float(number) * _RATE_UNITS[prefix.lower() + "bit"]
+    if result < 8000:
+        raise ValueError("a rate below 8kbit is not a usable limit")
+    return int(result)
+
+
+def format_rate(rate: int) -> str:
+    """The largest exact unit, in tc's syntax: 40000000 -> '40mbit'."""
+    for unit in ("gbit", "mbit", "kbit"):
+        if rate % _RATE_UNITS[unit] == 0:
+            return f"{rate // _RATE_UNITS[unit]}{unit}"
+    return f"{rate}bit"

@@ -175,6 +175,7 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     """Every file the program generates for another program, by path relative to the output dir."""
     from components.files import generate_files
     from components.host_tuning import tuning_scripts
+    from components.qos import qos_scripts
     from components.resolve import resolve
     from components.storage import create_script, delete_script
 
@@ -183,7 +184,7 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     host = config.host.name
     files[f"hosts/{host}/storage-create.sh"] = create_script(stack)
     files[f"hosts/{host}/storage-delete.sh"] = delete_script(stack)
-    for script, content in tuning_scripts(config.host).items():
+    for script, content in {**tuning_scripts(config.host), **qos_scripts(config)}.items():
         files[f"hosts/{host}/{script}"] = content
     return files
 

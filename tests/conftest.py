@@ -62,3 +62,7 @@ def plan_config(config: dict[str, Any], stack: str = "custom") -> PlanResult:
 
 def containers(result: PlanResult) -> dict[str, dict[str, Any]]:
     return {r.inputs["name"]: r.inputs for r in result.resources if r.type == CONTAINER}
+
+
+def container_labels(container: dict[str, Any]) -> dict[str, str]:
+    return {label["label"]: label["value"] for label in container["labels"]}

@@ -59,6 +59,27 @@ CASES = [
         "mediastack:hosts",
         ["exactly one host, got 2"],
     ),
+    (
+        with_host(link={"interface": "enp3s0", "up": "5MB/s", "down": "500mbit"}),
+        "mediastack:hosts[0].link.up",
+        ["'5MB/s'", "bits, not bytes", "40mbit"],
+    ),
+    (
+        with_host(link={"interface": "eth0; reboot", "up": "40mbit", "down": "500mbit"}),
+        "mediastack:hosts[0].link.interface",
+        ["network interface name"],
+    ),
+    (
+        with_host(link={"interface": "eth0", "up": "2gbit", "down": "2gbit"}),
+        "mediastack:hosts[0].link",
+        ["above nic_speed (1gbit)"],
+    ),
+    (
+        with_("downloads", {"max_up": "40mbit"}),
+        "mediastack:downloads.max_up",
+        ["'40mbit'", "below the line rate", "40mbit", "at most 38mbit"],
+    ),
+    (with_("downloads", {"max_down": "fast"}), "mediastack:downloads.max_down", ["'fast'", "rate in bits"]),
     (with_("paths", {"data_root": "srv/data"}), "mediastack:paths.data_root", ["absolute path"]),
     (
         with_("paths", {"data_root": "/srv/media", "config_root": "/srv/media/config"}),

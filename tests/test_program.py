@@ -8,7 +8,7 @@ import re
 import pytest
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
-from conftest import CONTAINER, containers, plan, plan_config, raw_config
+from conftest import CONTAINER, container_labels, containers, plan, plan_config, raw_config
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
@@ -286,3 +286,33 @@ def test_uis_without_a_login_are_lan_only() -> None:
     jellyfin = {label["label"]: label["value"] for label in c["jellyfin"]["labels"]}
     assert jellyfin["traefik.http.routers.jellyfin.middlewares"] == "jellyfin-compress"  # own login, no LAN limit
     assert jellyfin["traefik.http.middlewares.jellyfin-compress.compress"] == "true"
+
+
+def test_download_clients_leave_through_the_shaped_bridge() -> None:
+    result = plan("prod")
+    nets = {r.inputs["name"]: r.inputs for r in result.resources if r.type == "docker:index/network:Network"}
+    assert nets["mediastack-downloads"]["options"] == {"com.docker.network.bridge.name": "ms-downloads"}
+    assert nets["mediastack-downloads"]["internal"] is False
+    c = containers(result)
+    for name, container in c.items():
+        gateways = [n["name"] for n in container["networksAdvanced"] if n.get("gwPriority")]
+        if CATALOG[name].role == "download_client":
+            assert gateways == ["mediastack-downloads"], name
+            assert container_labels(container)["mediastack.bandwidth-down"] == "400mbit"
+            assert container_labels(container)["mediastack.bandwidth-up"] == "16mbit"
+        else:
+            assert gateways == [], name
+
+
+def test_shaping_is_applied_on_hosts_with_a_link_only() -> None:
+    commands = {r.name: r for r in plan("prod").resources if r.type == "command:remote:Command"}
+    qos = commands["media-nas-tuning-qos"]
+    assert "IFACE=enp3s0" in qos.inputs["create"] and "ceil 16mbit prio 1" in qos.inputs["create"]
+    assert "mediastack-qos clear" in qos.inputs["delete"]
+    # A new downloads bridge (the network replaced) loses its qdisc: its id is a trigger, so shaping re-applies.
+    assert len(qos.inputs["triggers"]) == 3 and qos.inputs["triggers"][2].startswith("media-downloads-network")
+    dev = plan("dev")
+    assert not [r for r in dev.resources if r.name.endswith("-qos")]
+    # Without a link the clients still carry their limits (set in the apps themselves).
+    dev_c = containers(dev)
+    assert container_labels(dev_c["qbittorrent"])["mediastack.bandwidth-up"] == "10mbit"

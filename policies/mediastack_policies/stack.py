@@ -133,7 +133,11 @@ def download_bandwidth(args: StackValidationArgs, report: Report) -> None:
         if w.role in DOWNLOAD_ROLES and not (
             w.labels.get("mediastack.bandwidth-down") and w.labels.get("mediastack.bandwidth-up")
         ):
-            report(f"{w.service}: download client without a configured bandwidth limit (down and up)", None)
+            report(
+                f"{w.service}: download client without a bandwidth limit (down and up); set "
+                "mediastack:downloads.max_down and max_up, or a host link to shape it there",
+                None,
+            )
 
 
 def unique_host_ports(args: StackValidationArgs, report: Report) -> None:
