@@ -181,9 +181,9 @@ def _lsio(
 DATA_TREE = Mount(MountKind.data, "/data")  # the whole TRaSH tree: hardlinks between downloads and media
 MEDIA_TREE = Mount(MountKind.data, "/data/media", sub="media")  # readers of the library only
 ARR_NETS = {NetworkRole.frontend, NetworkRole.backend}
-# Download clients reach the internet only through the downloads network (its bridge is shaped); the apps
-# that hand them work join it too.
-CLIENT_NETS = {NetworkRole.frontend, NetworkRole.downloads}
+# Download clients reach the internet only through the downloads network (its bridge is shaped): their
+# endpoint on it has the gateway priority. The *arr apps reach them on backend.
+CLIENT_NETS = {NetworkRole.frontend, NetworkRole.backend, NetworkRole.downloads}
 
 
 def _exportarr(app: str, port: int) -> Service:
@@ -218,7 +218,7 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         port,
         "/ping",
         role=role,
-        networks=ARR_NETS | {NetworkRole.downloads},
+        networks=ARR_NETS,
         data=data,
         writes_data_root=bool(data),
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
@@ -376,19 +376,40 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         writes_data_root=True,
     ),
     # -- download clients -------------------------------------------------------------------------
+    Service(
+        name="gluetun",
+        image="qmcgaw/gluetun",
+        tag="v3.40.0",
+        bundle="downloads",
+        tier=TierName.standard,
+        description="VPN client (only with downloads.vpn): the download clients share its network namespace, so "
+        "nothing they send bypasses the tunnel.",
+        health=HealthCheck(("CMD", "/gluetun-entrypoint", "healthcheck"), start_period_s=30),
+        networks=frozenset(CLIENT_NETS),
+        mounts=(Mount(MountKind.state, "/gluetun"),),
+        env={"UPDATER_PERIOD": "0", "HTTP_CONTROL_SERVER_ADDRESS": ":8000"},
+        secret_env={
+            "WIREGUARD_PRIVATE_KEY": Secret("vpn-wireguard-private-key", "config"),
+            "OPENVPN_USER": Secret("vpn-openvpn-user", "config"),
+            "OPENVPN_PASSWORD": Secret("vpn-openvpn-password", "config"),
+        },
+        cap_add=("NET_ADMIN",),
+        role="vpn",
+        state="files",
+    ),
     _lsio(
         "qbittorrent",
         "5.1.2",
         "downloads",
         TierName.standard,
         "BitTorrent client; saves into /data/torrents so the *arr apps can hardlink.",
-        8080,
+        8090,
         "/",
         role="download_client",
         networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
-        env={"WEBUI_PORT": "8080", "TORRENTING_PORT": "6881"},
+        env={"WEBUI_PORT": "8090", "TORRENTING_PORT": "6881"},
     ),
     _lsio(
         "sabnzbd",

@@ -465,8 +465,64 @@ class Slo(Model):
     max_error_ratio: float = Field(0.01, ge=0, le=1, description="Share of failed requests allowed per endpoint.")
 
 
+class VpnType(StrEnum):
+    wireguard = "wireguard"
+    openvpn = "openvpn"
+
+
+class Vpn(Model):
+    """A VPN (gluetun) for the download clients. Credentials are Pulumi secrets:
+    `pulumi config set --secret --path 'mediastack:downloads.vpn.wireguard_private_key' ...`."""
+
+    provider: str = Field(
+        description="gluetun's VPN_SERVICE_PROVIDER: mullvad, protonvpn, airvpn, 'private internet access', custom..."
+    )
+    type: VpnType = Field(VpnType.wireguard, description="wireguard or openvpn.")
+    wireguard_private_key: str | None = Field(None, description="WireGuard private key (secret).")
+    wireguard_addresses: str | None = Field(None, description="WireGuard interface address(es), e.g. 10.64.1.2/32.")
+    openvpn_user: str | None = Field(None, description="OpenVPN user name (secret).")
+    openvpn_password: str | None = Field(None, description="OpenVPN password (secret).")
+    server_countries: list[str] = Field(default_factory=list, description="Countries to pick servers in.")
+    port_forwarding: bool = Field(
+        False,
+        description="Ask the provider for a forwarded port (ProtonVPN, PIA, ...) and set it as qBittorrent's "
+        "listening port whenever it changes.",
+    )
+    endpoint_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The VPN servers' port; the host lets only this out of the downloads network. "
+        "Default 51820 (wireguard) or 1194 (openvpn).",
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9 .-]{1,40}", v):
+            raise ValueError("must be a gluetun provider name in lower case, such as mullvad or protonvpn")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Vpn:
+        if self.type is VpnType.wireguard and not self.wireguard_private_key:
+            raise ValueError(
+                "wireguard needs wireguard_private_key; set it as a secret: pulumi config set --secret --path "
+                "'mediastack:downloads.vpn.wireguard_private_key' <key>"
+            )
+        if self.type is VpnType.openvpn and not (self.openvpn_user and self.openvpn_password):
+            raise ValueError(
+                "openvpn needs openvpn_user and openvpn_password; set them as secrets with pulumi config set --secret"
+            )
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.endpoint_port or (51820 if self.type is VpnType.wireguard else 1194)
+
+
 class Downloads(Model):
-    """The download clients' share of the internet connection."""
+    """The download clients' share of the internet connection, their VPN, and their wiring."""
 
     max_down: Rate | None = Field(
         None,
@@ -477,6 +533,9 @@ class Downloads(Model):
         None,
         description="Cap on the download clients' outgoing traffic (seeding). Default with a host `link`: "
         "50% of link.up, leaving the rest to remote streams.",
+    )
+    vpn: Vpn | None = Field(
+        None, description="Route the download clients through a VPN (gluetun) with a kill switch; unset, no VPN."
     )
 
 

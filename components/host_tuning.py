@@ -107,6 +107,68 @@ rmdir -p "$(dirname "$backup")" 2>/dev/null || true
 """
 
 
+def tool_unit(name: str, description: str) -> str:
+    """A oneshot unit that runs `<name> apply` at boot (after Docker has made its networks) and `clear` on stop."""
+    return f"""[Unit]
+Description=mediastack: {description}
+After=network-online.target docker.service
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/{name} apply
+ExecStop=/usr/local/sbin/{name} clear
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def tool_create(label: str, name: str, tool: str, unit: str) -> str:
+    """Install a host tool as /usr/local/sbin/<name> with its unit, enable it and apply. Idempotent."""
+    files = install_file("tool", f"/usr/local/sbin/{name}", tool, mode="755") + install_file(
+        "unit", f"/etc/systemd/system/{name}.service", unit
+    )
+    return f"""#!/bin/sh
+# mediastack: install and start {name}. Idempotent.
+set -eu
+ROOT="${{ROOT:-}}"
+changed=""
+{files}if [ -z "$changed" ]; then
+  echo "{label}: files unchanged"
+else
+  echo "{label}: installed$changed"
+fi
+if [ -z "$ROOT" ]; then
+  systemctl daemon-reload
+  systemctl enable --quiet {name}.service
+  /usr/local/sbin/{name} apply
+fi
+"""
+
+
+def tool_delete(label: str, name: str) -> str:
+    """Stop and clear a host tool, then put back exactly the files that were there before."""
+    restore = restore_file("tool", f"/usr/local/sbin/{name}") + restore_file(
+        "unit", f"/etc/systemd/system/{name}.service"
+    )
+    return f"""#!/bin/sh
+# mediastack: stop {name} and put back exactly what was there before.
+set -eu
+ROOT="${{ROOT:-}}"
+if [ -z "$ROOT" ]; then
+  systemctl disable --quiet {name}.service 2>/dev/null || true
+  if [ -x /usr/local/sbin/{name} ]; then
+    /usr/local/sbin/{name} clear
+  fi
+fi
+{restore}if [ -z "$ROOT" ]; then
+  systemctl daemon-reload
+fi
+"""
+
+
 def _restore_script(label: str, target: str, reapply: str) -> str:
     return f"""#!/bin/sh
 # mediastack: put back exactly the {label} that was there before (or none), then re-apply.
@@ -255,6 +317,8 @@ class HostTuningArgs:
     qos: QosPlan | None = None
     # The downloads network: its bridge must exist before shaping, and a new bridge needs shaping again.
     downloads_network: StackNetwork | None = None
+    # With a VPN: the host's kill switch on the downloads bridge (create and delete scripts).
+    vpn_guard: tuple[str, str] | None = None
 
 
 class HostTuning(pulumi.ComponentResource):
@@ -282,6 +346,14 @@ class HostTuning(pulumi.ComponentResource):
                 qos_delete(),
                 pulumi.ResourceOptions(parent=self, depends_on=[network] if network else []),
                 triggers=[network.network_id] if network else (),
+            )
+        if args.vpn_guard is not None:
+            network = args.downloads_network
+            self.steps["vpn-guard"] = host_command(
+                f"{name}-vpn-guard",
+                args.host,
+                *args.vpn_guard,
+                pulumi.ResourceOptions(parent=self, depends_on=[network] if network else []),
             )
         if args.host.detect_gpu:
             # Read-only: its delete has nothing to revert.

@@ -26,10 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import DOWNLOADS_BRIDGE, StackConfig
-from .host_tuning import install_file, restore_file
+from .host_tuning import tool_create, tool_delete, tool_unit
 from .units import format_rate
 
-TOOL_FILE = "/usr/local/sbin/mediastack-qos"
 UNIT_FILE = "/etc/systemd/system/mediastack-qos.service"
 NFT_TABLE = "mediastack_qos"
 # HTB class ids: the rest of the traffic (priority) and the download clients (capped).
@@ -184,58 +183,15 @@ esac
 
 
 def qos_unit() -> str:
-    return f"""[Unit]
-Description=mediastack: download bandwidth control (tc and nftables)
-Documentation=https://github.com/mediastack/mediastack/blob/main/docs/host-tuning.md
-After=network-online.target docker.service
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart={TOOL_FILE} apply
-ExecStop={TOOL_FILE} clear
-
-[Install]
-WantedBy=multi-user.target
-"""
+    return tool_unit("mediastack-qos", "download bandwidth control (tc and nftables)")
 
 
 def qos_create(plan: QosPlan) -> str:
-    files = install_file("tool", TOOL_FILE, qos_tool(plan), mode="755") + install_file("unit", UNIT_FILE, qos_unit())
-    return f"""#!/bin/sh
-# mediastack: install and start download bandwidth control. Idempotent.
-set -eu
-ROOT="${{ROOT:-}}"
-changed=""
-{files}if [ -z "$changed" ]; then
-  echo "qos: files unchanged"
-else
-  echo "qos: installed$changed"
-fi
-if [ -z "$ROOT" ]; then
-  systemctl daemon-reload
-  systemctl enable --quiet mediastack-qos.service
-  {TOOL_FILE} apply
-fi
-"""
+    return tool_create("qos", "mediastack-qos", qos_tool(plan), qos_unit())
 
 
 def qos_delete() -> str:
-    return f"""#!/bin/sh
-# mediastack: stop download bandwidth control and put back exactly what was there before.
-set -eu
-ROOT="${{ROOT:-}}"
-if [ -z "$ROOT" ]; then
-  systemctl disable --quiet mediastack-qos.service 2>/dev/null || true
-  if [ -x {TOOL_FILE} ]; then
-    {TOOL_FILE} clear
-  fi
-fi
-{restore_file("tool", TOOL_FILE)}{restore_file("unit", UNIT_FILE)}if [ -z "$ROOT" ]; then
-  systemctl daemon-reload
-fi
-"""
+    return tool_delete("qos", "mediastack-qos")
 
 
 def qos_scripts(config: StackConfig) -> dict[str, str]:

@@ -8,7 +8,7 @@ layer only translates it into provider inputs.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .catalog import (
     BUNDLES,
@@ -60,6 +60,8 @@ class ResolvedService:
     gpu_request: bool = False  # NVIDIA device request
     group_adds: tuple[str, ...] = ()
     web_host: str | None = None
+    network_mode: str | None = None  # container:<vpn>: shares the VPN container's namespace, no networks
+    aliases: tuple[str, ...] = ()  # further names this service answers to (the VPN: its clients')
 
     @property
     def name(self) -> str:
@@ -104,6 +106,8 @@ def enabled_services(config: StackConfig) -> list[str]:
         on = service.name in ALWAYS_ON or service.bundle in bundles
         if override is not None and override.enabled is not None:
             on = override.enabled or service.name in ALWAYS_ON
+        if service.role == "vpn" and config.downloads.vpn is None:
+            on = False  # only with a VPN configured
         if on:
             chosen.append(service.name)
     # Companions (exporters) run only beside what they watch, unless the user said so explicitly.
@@ -425,7 +429,13 @@ def _labels(
 
 def config_secret(config: StackConfig, secret_id: str) -> str | None:
     """A secret the user sets in the stack config (kind `config`), by its id."""
-    return {"jellyfin-api-key": config.jellyfin_api_key}.get(secret_id)
+    vpn = config.downloads.vpn
+    return {
+        "jellyfin-api-key": config.jellyfin_api_key,
+        "vpn-wireguard-private-key": vpn.wireguard_private_key if vpn else None,
+        "vpn-openvpn-user": vpn.openvpn_user if vpn else None,
+        "vpn-openvpn-password": vpn.openvpn_password if vpn else None,
+    }.get(secret_id)
 
 
 def _command(service: Service, config: StackConfig, resources: Resources) -> tuple[str, ...]:
@@ -449,6 +459,85 @@ def _command(service: Service, config: StackConfig, resources: Resources) -> tup
             args.append(f"{acme}.caserver=https://acme-staging-v02.api.letsencrypt.org/directory")
         return (*service.command, *args)
     return service.command
+
+
+VPN_CONTROL_PORT = 8000
+
+
+def _vpn_env(config: StackConfig, clients: list[ResolvedService]) -> dict[str, str]:
+    vpn = config.downloads.vpn
+    assert vpn is not None
+    env = {
+        "VPN_SERVICE_PROVIDER": vpn.provider,
+        "VPN_TYPE": vpn.type.value,
+        # Traefik and the *arr apps connect in to the clients' web UIs through the VPN container.
+        "FIREWALL_INPUT_PORTS": ",".join(str(c.spec.web.port) for c in clients if c.spec.web),
+    }
+    if vpn.wireguard_addresses:
+        env["WIREGUARD_ADDRESSES"] = vpn.wireguard_addresses
+    if vpn.server_countries:
+        env["SERVER_COUNTRIES"] = ",".join(vpn.server_countries)
+    qbittorrent = next((c for c in clients if c.name == "qbittorrent"), None)
+    if vpn.port_forwarding:
+        env["VPN_PORT_FORWARDING"] = "on"
+        if qbittorrent is not None and qbittorrent.spec.web:
+            # gluetun runs this whenever the provider hands out a port: qBittorrent listens on it (its WebUI
+            # trusts localhost, seeded by the wiring, so no password is needed here).
+            port = qbittorrent.spec.web.port
+            env["VPN_PORT_FORWARDING_UP_COMMAND"] = (
+                '/bin/sh -c \'wget -q -O- --post-data "json={\\"listen_port\\":{{PORTS}}}" '
+                f"http://127.0.0.1:{port}/api/v2/app/setPreferences'"
+            )
+    return env
+
+
+def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[ResolvedService]:
+    """With a VPN, the download clients share its namespace: no networks of their own (nothing bypasses the
+    tunnel), their routes and names carried by the VPN container, and a health check that restarts them when
+    the namespace they joined died with a restarted VPN container."""
+    vpn = next((s for s in services if s.spec.role == "vpn"), None)
+    if vpn is None:
+        return services
+    clients = [s for s in services if s.spec.role == "download_client"]
+    moved: dict[str, str] = {}
+    result = []
+    for s in services:
+        if s.spec.role != "download_client":
+            result.append(s)
+            continue
+        moved.update({k: v for k, v in s.labels.items() if k.startswith("traefik.")})
+        if any(k.startswith(f"traefik.http.routers.{s.name}.") for k in s.labels):
+            # One container, several services: each router names its own.
+            moved[f"traefik.http.routers.{s.name}.service"] = s.name
+        app = s.health.test[1:] if s.health else ("true",)
+        alive = f"curl --silent --output /dev/null --max-time 5 http://127.0.0.1:{VPN_CONTROL_PORT}/"
+        test = (
+            "CMD-SHELL",
+            # The VPN container's control server answers in the namespace we share; if it does not, that
+            # namespace is gone (the VPN container restarted): exit, so the restart policy re-joins the new one.
+            f"if ! {alive}; then kill 1; exit 1; fi; {' '.join(app)}",
+        )
+        result.append(
+            replace(
+                s,
+                networks=(),
+                network_mode=f"container:{vpn.name}",
+                labels={k: v for k, v in s.labels.items() if not k.startswith("traefik.")},
+                health=replace(s.health, test=test) if s.health else None,
+            )
+        )
+    final = []
+    for s in result:
+        if s is vpn:
+            s = replace(
+                s,
+                env={**s.env, **_vpn_env(config, clients)},
+                labels={**s.labels, **moved},
+                aliases=tuple(c.name for c in clients),
+                devices=("/dev/net/tun",),
+            )
+        final.append(s)
+    return final
 
 
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
@@ -499,6 +588,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 web_host=web_host,
             )
         )
+    services = _through_vpn(services, config)
     used = {role for s in services for role in s.networks}
     networks = tuple(r for r in NetworkRole if r in used)
     return ResolvedStack(stack=stack, config=config, services=tuple(services), networks=networks)

@@ -79,7 +79,8 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             )
     return dict(
         name=service.name,
-        hostname=service.name,
+        hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
+        network_mode=service.network_mode,
         image=image,
         command=list(service.command) or None,
         envs=container_env(service, args.secrets),
@@ -115,10 +116,10 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         networks_advanced=[
             docker.ContainerNetworksAdvancedArgs(
                 name=args.networks[role],
-                aliases=[service.name],
+                aliases=[service.name, *service.aliases],
                 # A download client's way out is the downloads network, whose bridge the host shapes (Docker 28+).
                 gw_priority=GATEWAY_PRIORITY
-                if role == NetworkRole.downloads and spec.role == "download_client"
+                if role == NetworkRole.downloads and spec.role in ("download_client", "vpn")
                 else None,
             )
             for role in service.networks

@@ -17,6 +17,7 @@ from .qos import qos_plan
 from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
 from .storage import HostStorage, HostStorageArgs
+from .vpn_guard import guard_scripts
 
 
 def docker_endpoint(host: Host) -> str:
@@ -74,9 +75,15 @@ class MediaStack(pulumi.ComponentResource):
 
         storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
         downloads = self.networks.get(NetworkRole.downloads)
+        guard = guard_scripts(stack.config) if "gluetun" in stack.enabled else {}
         self.tuning = HostTuning(
             f"{name}-{host.name}-tuning",
-            HostTuningArgs(host=host, qos=qos_plan(stack.config) if downloads else None, downloads_network=downloads),
+            HostTuningArgs(
+                host=host,
+                qos=qos_plan(stack.config) if downloads else None,
+                downloads_network=downloads,
+                vpn_guard=(guard["vpn-guard-create.sh"], guard["vpn-guard-delete.sh"]) if guard else None,
+            ),
             child,
         )
         files = generate_files(stack)
@@ -88,7 +95,10 @@ class MediaStack(pulumi.ComponentResource):
 
         self.services: dict[str, MediaService] = {}
         for service in stack.services:  # catalog order puts what others require first
-            depends = [storage, *(self.services[r] for r in service.spec.requires if r in self.services)]
+            needs = [*service.spec.requires]
+            if service.network_mode:  # container:<vpn>: the VPN container first
+                needs.append(service.network_mode.split(":", 1)[1])
+            depends = [storage, *(self.services[r] for r in needs if r in self.services)]
             self.services[service.name] = MediaService(
                 f"{name}-{service.name}",
                 MediaServiceArgs(

@@ -178,13 +178,15 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     from components.qos import qos_scripts
     from components.resolve import resolve
     from components.storage import create_script, delete_script
+    from components.vpn_guard import guard_scripts
 
     stack = resolve(config, stack_name)
     files = dict(generate_files(stack))
     host = config.host.name
     files[f"hosts/{host}/storage-create.sh"] = create_script(stack)
     files[f"hosts/{host}/storage-delete.sh"] = delete_script(stack)
-    for script, content in {**tuning_scripts(config.host), **qos_scripts(config)}.items():
+    host_files = {**tuning_scripts(config.host), **qos_scripts(config), **guard_scripts(config)}
+    for script, content in host_files.items():
         files[f"hosts/{host}/{script}"] = content
     return files
 

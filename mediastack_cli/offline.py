@@ -8,6 +8,7 @@ secret values are masked in the record.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -251,6 +252,10 @@ def run_program(files: StackFiles, program: Path | None = None) -> PlanResult:
     from pulumi.runtime.sync_await import _sync_await
 
     result = PlanResult(stack=files.stack, project=files.project)
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # an earlier asyncio.run() in this thread closed and cleared it
+        asyncio.set_event_loop(asyncio.new_event_loop())
     start_mocks(files.project, files.stack, files.config, files.secret_keys, result.resources)
     main = program or files.project_dir / "__main__.py"
     with _in_project(files.project_dir):

@@ -40,6 +40,7 @@ REQUIRED = {
     "redis-exporter",
     "media-exporter",
     "artwork-cache",
+    "gluetun",
 }
 # What each health command runs, and so what the image must contain.
 KNOWN_HEALTH_BINARIES = {
@@ -51,6 +52,7 @@ KNOWN_HEALTH_BINARIES = {
     "valkey-cli",
     "immich-healthcheck",
     "python3",
+    "/gluetun-entrypoint",
 }
 
 

@@ -79,6 +79,16 @@ CASES = [
         "mediastack:downloads.max_up",
         ["'40mbit'", "below the line rate", "40mbit", "at most 38mbit"],
     ),
+    (
+        with_("downloads", {"vpn": {"provider": "mullvad"}}),
+        "mediastack:downloads.vpn",
+        ["wireguard_private_key", "pulumi config set --secret"],
+    ),
+    (
+        with_("downloads", {"vpn": {"provider": "Mullvad VPN!", "wireguard_private_key": "k"}}),
+        "mediastack:downloads.vpn.provider",
+        ["gluetun provider name"],
+    ),
     (with_("downloads", {"max_down": "fast"}), "mediastack:downloads.max_down", ["'fast'", "rate in bits"]),
     (with_("paths", {"data_root": "srv/data"}), "mediastack:paths.data_root", ["absolute path"]),
     (

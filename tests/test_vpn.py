@@ -1,0 +1,229 @@
+"""Downloads behind a VPN: the topology under mocks, and the host's kill switch on a real kernel."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import StackConfig
+from components.vpn_guard import guard_scripts
+from conftest import container_labels, containers, plan_config, raw_config, require_tool
+from mediastack_cli.offline import PlanResult
+from netlab import Lab
+
+KEY = "wg-private-key-that-must-stay-secret="
+
+
+def vpn_config(**vpn: Any) -> dict[str, Any]:
+    cfg = raw_config("prod")
+    cfg["downloads"]["vpn"] = {"provider": "protonvpn", "wireguard_private_key": KEY, **vpn}
+    return cfg
+
+
+@functools.cache
+def vpn_plan() -> PlanResult:
+    return plan_config(vpn_config(port_forwarding=True, server_countries=["Netherlands"]), stack="vpn")
+
+
+def test_download_clients_share_the_vpn_namespace_and_nothing_else() -> None:
+    c = containers(vpn_plan())
+    gluetun = c["gluetun"]
+    assert gluetun["capabilities"]["adds"] == ["NET_ADMIN"]
+    assert [d["hostPath"] for d in gluetun["devices"]] == ["/dev/net/tun"]
+    nets = {n["name"]: n for n in gluetun["networksAdvanced"]}
+    assert set(nets) == {"mediastack-frontend", "mediastack-backend", "mediastack-downloads"}
+    assert nets["mediastack-downloads"]["gwPriority"] == 100  # the tunnel leaves through the shaped bridge
+    assert set(nets["mediastack-backend"]["aliases"]) == {"gluetun", "qbittorrent", "sabnzbd"}
+    for client in ("qbittorrent", "sabnzbd"):
+        inputs = c[client]
+        assert inputs["networkMode"] == "container:gluetun"
+        assert not inputs.get("networksAdvanced") and not inputs.get("hostname") and not inputs.get("ports")
+        assert not any(k.startswith("traefik.") for k in container_labels(inputs))
+        test = inputs["healthcheck"]["tests"]
+        assert test[0] == "CMD-SHELL" and "127.0.0.1:8000" in test[1] and "kill 1" in test[1]
+    labels = container_labels(gluetun)
+    # The clients' routes ride on the VPN container, each router naming its own service and port.
+    assert labels["traefik.http.routers.qbittorrent.service"] == "qbittorrent"
+    assert labels["traefik.http.services.qbittorrent.loadbalancer.server.port"] == "8090"
+    assert labels["traefik.http.services.sabnzbd.loadbalancer.server.port"] == "8080"
+    assert labels["traefik.docker.network"] == "mediastack-frontend"
+
+
+def test_vpn_credentials_stay_secret() -> None:
+    env = containers(vpn_plan())["gluetun"]["envs"]
+    assert env == "[secret]"  # a secret in the env makes the whole list secret
+    assert KEY not in json.dumps([r.inputs for r in vpn_plan().resources])
+
+
+def test_forwarded_port_is_handed_to_qbittorrent() -> None:
+    from components.resolve import resolve
+
+    stack = resolve(StackConfig.model_validate(vpn_config(port_forwarding=True)), "vpn")
+    env = stack.get("gluetun").env
+    assert env["VPN_PORT_FORWARDING"] == "on"
+    assert "{{PORTS}}" in env["VPN_PORT_FORWARDING_UP_COMMAND"]
+    assert "127.0.0.1:8090/api/v2/app/setPreferences" in env["VPN_PORT_FORWARDING_UP_COMMAND"]
+    assert env["FIREWALL_INPUT_PORTS"] == "8090,8080"
+
+
+def test_host_guard_runs_with_the_vpn() -> None:
+    commands = {r.name: r for r in vpn_plan().resources if r.type == "command:remote:Command"}
+    guard = commands["media-nas-tuning-vpn-guard"]
+    assert "udp th dport 51820 accept" in guard.inputs["create"]
+    assert "mediastack-vpn-guard clear" in guard.inputs["delete"]
+
+
+def test_openvpn_guard_allows_its_port_over_udp_and_tcp() -> None:
+    cfg = vpn_config(type="openvpn", wireguard_private_key=None, openvpn_user="u", openvpn_password="p")
+    tool = guard_scripts(StackConfig.model_validate(cfg))["vpn-guard.sh"]
+    assert "meta l4proto { udp, tcp } th dport 1194 accept" in tool
+
+
+def test_guard_scripts_pass_shellcheck_and_install_exactly(tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck")
+    scripts = guard_scripts(StackConfig.model_validate(vpn_config()))
+    for name, text in scripts.items():
+        if name.endswith(".sh"):
+            (tmp_path / name).write_text(text)
+            done = subprocess.run([shellcheck, "-s", "sh", str(tmp_path / name)], capture_output=True, text=True)
+            assert done.returncode == 0, f"{name}:\n{done.stdout}"
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "usr/local/sbin").mkdir(parents=True)
+    env = {**os.environ, "ROOT": str(root)}
+    before = sorted(str(p) for p in root.rglob("*"))
+    for _ in range(2):
+        subprocess.run(["sh", "-c", scripts["vpn-guard-create.sh"]], env=env, check=True, capture_output=True)
+    assert (root / "usr/local/sbin/mediastack-vpn-guard").read_text() == scripts["vpn-guard.sh"]
+    subprocess.run(["sh", "-c", scripts["vpn-guard-delete.sh"]], env=env, check=True, capture_output=True)
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+# -- the kill switch on a real kernel --------------------------------------------------------------------
+
+
+VPN_PORT = 51820
+
+
+def reaches(lab: Lab, kind: str, port: int = 0, addr: str = "10.201.4.2") -> bool:
+    """Whether a process in the download namespace gets through to the internet namespace."""
+    if kind == "ping":
+        done = subprocess.run(
+            ["ip", "netns", "exec", lab.ns("dl"), "ping", "-n", "-c", "1", "-W", "1", addr], capture_output=True
+        )
+        return done.returncode == 0
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns("wan"), "python3", "-c", LISTEN, kind, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        subprocess.run(
+            ["ip", "netns", "exec", lab.ns("dl"), "python3", "-c", SEND, kind, addr, str(port)],
+            capture_output=True,
+            timeout=10,
+        )
+        out, _ = listener.communicate(timeout=10)
+        return out.strip() == "got"
+    finally:
+        listener.kill()
+
+
+# Bounded: one datagram or one connection, two seconds at most.
+LISTEN = """
+import socket, sys
+kind, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.201.4.2", port))
+if kind == "tcp":
+    s.listen(1)
+s.settimeout(2)
+print("ready", flush=True)
+try:
+    if kind == "udp":
+        s.recvfrom(100)
+    else:
+        s.accept()
+    print("got")
+except socket.timeout:
+    print("nothing")
+"""
+SEND = """
+import socket, sys
+kind, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+s.settimeout(1.5)
+try:
+    if kind == "udp":
+        s.sendto(b"x", (addr, port))
+    else:
+        s.connect((addr, port))
+except OSError:
+    pass
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    for tool in ("ip", "nft", "ping"):
+        require_tool(tool)
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    with Lab(line_up=1_000_000_000, line_down=1_000_000_000) as built:
+        yield built
+
+
+def tunnel(lab: Lab, up: bool) -> None:
+    """A UDP tunnel (VXLAN on the VPN port) from the download namespace to a VPN server on the internet side,
+    standing in for WireGuard, which this kernel lacks; it crosses the host's forwarding and masquerade."""
+    dl, wan = lab.ns("dl"), lab.ns("wan")
+    if up:
+        for ns, local, remote, inner in (
+            (dl, "10.201.1.2", "10.201.4.2", "10.99.0.2"),
+            (wan, "10.201.4.2", "10.201.3.1", "10.99.0.1"),
+        ):
+            ip = ["ip", "-n", ns]
+            ports = ["dstport", str(VPN_PORT), "srcport", str(VPN_PORT), str(VPN_PORT + 1)]
+            vxlan = ["type", "vxlan", "id", "7", "local", local, "remote", remote, *ports]
+            subprocess.run([*ip, "link", "add", "tun0", *vxlan], check=True)
+            subprocess.run([*ip, "addr", "add", f"{inner}/24", "dev", "tun0"], check=True)
+            subprocess.run([*ip, "link", "set", "tun0", "up"], check=True)
+    else:
+        subprocess.run(["ip", "-n", dl, "link", "set", "tun0", "down"], check=True)
+
+
+def test_kill_switch_lets_only_the_tunnel_out(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    tool = guard_scripts(StackConfig.model_validate(vpn_config()))["vpn-guard.sh"]
+    # Control: without the guard, a namespace whose tunnel is down still has Docker's default route out.
+    assert reaches(lab, "ping") and reaches(lab, "tcp", 8443) and reaches(lab, "udp", 5353)
+
+    first = lab.run_script(tool, "apply")
+    assert first.returncode == 0 and first.stdout.startswith("vpn-guard: applied"), first.stderr
+    assert lab.run_script(tool, "apply").stdout.strip() == "vpn-guard: unchanged"
+
+    tunnel(lab, up=True)
+    assert reaches(lab, "ping", addr="10.99.0.1"), "the tunnel itself must pass the guard"
+    tunnel(lab, up=False)
+    results = {
+        "ping": reaches(lab, "ping"),
+        "tcp 8443": reaches(lab, "tcp", 8443),
+        "tcp 443": reaches(lab, "tcp", 443),
+        "udp 53": reaches(lab, "udp", 53),
+        "through the downed tunnel": reaches(lab, "ping", addr="10.99.0.1"),
+    }
+    with capsys.disabled():
+        print(f"\n  kill switch, tunnel down: {results}")
+    assert not any(results.values()), results
+
+    cleared = lab.run_script(tool, "clear")
+    assert cleared.stdout.strip() == "vpn-guard: cleared"
+    assert "mediastack_vpn_guard" not in lab.nft_tables()
+    assert reaches(lab, "tcp", 8443)
