@@ -17,6 +17,7 @@ import pulumi_command as command
 
 from .config import Host
 from .resolve import ResolvedStack
+from .seeds import seed_files, seed_script
 
 # The TRaSH guides' single data tree: downloads and library on one filesystem, so moves are atomic
 # and torrents can be hardlinked into the library while they keep seeding.
@@ -142,6 +143,16 @@ class HostStorage(pulumi.ComponentResource):
         super().__init__("mediastack:storage:HostStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         run = host_command(f"{name}-dirs", args.host, create_script(args.stack), delete_script(args.stack), child)
+        seeds = seed_files(args.stack.config, args.stack.enabled)
+        if seeds:
+            ident = args.stack.config.identity
+            host_command(
+                f"{name}-seeds",
+                args.host,
+                seed_script(seeds, ident.puid, ident.pgid),
+                "echo 'seeds: the files are app state now; left in place'",
+                pulumi.ResourceOptions(parent=self, depends_on=[run]),
+            )
         self.ready = run
         self.stdout = run.stdout
         self.register_outputs({"stdout": self.stdout})

@@ -136,6 +136,7 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "hosts/nas/qos-create.sh",
         "hosts/nas/qos-delete.sh",
         "hosts/nas/qos.sh",
+        "hosts/nas/seeds-create.sh",
         "hosts/nas/storage-create.sh",
         "hosts/nas/storage-delete.sh",
         "hosts/nas/sysctl-create.sh",
