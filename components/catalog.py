@@ -132,6 +132,8 @@ class Service:
     tmpfs: tuple[str, ...] = ()  # small writable paths for a read-only root filesystem
     stop_grace_s: int = 30
     state: str | None = None  # sqlite | postgres | redis | files: what a backup must treat with care
+    # Generated secrets the app reads from its first-start config file (components/seeds.py), not its env.
+    seeded_secrets: tuple[Secret, ...] = ()
 
     @property
     def image_ref(self) -> str:
@@ -374,6 +376,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=ARR_NETS,
         data=(MEDIA_TREE,),
         writes_data_root=True,
+        # Bazarr reads no settings from the environment: its API key is seeded into config.yaml.
+        seeded_secrets=(Secret("bazarr-api-key", "api_key"),),
     ),
     # -- download clients -------------------------------------------------------------------------
     Service(
@@ -410,6 +414,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(DATA_TREE,),
         writes_data_root=True,
         env={"WEBUI_PORT": "8090", "TORRENTING_PORT": "6881"},
+        seeded_secrets=(Secret("qbittorrent-password", "password", 24),),
     ),
     _lsio(
         "sabnzbd",
@@ -423,6 +428,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
+        seeded_secrets=(Secret("sabnzbd-api-key", "api_key"),),
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
     Service(

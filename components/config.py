@@ -539,6 +539,39 @@ class Downloads(Model):
     )
 
 
+WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd")
+
+
+class Wiring(Model):
+    """Connecting the apps to each other at deploy time, through their APIs (docs/pipeline.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Wire the pipeline on `pulumi up`: root folders, download clients and categories, Prowlarr's "
+        "applications, Bazarr. Set false to configure the apps by hand.",
+    )
+    urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where the machine running Pulumi reaches an app, by name (sonarr, radarr, prowlarr, bazarr, "
+        "qbittorrent, sabnzbd); default https://<its web host> through Traefik.",
+    )
+    verify_tls: bool | None = Field(
+        None,
+        description="Check the apps' TLS certificates. Default: true with tls.acme_email (Let's Encrypt), false "
+        "without (Traefik's own self-signed certificate).",
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for app, url in v.items():
+            if app not in WIRED_APPS:
+                raise ValueError(f"{app!r} is not wired; the wired apps are {', '.join(WIRED_APPS)}")
+            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+                raise ValueError(f"urls.{app} = {url!r} is not a URL such as http://192.168.1.10:8989")
+        return v
+
+
 # Below the line rate, so the queue forms on the host (where streams get priority), not in the ISP's modem.
 LINE_SHARE_MAX = 0.95
 
@@ -568,6 +601,7 @@ class StackConfig(Model):
         "`pulumi config set --secret mediastack:jellyfin_api_key ...`.",
     )
     downloads: Downloads = Field(Downloads(), description="Bandwidth limits for the download clients.")
+    wiring: Wiring = Field(Wiring(), description="Connecting the *arr apps and download clients at deploy time.")
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     slo: Slo = Field(Slo(), description="Targets `mediastack verify` checks the running stack against.")
     reserve_for_host: Size = Field(

@@ -90,7 +90,7 @@ class ResolvedStack:
     def secrets(self) -> dict[str, Secret]:
         found: dict[str, Secret] = {}
         for service in self.services:
-            for secret in service.secret_env.values():
+            for secret in (*service.secret_env.values(), *service.spec.seeded_secrets):
                 found.setdefault(secret.id, secret)
         return dict(sorted(found.items()))
 
@@ -349,7 +349,7 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     return dict(sorted(env.items()))
 
 
-def _web_host(config: StackConfig, name: str) -> str:
+def web_host_of(config: StackConfig, name: str) -> str:
     override = config.services.get(name)
     web = CATALOG[name].web
     subdomain = (override.subdomain if override and override.subdomain else None) or (web.subdomain if web else name)
@@ -375,7 +375,7 @@ def _labels(
         labels["mediastack.web-port"] = str(service.web.port)
     if service.name == "artwork-cache":
         # Jellyfin's image endpoints on Jellyfin's host name go through the cache; everything else goes straight.
-        jellyfin_host = _web_host(config, "jellyfin")
+        jellyfin_host = web_host_of(config, "jellyfin")
         labels.update(
             {
                 "traefik.enable": "true",
@@ -553,7 +553,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
         image = f"{spec.image}:{tag}"
         if override and override.image_digest:
             image += f"@{override.image_digest}"
-        web_host = _web_host(config, name) if spec.web else None
+        web_host = web_host_of(config, name) if spec.web else None
         devices: tuple[str, ...] = ()
         group_adds: tuple[str, ...] = ()
         gpu_request = False

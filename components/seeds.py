@@ -1,35 +1,62 @@
-"""First-start config files for the download clients, which read no settings from the environment.
+"""First-start config files for the apps that read no settings from the environment.
 
-qBittorrent and SABnzbd keep their settings in a file they own and rewrite. The least fragile way to
-start them right is to write that file before their first start, only when it is absent: after that the
-file is the app's (and the user's) and the stack never touches it again. What is seeded:
+qBittorrent, SABnzbd and Bazarr keep their settings in a file they own and rewrite. The least fragile
+way to start them right is to write that file before their first start, only when it is absent: after
+that the file is the app's (and the user's) and the stack never touches it again. What is seeded:
 
 - qBittorrent (`qBittorrent/qBittorrent.conf`): the web UI port (8090, so it can share a VPN namespace
   with SABnzbd), the save path in the one data tree (/data/torrents, so imports hardlink), no separate
-  temp path, the global download and upload limits from `downloads` (KiB/s), and localhost trusted by
-  the web UI (the VPN's port-forwarding hook talks to it from inside the shared namespace).
-- SABnzbd (`sabnzbd.ini`): incomplete and complete folders in the data tree, and `bandwidth_max` from
-  `downloads.max_down` (MB/s; Usenet has no upload).
+  temp path, the global download and upload limits from `downloads` (KiB/s), localhost trusted by the
+  web UI (the VPN's port-forwarding hook talks to it from inside the shared namespace), and the web UI
+  login: user `admin` with the stack's generated password, stored as qBittorrent stores it
+  (PBKDF2-HMAC-SHA512, 100000 rounds, 16-byte salt).
+- SABnzbd (`sabnzbd.ini`): incomplete and complete folders in the data tree, `bandwidth_max` from
+  `downloads.max_down` (MB/s; Usenet has no upload), the stack's generated API key, and the host names
+  it answers to (its container name for Sonarr and Radarr, its web host for Traefik).
+- Bazarr (`config/config.yaml`): the stack's generated API key; Bazarr fills in every other default.
 
 The script never overwrites an existing file and its delete leaves the files in place: they are app
-state from the first start on.
+state from the first start on. The files hold secrets, so they are written with mode 0600, and the
+script itself is a Pulumi secret.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import shlex
+from collections.abc import Mapping
 
 from .config import StackConfig
 
 QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
+BAZARR_CONFIG = "config/config.yaml"
+QBITTORRENT_USER = "admin"
+PBKDF2_ROUNDS = 100_000
+
+
+class SecretPlaceholders(dict[str, str]):
+    """Names each secret instead of its value: for files written where secrets must not go (render)."""
+
+    def __missing__(self, key: str) -> str:
+        return f"[secret {key}]"
+
+
+def qbittorrent_password_hash(password: str) -> str:
+    """`WebUI\\Password_PBKDF2` as qBittorrent writes it. The salt is derived from the password, so the
+    same password always seeds the same file (no diff on every `pulumi up`) and two stacks never share one."""
+    salt = hashlib.sha256(b"mediastack qbittorrent salt " + password.encode()).digest()[:16]
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ROUNDS)
+    return f"@ByteArray({base64.b64encode(salt).decode()}:{base64.b64encode(key).decode()})"
 
 
 def _kib(bits: int | None) -> int:
     return 0 if bits is None else max(bits // 8 // 1024, 1)  # 0 is unlimited in qBittorrent
 
 
-def qbittorrent_conf(config: StackConfig, web_port: int) -> str:
+def qbittorrent_conf(config: StackConfig, web_port: int, password: str) -> str:
     down, up = config.download_caps()
     return f"""[BitTorrent]
 Session\\DefaultSavePath=/data/torrents
@@ -43,30 +70,55 @@ Accepted=true
 [Preferences]
 WebUI\\Port={web_port}
 WebUI\\LocalHostAuth=false
+WebUI\\Username={QBITTORRENT_USER}
+WebUI\\Password_PBKDF2="{qbittorrent_password_hash(password)}"
 """
 
 
-def sabnzbd_ini(config: StackConfig) -> str:
+def sabnzbd_ini(config: StackConfig, api_key: str, web_host: str) -> str:
     down, _ = config.download_caps()
     limit = f"{max(down // 8 // 1_000_000, 1)}M" if down else ""
     return f"""[misc]
 download_dir = /data/usenet/incomplete
 complete_dir = /data/usenet/complete
 bandwidth_max = {limit}
+api_key = {api_key}
+host_whitelist = sabnzbd, {web_host}
 """
 
 
-def seed_files(config: StackConfig, enabled: frozenset[str]) -> dict[str, str]:
-    """Host path -> content, for the enabled download clients."""
+def bazarr_config(api_key: str) -> str:
+    # Quoted: a hex key of digits only would otherwise be read back as a number.
+    return f"""auth:
+  apikey: {json.dumps(api_key)}
+"""
+
+
+def seeded_secret_ids(enabled: frozenset[str]) -> list[str]:
+    """The generated secrets the seed files of these services hold."""
+    from .catalog import CATALOG
+
+    return [secret.id for name in sorted(enabled) for secret in CATALOG[name].seeded_secrets]
+
+
+def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, str]) -> dict[str, str]:
+    """Host path -> content, for the enabled apps that take their first settings from a file."""
+    from .catalog import CATALOG
+    from .resolve import web_host_of
+
     root = config.paths.config_root
     files = {}
     if "qbittorrent" in enabled:
-        from .catalog import CATALOG
-
         web = CATALOG["qbittorrent"].web
-        files[f"{root}/qbittorrent/{QBITTORRENT_CONF}"] = qbittorrent_conf(config, web.port if web else 8090)
+        files[f"{root}/qbittorrent/{QBITTORRENT_CONF}"] = qbittorrent_conf(
+            config, web.port if web else 8090, secrets["qbittorrent-password"]
+        )
     if "sabnzbd" in enabled:
-        files[f"{root}/sabnzbd/{SABNZBD_INI}"] = sabnzbd_ini(config)
+        files[f"{root}/sabnzbd/{SABNZBD_INI}"] = sabnzbd_ini(
+            config, secrets["sabnzbd-api-key"], web_host_of(config, "sabnzbd")
+        )
+    if "bazarr" in enabled:
+        files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"])
     return files
 
 
@@ -79,7 +131,7 @@ if [ -e "$target" ]; then
   kept=$((kept + 1))
 else
   mkdir -p "$(dirname "$target")"
-  cat > "$target" <<'MEDIASTACK_SEED'
+  (umask 077 && cat > "$target") <<'MEDIASTACK_SEED'
 {content}MEDIASTACK_SEED
   if [ "$(id -u)" = 0 ]; then
     chown {puid}:{pgid} "$target" "$(dirname "$target")"
@@ -89,7 +141,7 @@ fi
 """
         )
     return f"""#!/bin/sh
-# mediastack: first-start settings for the download clients; an existing file is never touched.
+# mediastack: first-start settings for the apps that read none from the environment; an existing file is never touched.
 set -eu
 ROOT="${{ROOT:-}}"
 written=0

@@ -168,6 +168,7 @@ class MediaService(pulumi.ComponentResource):
             **container_args(args, image_ref),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        self.container = container
         self.container_name = container.name
         self.image = image_ref
         self.register_outputs({"container_name": self.container_name, "image": self.image})

@@ -18,6 +18,7 @@ from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
 from .storage import HostStorage, HostStorageArgs
 from .vpn_guard import guard_scripts
+from .wiring import PipelineWiring, PipelineWiringArgs
 
 
 def docker_endpoint(host: Host) -> str:
@@ -73,7 +74,9 @@ class MediaStack(pulumi.ComponentResource):
             sid: _secret_resource(f"{name}-{sid}", secret, child, stack.config) for sid, secret in stack.secrets.items()
         }
 
-        storage = HostStorage(f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host), child)
+        storage = HostStorage(
+            f"{name}-{host.name}-storage", HostStorageArgs(stack=stack, host=host, secrets=self.secrets), child
+        )
         downloads = self.networks.get(NetworkRole.downloads)
         guard = guard_scripts(stack.config) if "gluetun" in stack.enabled else {}
         self.tuning = HostTuning(
@@ -109,6 +112,17 @@ class MediaStack(pulumi.ComponentResource):
                     secret_files=secret_files.get(service.name, {}),
                 ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
+            )
+
+        if stack.config.wiring.enabled:
+            PipelineWiring(
+                f"{name}-wiring",
+                PipelineWiringArgs(
+                    stack=stack,
+                    secrets=self.secrets,
+                    services={n: s.container for n, s in self.services.items()},
+                ),
+                child,
             )
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}

@@ -9,15 +9,15 @@ runs on the host: idempotent, and reverted by removing only the directories that
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_command as command
 
 from .config import Host
 from .resolve import ResolvedStack
-from .seeds import seed_files, seed_script
+from .seeds import SecretPlaceholders, seed_files, seed_script, seeded_secret_ids
 
 # The TRaSH guides' single data tree: downloads and library on one filesystem, so moves are atomic
 # and torrents can be hardlinked into the library while they keep seeding.
@@ -108,7 +108,7 @@ def host_connection(host: Host) -> command.remote.ConnectionArgs | None:
 def host_command(
     name: str,
     host: Host,
-    create: str,
+    create: pulumi.Input[str],
     delete: str,
     opts: pulumi.ResourceOptions,
     triggers: Sequence[pulumi.Input[str]] = (),
@@ -132,6 +132,7 @@ def host_command(
 class HostStorageArgs:
     stack: ResolvedStack
     host: Host
+    secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)  # generated secrets, by id
 
 
 class HostStorage(pulumi.ComponentResource):
@@ -143,13 +144,18 @@ class HostStorage(pulumi.ComponentResource):
         super().__init__("mediastack:storage:HostStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         run = host_command(f"{name}-dirs", args.host, create_script(args.stack), delete_script(args.stack), child)
-        seeds = seed_files(args.stack.config, args.stack.enabled)
-        if seeds:
-            ident = args.stack.config.identity
+        config, enabled = args.stack.config, args.stack.enabled
+        if seed_files(config, enabled, SecretPlaceholders()):
+            ident = config.identity
+            needed = {sid: args.secrets[sid] for sid in seeded_secret_ids(enabled)}
+            # The files carry generated keys: the script is built inside an apply and stays a secret.
+            script = pulumi.Output.all(**needed).apply(
+                lambda values: seed_script(seed_files(config, enabled, values), ident.puid, ident.pgid)
+            )
             host_command(
                 f"{name}-seeds",
                 args.host,
-                seed_script(seeds, ident.puid, ident.pgid),
+                pulumi.Output.secret(script),
                 "echo 'seeds: the files are app state now; left in place'",
                 pulumi.ResourceOptions(parent=self, depends_on=[run]),
             )

@@ -177,7 +177,7 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     from components.host_tuning import tuning_scripts
     from components.qos import qos_scripts
     from components.resolve import resolve
-    from components.seeds import seed_files, seed_script
+    from components.seeds import SecretPlaceholders, seed_files, seed_script
     from components.storage import create_script, delete_script
     from components.vpn_guard import guard_scripts
 
@@ -186,7 +186,7 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     host = config.host.name
     files[f"hosts/{host}/storage-create.sh"] = create_script(stack)
     files[f"hosts/{host}/storage-delete.sh"] = delete_script(stack)
-    seeds = seed_files(config, stack.enabled)
+    seeds = seed_files(config, stack.enabled, SecretPlaceholders())  # generated secrets stay out of files
     if seeds:
         files[f"hosts/{host}/seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
     host_files = {**tuning_scripts(config.host), **qos_scripts(config), **guard_scripts(config)}

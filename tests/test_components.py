@@ -108,10 +108,11 @@ def test_host_storage_runs_where_the_host_is(mocks, address: str, kind: str) -> 
 
     @pulumi.runtime.test
     def check():
-        storage = HostStorage("t-storage", HostStorageArgs(stack=stack, host=stack.config.host))
+        secrets = {sid: pulumi.Output.secret(f"value of {sid}") for sid in stack.secrets}
+        storage = HostStorage("t-storage", HostStorageArgs(stack=stack, host=stack.config.host, secrets=secrets))
 
         def verify(_: str) -> None:
-            (command,) = [r for r in mocks if r.type.startswith("command:")]
+            (command,) = [r for r in mocks if r.type.startswith("command:") and r.name == "t-storage-dirs"]
             assert command.type == kind
             assert command.inputs["create"].startswith("#!/bin/sh")
             assert "rmdir" in command.inputs["delete"]

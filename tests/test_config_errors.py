@@ -89,6 +89,16 @@ CASES = [
         "mediastack:downloads.vpn.provider",
         ["gluetun provider name"],
     ),
+    (
+        with_("wiring", {"urls": {"jellyfin": "http://10.0.0.5:8096"}}),
+        "mediastack:wiring.urls",
+        ["'jellyfin' is not wired", "sonarr, radarr, prowlarr"],
+    ),
+    (
+        with_("wiring", {"urls": {"sonarr": "sonarr.lan:8989"}}),
+        "mediastack:wiring.urls",
+        ["'sonarr.lan:8989' is not a URL", "http://192.168.1.10:8989"],
+    ),
     (with_("downloads", {"max_down": "fast"}), "mediastack:downloads.max_down", ["'fast'", "rate in bits"]),
     (with_("paths", {"data_root": "srv/data"}), "mediastack:paths.data_root", ["absolute path"]),
     (

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import configparser
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from components.config import StackConfig
-from components.seeds import QBITTORRENT_CONF, SABNZBD_INI, seed_files, seed_script
+from components.seeds import (
+    BAZARR_CONFIG,
+    PBKDF2_ROUNDS,
+    QBITTORRENT_CONF,
+    SABNZBD_INI,
+    SecretPlaceholders,
+    seed_files,
+    seed_script,
+)
 from conftest import plan, raw_config, require_tool
+
+SECRETS = {"qbittorrent-password": "s3cret-pass", "sabnzbd-api-key": "f" * 32, "bazarr-api-key": "0" * 32}
 
 
 def prod() -> StackConfig:
@@ -24,7 +38,7 @@ def parse(text: str) -> configparser.RawConfigParser:
 
 
 def test_clients_get_the_configured_limits() -> None:
-    files = seed_files(prod(), frozenset({"qbittorrent", "sabnzbd"}))
+    files = seed_files(prod(), frozenset({"qbittorrent", "sabnzbd"}), SECRETS)
     qbt = parse(files[f"/srv/media/config/qbittorrent/{QBITTORRENT_CONF}"])
     # prod: max_down 400mbit = 50 MB/s = 48828 KiB/s, max_up 16mbit = 2 MB/s = 1953 KiB/s
     assert qbt["BitTorrent"]["Session\\GlobalDLSpeedLimit"] == "48828"
@@ -36,12 +50,14 @@ def test_clients_get_the_configured_limits() -> None:
     assert sab["misc"]["complete_dir"].startswith("/data/usenet/")
     unlimited = StackConfig.model_validate({**raw_config("prod"), "downloads": {}, "hosts": [
         {k: v for k, v in raw_config("prod")["hosts"][0].items() if k != "link"}]})  # fmt: skip
-    qbt = parse(seed_files(unlimited, frozenset({"qbittorrent"}))[f"/srv/media/config/qbittorrent/{QBITTORRENT_CONF}"])
+    qbt = parse(
+        seed_files(unlimited, frozenset({"qbittorrent"}), SECRETS)[f"/srv/media/config/qbittorrent/{QBITTORRENT_CONF}"]
+    )
     assert qbt["BitTorrent"]["Session\\GlobalDLSpeedLimit"] == "0"  # 0: unlimited
 
 
 def test_seed_writes_once_and_never_overwrites(tmp_path: Path) -> None:
-    files = seed_files(prod(), frozenset({"qbittorrent", "sabnzbd"}))
+    files = seed_files(prod(), frozenset({"qbittorrent", "sabnzbd"}), SECRETS)
     script = seed_script(files, 1000, 1000)
     shellcheck = require_tool("shellcheck")
     (tmp_path / "seeds.sh").write_text(script)
@@ -54,6 +70,7 @@ def test_seed_writes_once_and_never_overwrites(tmp_path: Path) -> None:
     first = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=True)
     assert first.stdout.strip() == "seeds: 1 written, 1 already there (left as they are)"
     conf = root / f"srv/media/config/qbittorrent/{QBITTORRENT_CONF}"
+    assert oct(conf.stat().st_mode & 0o777) == "0o600"  # it holds the web UI's password hash
     assert conf.read_text() == files[f"/srv/media/config/qbittorrent/{QBITTORRENT_CONF}"]
     assert user_ini.read_text() == "[misc]\nbandwidth_max = 5M\n"
     conf.write_text(conf.read_text() + "[Extra]\nchanged=by the app\n")
@@ -66,3 +83,30 @@ def test_seeds_run_after_the_directories_and_only_with_clients() -> None:
     names = [r.name for r in plan("prod").resources]
     assert "media-nas-storage-seeds" in names
     assert names.index("media-nas-storage-dirs") < names.index("media-nas-storage-seeds")
+
+
+def test_clients_get_the_stack_credentials() -> None:
+    files = seed_files(prod(), frozenset({"qbittorrent", "sabnzbd", "bazarr"}), SECRETS)
+    qbt = parse(files[f"/srv/media/config/qbittorrent/{QBITTORRENT_CONF}"])["Preferences"]
+    assert qbt["WebUI\\Username"] == "admin"
+    # qBittorrent's own check: PBKDF2-HMAC-SHA512 over the password with the stored salt gives the stored key.
+    stored = qbt["WebUI\\Password_PBKDF2"].strip('"').removeprefix("@ByteArray(").removesuffix(")")
+    salt, key = (base64.b64decode(part) for part in stored.split(":"))
+    assert len(salt) == 16 and len(key) == 64
+    assert hashlib.pbkdf2_hmac("sha512", b"s3cret-pass", salt, PBKDF2_ROUNDS) == key
+    assert hashlib.pbkdf2_hmac("sha512", b"another", salt, PBKDF2_ROUNDS) != key
+    # The same password seeds the same file: no change on every `pulumi up`.
+    assert seed_files(prod(), frozenset({"qbittorrent"}), SECRETS) == {
+        k: v for k, v in files.items() if "qbittorrent" in k
+    }
+    sab = parse(files[f"/srv/media/config/sabnzbd/{SABNZBD_INI}"])["misc"]
+    assert sab["api_key"] == "f" * 32
+    assert sab["host_whitelist"] == "sabnzbd, sabnzbd.media.example.org"  # Sonarr's name for it, and Traefik's
+    bazarr = yaml.safe_load(files[f"/srv/media/config/bazarr/{BAZARR_CONFIG}"])
+    assert bazarr == {"auth": {"apikey": "0" * 32}}
+
+
+def test_rendered_seeds_name_their_secrets_instead_of_holding_them() -> None:
+    files = seed_files(prod(), frozenset({"sabnzbd", "bazarr"}), SecretPlaceholders())
+    text = "".join(files.values())
+    assert "api_key = [secret sabnzbd-api-key]" in text and 'apikey: "[secret bazarr-api-key]"' in text

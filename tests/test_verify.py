@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT
+from fake_apps import loopback
 from mediastack_cli.main import app
 
 runner = CliRunner()
@@ -38,14 +38,8 @@ def jellyfin(delays_ms: dict[str, float], failing: frozenset[str] = frozenset())
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback(Handler) as url:
+        yield url, seen
 
 
 def project_with_key(tmp_path) -> str:

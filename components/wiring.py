@@ -1,0 +1,217 @@
+"""The download pipeline wired at deploy time: Pulumi resources over the apps' own APIs.
+
+Sonarr and Radarr get their root folder in the one data tree and both download clients, each with a
+category whose save path lies in the same tree; qBittorrent and SABnzbd get those categories; Prowlarr
+gets Sonarr and Radarr as applications (so indexers sync); Bazarr is connected to both. Every item is
+a `Wiring` resource: created (or adopted when the app already has it), updated in place, deleted with
+the stack, and unchanged on a second `pulumi up` (its inputs are its whole state). The calls are in
+`wiring_api.py`; this module only decides what to wire and in which order.
+
+Names the apps use for each other are their container names on the backend network (with a VPN,
+gluetun answers to the download clients' names). The machine running Pulumi reaches each app at
+`wiring.urls.<app>` or, by default, through Traefik at https://<web host>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from .catalog import CATALOG
+from .config import StackConfig
+from .resolve import ResolvedStack, web_host_of
+from .seeds import QBITTORRENT_USER
+from .wiring_api import KINDS
+
+# Inputs that say how to reach an app, not what it should hold: a change needs no call of its own.
+_TRANSPORT = ("retry", "verify_tls")
+# Inputs that are secrets wherever they appear in a wiring's state.
+SECRET_INPUTS = ["api_key", "password", "body", "settings"]
+
+
+class WiringProvider(ResourceProvider):
+    """Dispatches each operation to the kind of wiring named in the resource's inputs."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        item_id = KINDS[props["kind"]].apply(props, None)
+        return CreateResult(id_=f"{props['app']}/{props['kind']}/{item_id}", outs={**props, "item_id": item_id})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        kind = KINDS[news["kind"]]
+        keys = (set(olds) | set(news)) - {"__provider", "item_id", *_TRANSPORT}
+        changed = sorted(k for k in keys if olds.get(k) != news.get(k))
+        replaces = kind.replaces(olds, news) if changed else []
+        return DiffResult(
+            changes=bool(changed), replaces=replaces, stables=["item_id"] if not replaces else [],
+            delete_before_replace=True,
+        )  # fmt: skip
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        item_id = KINDS[news["kind"]].apply(news, olds.get("item_id"))
+        return UpdateResult(outs={**news, "item_id": item_id})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        KINDS[props["kind"]].remove(props, props["item_id"])
+
+
+class Wiring(pulumi.dynamic.Resource):
+    """One item in one app (a root folder, a download client, a category, an application, a link)."""
+
+    item_id: pulumi.Output[str]
+
+    def __init__(self, name: str, props: Mapping[str, pulumi.Input[Any]], opts: pulumi.ResourceOptions):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=SECRET_INPUTS))
+        super().__init__(WiringProvider(), name, {**props, "item_id": None}, opts)
+
+
+# -- what the stack wires ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrFacts:
+    """What an *arr app manages, and the names its settings use for it."""
+
+    media: str  # its library folder under /data/media and its download category
+    category_field: str
+    sync: tuple[int, ...]  # the Newznab categories Prowlarr syncs to it
+    api: str = "/api/v3"
+
+
+ARR = {
+    "sonarr": ArrFacts("tv", "tvCategory", (5000, 5010, 5020, 5030, 5040, 5045, 5050)),
+    "radarr": ArrFacts("movies", "movieCategory", (2000, 2010, 2020, 2030, 2040, 2045, 2050, 2060)),
+}
+
+
+def _port(app: str) -> int:
+    web = CATALOG[app].web
+    assert web is not None
+    return web.port
+
+
+def _internal_url(app: str) -> str:
+    return f"http://{app}:{_port(app)}"
+
+
+def _fields(**values: Any) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One wiring: its name suffix, the app it is made in, its kind and inputs, and what must exist first."""
+
+    suffix: str
+    app: str
+    kind: str
+    props: dict[str, Any]
+    after: tuple[str, ...] = ()
+
+
+def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, Any]) -> list[Item]:
+    """Everything to wire between the enabled apps, in an order that satisfies `after`.
+
+    `secrets` maps generated secret ids to their values (Outputs in the program, plain text in tests).
+    """
+    verify = config.wiring.verify_tls if config.wiring.verify_tls is not None else bool(config.tls.acme_email)
+    items: list[Item] = []
+
+    def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
+        url = config.wiring.urls.get(app) or f"https://{web_host_of(config, app)}"
+        items.append(
+            Item(suffix, app, kind, {"kind": kind, "app": app, "url": url, "verify_tls": verify, **props}, after)
+        )
+        return suffix
+
+    for arr, facts in ARR.items():
+        if arr not in enabled:
+            continue
+        media, api, category_field = facts.media, facts.api, facts.category_field
+        arr_key = secrets[f"{arr}-api-key"]
+
+        def arr_item(
+            collection: str, key: str, body: dict[str, Any], arr_key: Any = arr_key, api: str = api
+        ) -> dict[str, Any]:
+            return {"api_key": arr_key, "api": api, "collection": collection, "key": key, "body": body}
+
+        root = wire(
+            f"{arr}-root-folder", arr, "arr_item", arr_item("rootfolder", "path", {"path": f"/data/media/{media}"})
+        )
+        if "qbittorrent" in enabled:
+            password = secrets["qbittorrent-password"]
+            category = wire(
+                f"qbittorrent-{media}-category", "qbittorrent", "qbittorrent_category",
+                {"username": QBITTORRENT_USER, "password": password, "name": media,
+                 "save_path": f"/data/torrents/{media}"},
+            )  # fmt: skip
+            body = {
+                "name": "qBittorrent", "enable": True, "protocol": "torrent", "priority": 1,
+                "implementation": "QBittorrent", "configContract": "QBittorrentSettings", "tags": [],
+                "fields": _fields(host="qbittorrent", port=_port("qbittorrent"), useSsl=False,
+                                  username=QBITTORRENT_USER, password=password, **{category_field: media}),
+            }  # fmt: skip
+            wire(f"{arr}-qbittorrent", arr, "arr_item", arr_item("downloadclient", "name", body), (root, category))
+        if "sabnzbd" in enabled:
+            sab_key = secrets["sabnzbd-api-key"]
+            # SABnzbd's category folders are relative to its complete folder, /data/usenet/complete.
+            category = wire(
+                f"sabnzbd-{media}-category",
+                "sabnzbd",
+                "sabnzbd_category",
+                {"api_key": sab_key, "name": media, "dir": media},
+            )
+            body = {
+                "name": "SABnzbd", "enable": True, "protocol": "usenet", "priority": 1,
+                "implementation": "Sabnzbd", "configContract": "SabnzbdSettings", "tags": [],
+                "fields": _fields(host="sabnzbd", port=_port("sabnzbd"), useSsl=False, apiKey=sab_key,
+                                  **{category_field: media}),
+            }  # fmt: skip
+            wire(f"{arr}-sabnzbd", arr, "arr_item", arr_item("downloadclient", "name", body), (root, category))
+        if "prowlarr" in enabled:
+            title = arr.capitalize()
+            body = {
+                "name": title, "syncLevel": "fullSync", "implementation": title,
+                "configContract": f"{title}Settings", "tags": [],
+                "fields": _fields(prowlarrUrl=_internal_url("prowlarr"), baseUrl=_internal_url(arr), apiKey=arr_key,
+                                  syncCategories=list(facts.sync)),
+            }  # fmt: skip
+            wire(
+                f"prowlarr-{arr}", "prowlarr", "arr_item",
+                {"api_key": secrets["prowlarr-api-key"], "api": "/api/v1", "collection": "applications", "key": "name",
+                 "body": body},
+                (root,),
+            )  # fmt: skip
+        if "bazarr" in enabled:
+            settings = {"ip": arr, "port": _port(arr), "base_url": "/", "ssl": False, "apikey": arr_key}
+            wire(
+                f"bazarr-{arr}", "bazarr", "bazarr_arr",
+                {"api_key": secrets["bazarr-api-key"], "target": arr, "settings": settings},
+                (root,),
+            )  # fmt: skip
+    return items
+
+
+@dataclass(frozen=True)
+class PipelineWiringArgs:
+    stack: ResolvedStack
+    secrets: Mapping[str, pulumi.Output[str]]
+    # Each app's container: its wiring waits for it to exist (and then, with retries, to answer).
+    services: Mapping[str, pulumi.Resource]
+
+
+class PipelineWiring(pulumi.ComponentResource):
+    """Every connection between the *arr apps and the download clients that the stack's apps allow."""
+
+    def __init__(self, name: str, args: PipelineWiringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:wiring:PipelineWiring", name, None, opts)
+        self.items: dict[str, Wiring] = {}
+        for item in pipeline_items(args.stack.config, args.stack.enabled, args.secrets):
+            depends = [args.services[item.app], *(self.items[a] for a in item.after)]
+            self.items[item.suffix] = Wiring(
+                f"{name}-{item.suffix}", item.props, pulumi.ResourceOptions(parent=self, depends_on=depends)
+            )
+        self.register_outputs({"items": sorted(self.items)})
