@@ -15,3 +15,4 @@ except ConfigError as error:
 media = MediaStack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stack())))
 pulumi.export("urls", media.urls)
 pulumi.export("services", sorted(media.services))
+pulumi.export("credentials", media.credentials)  # secret: generated passwords and API keys, by id

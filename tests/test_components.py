@@ -140,7 +140,17 @@ def test_media_stack_wires_provider_and_networks(mocks) -> None:
             networks = {r.inputs["name"] for r in by_type(mocks, ":Network")}
             assert networks == {f"mediastack-{r.value}" for r in stack.networks}
 
-        return pulumi.Output.all(*(s.container_name for s in media.services.values())).apply(verify)
+        def verify_credentials(args: list) -> None:
+            secret, values = args
+            assert secret, "the credentials output must be a Pulumi secret"
+            assert set(values) == {"qbittorrent-password", "sabnzbd-api-key", "sonarr-api-key", "radarr-api-key",
+                                   "prowlarr-api-key"}  # fmt: skip
+            assert len(values["qbittorrent-password"]) == 24 and len(values["sonarr-api-key"]) == 32
+
+        return pulumi.Output.all(
+            pulumi.Output.all(*(s.container_name for s in media.services.values())).apply(verify),
+            pulumi.Output.all(media.credentials.is_secret(), media.credentials).apply(verify_credentials),
+        )
 
     check()
 
