@@ -130,6 +130,4 @@ class MediaStack(pulumi.ComponentResource):
         self.credentials = pulumi.Output.secret(pulumi.Output.all(**generated))
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
-        self.register_outputs(
-            {"urls": self.urls, "services": sorted(self.services), "credentials": self.credentials}
-        )
+        self.register_outputs({"urls": self.urls, "services": sorted(self.services), "credentials": self.credentials})
