@@ -127,7 +127,8 @@ class MediaStack(pulumi.ComponentResource):
 
         # Generated credentials a user needs to log in (`pulumi stack output credentials --show-secrets`).
         generated = {sid: value for sid, value in self.secrets.items() if stack.secrets[sid].kind != "config"}
-        self.credentials = pulumi.Output.secret(pulumi.Output.all(**generated))
+        everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
+        self.credentials = everything.apply(pulumi.Output.secret)
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
         self.register_outputs({"urls": self.urls, "services": sorted(self.services), "credentials": self.credentials})

@@ -84,7 +84,7 @@ def _summary(r: Registration) -> str:
     if short == "Provider":
         return str(i.get("host", ""))
     if r.type == "pulumi-python:dynamic:Resource" and "kind" in i:  # a pipeline wiring
-        body = i.get("body") if isinstance(i.get("body"), dict) else {}
+        body = i["body"] if isinstance(i.get("body"), dict) else {}
         what = body.get("path") or body.get("name") or i.get("name") or i.get("target") or ""
         return f"{i['kind']} {what} in {i.get('app')} via {i.get('url')}"
     return ""
