@@ -37,11 +37,14 @@ QBITTORRENT_USER = "admin"
 PBKDF2_ROUNDS = 100_000
 
 
+PLACEHOLDER = "[secret {}]"
+
+
 class SecretPlaceholders(dict[str, str]):
     """Names each secret instead of its value: for files written where secrets must not go (render)."""
 
     def __missing__(self, key: str) -> str:
-        return f"[secret {key}]"
+        return PLACEHOLDER.format(key)
 
 
 def qbittorrent_password_hash(password: str) -> str:
@@ -58,6 +61,8 @@ def _kib(bits: int | None) -> int:
 
 def qbittorrent_conf(config: StackConfig, web_port: int, password: str) -> str:
     down, up = config.download_caps()
+    # A placeholder (render) is shown as itself, not hashed into something that looks real.
+    stored = password if password == PLACEHOLDER.format("qbittorrent-password") else qbittorrent_password_hash(password)
     return f"""[BitTorrent]
 Session\\DefaultSavePath=/data/torrents
 Session\\TempPathEnabled=false
@@ -71,7 +76,7 @@ Accepted=true
 WebUI\\Port={web_port}
 WebUI\\LocalHostAuth=false
 WebUI\\Username={QBITTORRENT_USER}
-WebUI\\Password_PBKDF2="{qbittorrent_password_hash(password)}"
+WebUI\\Password_PBKDF2="{stored}"
 """
 
 

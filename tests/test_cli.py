@@ -145,6 +145,17 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "prometheus/rules/mediastack.yml",
     ]
     assert (tmp_path / "hosts/nas/storage-create.sh").stat().st_mode & 0o111
+    # Generated keys stay out of rendered files: the seed script names each one instead.
+    seeds = (tmp_path / "hosts/nas/seeds-create.sh").read_text()
+    for secret in ("qbittorrent-password", "sabnzbd-api-key", "bazarr-api-key"):
+        assert f"[secret {secret}]" in seeds
+    from conftest import plan
+    from mediastack_cli.offline import _digest
+
+    rendered = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    for r in plan("prod").resources:
+        if r.type.startswith("random:"):
+            assert _digest(f"{r.type}/{r.name}")[:24] not in rendered, r.name
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
