@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from .catalog import CATALOG
 from .config import StackConfig
@@ -56,6 +56,11 @@ class WiringProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         KINDS[props["kind"]].remove(props, props["item_id"])
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        # An item removed in the app's UI reads as gone, so the next `pulumi up` makes it again.
+        present = KINDS[props["kind"]].exists(props, props["item_id"])
+        return ReadResult(id_ if present else "", props)
 
 
 class Wiring(pulumi.dynamic.Resource):

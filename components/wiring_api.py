@@ -158,6 +158,10 @@ class Kind:
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
         raise NotImplementedError
 
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        """Whether the app still has the item (`pulumi refresh` notices one removed by hand)."""
+        raise NotImplementedError
+
 
 def _client(props: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> AppClient:
     return AppClient(
@@ -206,6 +210,11 @@ class ArrItem(Kind):
         with self.client(props) as api:
             api.request("DELETE", f"{props['api']}/{props['collection']}/{item_id}", ok=(404,))
 
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            items = api.json("GET", f"{props['api']}/{props['collection']}")
+        return any(isinstance(i, dict) and str(i.get("id")) == item_id for i in items)
+
 
 class QbittorrentCategory(Kind):
     """props: app, url, username, password, name, save_path."""
@@ -239,6 +248,10 @@ class QbittorrentCategory(Kind):
         with self.client(props) as api:
             api.request("POST", "/api/v2/torrents/removeCategories", data={"categories": item_id})
 
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            return item_id in api.json("GET", "/api/v2/torrents/categories")
+
 
 class SabnzbdCategory(Kind):
     """props: app, url, api_key, name, dir (relative to SABnzbd's complete folder)."""
@@ -260,11 +273,14 @@ class SabnzbdCategory(Kind):
             raise WiringError(f"{props['app']} refused mode={params.get('mode')}: {error}")
         return answer
 
+    def _category(self, api: AppClient, props: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+        config = self._call(api, props, mode="get_config", section="categories")
+        listed = (config.get("config") or {}).get("categories") or []
+        return next((c for c in listed if isinstance(c, dict) and c.get("name") == name), None)
+
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
-            config = self._call(api, props, mode="get_config", section="categories")
-            listed = (config.get("config") or {}).get("categories") or []
-            current = next((c for c in listed if isinstance(c, dict) and c.get("name") == props["name"]), None)
+            current = self._category(api, props, props["name"])
             if current is None or current.get("dir") != props["dir"]:
                 self._call(api, props, mode="set_config", section="categories", keyword=props["name"], dir=props["dir"])
         return props["name"]
@@ -272,6 +288,10 @@ class SabnzbdCategory(Kind):
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
         with self.client(props) as api:
             self._call(api, props, mode="del_config", section="categories", keyword=item_id)
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            return self._category(api, props, item_id) is not None
 
 
 class BazarrArr(Kind):
@@ -290,10 +310,13 @@ class BazarrArr(Kind):
         with self.client(props) as api:
             api.request("POST", "/api/system/settings", data=form)
 
+    def _settings(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        with self.client(props) as api:
+            return api.json("GET", "/api/system/settings")
+
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         target, wanted = props["target"], props["settings"]
-        with self.client(props) as api:
-            current = api.json("GET", "/api/system/settings")
+        current = self._settings(props)
         have = current.get(target) or {}
         same = all(str(have.get(k)).lower() == str(v).lower() for k, v in wanted.items())
         if not (same and (current.get("general") or {}).get(f"use_{target}") is True):
@@ -302,6 +325,9 @@ class BazarrArr(Kind):
 
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
         self._post(props, False, {})
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        return (self._settings(props).get("general") or {}).get(f"use_{item_id}") is True
 
 
 KINDS: dict[str, Kind] = {

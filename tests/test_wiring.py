@@ -159,6 +159,20 @@ def test_update_changes_the_item_in_place_and_delete_removes_it(apps: Apps) -> N
     provider.delete("id", outs["sonarr-qbittorrent"])
 
 
+def test_refresh_notices_what_was_removed_by_hand(apps: Apps) -> None:
+    items = apps.items()
+    outs = up(items)
+    provider = WiringProvider()
+    assert all(provider.read(f"id-{s}", o).id == f"id-{s}" for s, o in outs.items())
+    apps.sonarr.collections["downloadclient"].clear()
+    apps.qbittorrent.categories.pop("tv")
+    apps.sabnzbd.categories.pop("movies")
+    apps.bazarr.settings["general"]["use_radarr"] = False
+    gone = sorted(s for s, o in outs.items() if not provider.read(f"id-{s}", o).id)
+    assert gone == ["bazarr-radarr", "qbittorrent-tv-category", "sabnzbd-movies-category", "sonarr-qbittorrent",
+                    "sonarr-sabnzbd"]  # fmt: skip
+
+
 def test_an_app_that_is_not_ready_yet_is_waited_for(apps: Apps) -> None:
     apps.sonarr.not_ready_for = 3  # Traefik answers 503 while the container starts
     up([i for i in apps.items() if i.suffix == "sonarr-root-folder"])
