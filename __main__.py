@@ -15,3 +15,5 @@ except ConfigError as error:
 media = MediaStack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stack())))
 pulumi.export("urls", media.urls)
 pulumi.export("services", sorted(media.services))
+if media.backups is not None:  # keep it outside the host: without it the backups cannot be read
+    pulumi.export("backup_password", media.backups.password)

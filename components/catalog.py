@@ -132,6 +132,8 @@ class Service:
     tmpfs: tuple[str, ...] = ()  # small writable paths for a read-only root filesystem
     stop_grace_s: int = 30
     state: str | None = None  # sqlite | postgres | redis | files: what a backup must treat with care
+    # Paths under its state directory that a backup skips: rebuilt by the app, or never consistent on disk.
+    backup_exclude: tuple[str, ...] = ()
 
     @property
     def image_ref(self) -> str:
@@ -604,6 +606,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         user="65534:65534",
         read_only_rootfs=True,
         state="files",
+        # Completed TSDB blocks never change; the WAL and head chunks are in flux (the last ~2 h are not kept).
+        backup_exclude=("wal", "chunks_head", "lock", "queries.active"),
     ),
     Service(
         name="alertmanager",

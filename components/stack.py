@@ -9,6 +9,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from .catalog import NetworkRole, Secret
+from .backup import stack_backups
 from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
 from .host_tuning import HostTuning, HostTuningArgs
@@ -110,6 +111,9 @@ class MediaStack(pulumi.ComponentResource):
                 ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
             )
+
+        # Every service with state, from the catalog (docs/backups.md); None without a repository.
+        self.backups = stack_backups(f"{name}-{host.name}-backups", stack, child, depends_on=[storage])
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
         self.register_outputs({"urls": self.urls, "services": sorted(self.services)})

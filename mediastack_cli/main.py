@@ -173,6 +173,7 @@ def plan(
 
 def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     """Every file the program generates for another program, by path relative to the output dir."""
+    from components.backup import backup_scripts
     from components.files import generate_files
     from components.host_tuning import tuning_scripts
     from components.qos import qos_scripts
@@ -189,7 +190,12 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     seeds = seed_files(config, stack.enabled)
     if seeds:
         files[f"hosts/{host}/seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
-    host_files = {**tuning_scripts(config.host), **qos_scripts(config), **guard_scripts(config)}
+    host_files = {
+        **tuning_scripts(config.host),
+        **qos_scripts(config),
+        **guard_scripts(config),
+        **backup_scripts(stack),
+    }
     for script, content in host_files.items():
         files[f"hosts/{host}/{script}"] = content
     return files
