@@ -112,6 +112,14 @@ def _weekdays(field: str) -> tuple[int, ...]:
 
 def parse(expression: str) -> Calendar:
     """The schedule, or ValueError saying what is wrong and which forms are accepted."""
+    try:
+        return _parse(expression)
+    except ValueError as error:
+        text = str(error)
+        raise ValueError(text if FORMS in text else f"{text}; use {FORMS}") from None
+
+
+def _parse(expression: str) -> Calendar:
     if not isinstance(expression, str) or not expression.strip():
         raise ValueError(f"must be a systemd calendar expression: {FORMS}")
     text = SHORTHANDS.get(expression.strip().lower(), expression.strip())
