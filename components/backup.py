@@ -50,6 +50,20 @@ TOOL = f"/usr/local/sbin/{NAME}"
 STATE_DIR = "/var/lib/mediastack/restic"  # password, credentials, staging, status, restic's cache
 METRICS_DIR = "/var/lib/mediastack/metrics"  # node-exporter's textfile collector reads *.prom here
 METRICS_FILE = "mediastack_backup.prom"
+# What the tool writes to the textfile (node-exporter exports it); alerts and dashboards may use these.
+BACKUP_METRICS = (
+    "mediastack_backup_installed_timestamp_seconds",
+    "mediastack_backup_last_success_timestamp_seconds",
+    "mediastack_backup_last_run_timestamp_seconds",
+    "mediastack_backup_last_run_success",
+    "mediastack_backup_last_duration_seconds",
+    "mediastack_backup_last_size_bytes",
+    "mediastack_backup_last_added_bytes",
+    "mediastack_backup_service_last_success_timestamp_seconds",
+    "mediastack_backup_check_last_run_timestamp_seconds",
+    "mediastack_backup_check_last_run_success",
+    "mediastack_backup_check_last_success_timestamp_seconds",
+)
 UNIT_DIR = "/etc/systemd/system"
 TAG = "mediastack"
 # The backup command resource names what it covers on one of its triggers; the policy reads it.
@@ -154,9 +168,7 @@ def backup_problems(config: StackConfig) -> list[Problem]:
     paths = config.paths
     for key in ("config_root", "photos_root"):
         if any(c.isspace() for c in getattr(paths, key)):
-            return [
-                Problem(f"mediastack:paths.{key}", getattr(paths, key), "backups need a path without whitespace")
-            ]
+            return [Problem(f"mediastack:paths.{key}", getattr(paths, key), "backups need a path without whitespace")]
     if not repo.startswith("/"):
         return []
     for key in ("config_root", "data_root", "cache_root", "photos_root"):
@@ -522,8 +534,9 @@ EOF
 stage_sqlite_in() {{
   # Every SQLite database under $1: by name, or by a -wal/-journal beside it; then by its header.
   find "$1" \\( -name log -o -name logs -o -name cache -o -name Cache -o -name transcodes \\) -prune -o -type f \\
-    \\( -name '*.db' -o -name '*.sqlite' -o -name '*.sqlite3' -o -name '*.db3' -o -name '*-wal' -o -name '*-journal' \\) \\
-    -print | sed -e 's/-wal$//' -e 's/-journal$//' | sort -u > "$STATE_DIR/databases" || return 1
+    \\( -name '*.db' -o -name '*.sqlite' -o -name '*.sqlite3' -o -name '*.db3' \\
+    -o -name '*-wal' -o -name '*-journal' \\) -print \\
+    | sed -e 's/-wal$//' -e 's/-journal$//' | sort -u > "$STATE_DIR/databases" || return 1
   rc=0
   while IFS= read -r db; do
     [ -f "$db" ] || continue
@@ -825,6 +838,7 @@ case "$command" in
   *) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac
 """
+
 
 # -- systemd units, and the install -------------------------------------------------------------------
 

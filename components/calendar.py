@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -45,7 +46,7 @@ class Calendar:
     def max_gap_seconds(self) -> int:
         """The longest wait between two consecutive elapses (the schedule repeats every week)."""
         offsets = self.week_offsets()
-        gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+        gaps = [b - a for a, b in pairwise(offsets)]
         gaps.append(offsets[0] + WEEK - offsets[-1])
         return max(gaps)
 

@@ -540,7 +540,9 @@ class Downloads(Model):
 
 
 _S3 = re.compile(r"^s3:(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[^\s]*)?$")
-_SFTP = re.compile(r"^sftp:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:[^\s]+$|^sftp://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?/[^\s]+$")
+_SFTP = re.compile(
+    r"^sftp:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:[^\s]+$|^sftp://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?/[^\s]+$"
+)
 
 
 class Retention(Model):
@@ -599,9 +601,7 @@ class Backups(Model):
         "'mediastack:backups.password' ...`.",
     )
     s3_access_key_id: str | None = Field(None, description="S3 access key id (secret), for an s3: repository.")
-    s3_secret_access_key: str | None = Field(
-        None, description="S3 secret access key (secret), for an s3: repository."
-    )
+    s3_secret_access_key: str | None = Field(None, description="S3 secret access key (secret), for an s3: repository.")
 
     @field_validator("repository")
     @classmethod
@@ -635,12 +635,12 @@ class Backups(Model):
 
     @model_validator(mode="after")
     def _s3_keys(self) -> Backups:
-        if self.repository and self.repository.startswith("s3:"):
-            if not (self.s3_access_key_id and self.s3_secret_access_key):
-                raise ValueError(
-                    "an s3: repository needs s3_access_key_id and s3_secret_access_key; set them as secrets: "
-                    "pulumi config set --secret --path 'mediastack:backups.s3_secret_access_key' ..."
-                )
+        s3 = bool(self.repository and self.repository.startswith("s3:"))
+        if s3 and not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError(
+                "an s3: repository needs s3_access_key_id and s3_secret_access_key; set them as secrets: "
+                "pulumi config set --secret --path 'mediastack:backups.s3_secret_access_key' ..."
+            )
         return self
 
 

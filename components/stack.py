@@ -8,8 +8,8 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from .catalog import NetworkRole, Secret
 from .backup import stack_backups
+from .catalog import NetworkRole, Secret
 from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
 from .host_tuning import HostTuning, HostTuningArgs

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from components.backup import (
+    BACKUP_METRICS,
     COVERS_MARKER,
     METRICS_FILE,
     NAME,
@@ -44,7 +45,7 @@ from components.catalog import CATALOG
 from components.config import StackConfig
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
-from conftest import ROOT, containers, plan, plan_config, raw_config, require_tool
+from conftest import containers, plan, plan_config, raw_config, require_tool
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APP_UID = 1000  # the stack's PUID: the owner of the app databases
@@ -269,7 +270,9 @@ def test_install_is_idempotent_keeps_secrets_private_and_reverts(tmp_path: Path)
     assert reverted.returncode == 0, reverted.stderr
     after = _snapshot(root)
     kept = {k: v for k, v in after.items() if k.startswith(STATE_DIR.lstrip("/"))}
-    assert {k: v for k, v in after.items() if k not in kept and not before.get(k) == v and k not in before} == {
+    # what stays besides the kept state: only the (now empty) directories the install made
+    leftover = {k: v for k, v in after.items() if k not in kept and k not in before}
+    assert leftover == {
         k: "<dir>" for k in ("usr", "usr/local", "usr/local/sbin", "var", "var/lib", "var/lib/mediastack")
     }
     assert all(after.get(k) == v for k, v in before.items())
@@ -463,9 +466,14 @@ def _check_orders(db: Path) -> int:
         ids = [row[0] for row in con.execute("SELECT id FROM orders ORDER BY id")]
         last = ids[-1]
         assert ids == list(range(1, last + 1)), "a gap: the copy is not one point in time"
-        assert con.execute("SELECT count(*), sum(amount) FROM lines").fetchone() == (3 * last, 3 * last * (last + 1) // 2)
+        assert con.execute("SELECT count(*), sum(amount) FROM lines").fetchone() == (
+            3 * last,
+            3 * last * (last + 1) // 2,
+        )
         assert con.execute("SELECT sum(total) FROM orders").fetchone() == (3 * last * (last + 1) // 2,)
-        assert con.execute("SELECT count(*) FROM lines WHERE order_id NOT IN (SELECT id FROM orders)").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM lines WHERE order_id NOT IN (SELECT id FROM orders)").fetchone() == (
+            0,
+        )
         return last
     finally:
         con.close()
@@ -517,11 +525,13 @@ def test_sqlite_under_a_concurrent_writer_backs_up_and_restores(host: Path, jour
     assert str(db) not in listed and str(sonarr / "logs/sonarr.txt") not in listed
     assert f"{tool.state}/staging/sqlite{db}" in listed and str(sonarr / "config.xml") in listed
     metrics = tool.metric_values()
+    assert {name.split("{")[0] for name in metrics} <= set(BACKUP_METRICS)
     assert metrics["mediastack_backup_last_run_success"] == 1
     assert metrics["mediastack_backup_last_size_bytes"] > 30_000_000
-    assert metrics['mediastack_backup_service_last_success_timestamp_seconds{service="sonarr"}'] == metrics[
-        "mediastack_backup_last_success_timestamp_seconds"
-    ]
+    assert (
+        metrics['mediastack_backup_service_last_success_timestamp_seconds{service="sonarr"}']
+        == metrics["mediastack_backup_last_success_timestamp_seconds"]
+    )
     promtool = shutil.which("promtool")
     if promtool:
         checked = subprocess.run(
@@ -570,9 +580,10 @@ def test_a_service_that_fails_fails_the_run_and_keeps_the_others(host: Path) -> 
     assert done.returncode == 1 and "radarr.db" in done.stderr and "missing radarr" in done.stderr
     metrics = tool.metric_values()
     assert metrics["mediastack_backup_last_run_success"] == 0
-    assert metrics["mediastack_backup_last_success_timestamp_seconds"] == first[
-        "mediastack_backup_last_success_timestamp_seconds"
-    ]
+    assert (
+        metrics["mediastack_backup_last_success_timestamp_seconds"]
+        == first["mediastack_backup_last_success_timestamp_seconds"]
+    )
     sonarr_ts = 'mediastack_backup_service_last_success_timestamp_seconds{service="sonarr"}'
     radarr_ts = 'mediastack_backup_service_last_success_timestamp_seconds{service="radarr"}'
     assert metrics[sonarr_ts] > first[sonarr_ts] and metrics[radarr_ts] == first[radarr_ts]
@@ -616,17 +627,16 @@ class Postgres:
         return done
 
     def fingerprint(self) -> dict[str, str]:
-        tables = self.psql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-        ).stdout.split()
+        tables = self.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").stdout.split()
         found = {}
         for table in tables:
             found[table] = self.psql(
                 f"SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
             ).stdout.strip()
         found["sequence"] = self.psql("SELECT last_value FROM assets_id_seq").stdout.strip()
-        found["indexes"] = self.psql("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
-                                     "WHERE schemaname = 'public'").stdout.strip()
+        found["indexes"] = self.psql(
+            "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'"
+        ).stdout.strip()
         return found
 
     def stop(self) -> None:
@@ -687,8 +697,19 @@ def test_postgres_and_redis_restore_into_fresh_servers(host: Path, pg_roots: lis
 
     def start_redis() -> subprocess.Popen[bytes]:
         server = subprocess.Popen(
-            [redis_server, "--port", "0", "--unixsocket", str(sock), "--dir", str(redis_dir), "--save", "",
-             "--appendonly", "no"],
+            [
+                redis_server,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--dir",
+                str(redis_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20

@@ -234,7 +234,7 @@ BACKUP_MARKER = "mediastack.backup.covers="
 def _backup_coverage(args: StackValidationArgs) -> tuple[bool, set[str], set[str]]:
     """(a backup is deployed, services it covers, services the stack config deliberately leaves out), from the
     marker the backup command carries on its triggers."""
-    found, covered, excluded = False, set(), set()
+    found, covered, excluded = False, set[str](), set[str]()
     for r in args.resources:
         if r.resource_type not in (LOCAL_COMMAND, REMOTE_COMMAND):
             continue
