@@ -200,6 +200,7 @@ class BackupPlan:
     check_schedule: str
     keep: tuple[str, ...]
     read_subset: str | None
+    sqlite_copy: str = "online-backup"
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -227,6 +228,7 @@ def backup_plan(stack: ResolvedStack) -> BackupPlan | None:
         check_schedule=backups.check_schedule,
         keep=keep,
         read_subset=backups.check_read_data_subset,
+        sqlite_copy=backups.sqlite_copy.value,
     )
 
 
@@ -297,6 +299,7 @@ REPOSITORY={_q(plan.repository)}
 HOST_NAME={_q(plan.host)}
 CONFIG_ROOT={_q(plan.config_root)}
 SERVICES={_q(services)}
+SQLITE_COPY={plan.sqlite_copy}
 TAG={TAG}
 STATE_DIR="${{MEDIASTACK_STATE_DIR:-{STATE_DIR}}}"
 METRICS_DIR="${{MEDIASTACK_METRICS_DIR:-{METRICS_DIR}}}"
@@ -512,15 +515,15 @@ snapshot_sqlite() {{
   fi
   # SQLite's online backup inside one read transaction: a consistent point in time. In WAL mode writers go
   # on (and cannot make it restart); in rollback-journal mode they wait for it, up to their busy timeout.
-  if ! as_owner "$SQLITE3" -bail -init /dev/null "$db" >/dev/null <<EOF
-.timeout 120000
-BEGIN;
-SELECT count(*) FROM sqlite_schema;
-.backup '$work/copy.db'
-COMMIT;
-EOF
-  then
-    echo "mediastack-backup: $db: SQLite online backup failed" >&2
+  # VACUUM INTO is one read transaction by itself, with the same guarantee.
+  if [ "$SQLITE_COPY" = vacuum-into ]; then
+    copy=$(printf ".timeout 120000\\nVACUUM INTO '%s';" "$work/copy.db")
+  else
+    copy=$(printf ".timeout 120000\\nBEGIN;\\nSELECT count(*) FROM sqlite_schema;\\n.backup '%s'\\nCOMMIT;" \\
+      "$work/copy.db")
+  fi
+  if ! printf '%s\\n' "$copy" | as_owner "$SQLITE3" -bail -init /dev/null "$db" >/dev/null; then
+    echo "mediastack-backup: $db: the SQLite copy ($SQLITE_COPY) failed" >&2
     return 1
   fi
   check=$(as_owner "$SQLITE3" -init /dev/null "$work/copy.db" 'PRAGMA quick_check;' 2>&1) || true

@@ -545,6 +545,11 @@ _SFTP = re.compile(
 )
 
 
+class SqliteCopy(StrEnum):
+    online_backup = "online-backup"
+    vacuum_into = "vacuum-into"
+
+
 class Retention(Model):
     """How many snapshots `restic forget` keeps: the newest of each of the last N days, weeks, months, years."""
 
@@ -582,6 +587,13 @@ class Backups(Model):
         "--read-data-subset); unset, the check verifies the structure only.",
     )
     retention: Retention = Field(Retention(), description="Snapshots kept (restic forget).")
+    sqlite_copy: SqliteCopy = Field(
+        SqliteCopy.online_backup,
+        description="How each SQLite database is copied before the snapshot, both consistent: online-backup "
+        "(SQLite's backup API; the copy keeps the page layout) or vacuum-into (VACUUM INTO: a compacted copy whose "
+        "layout stays stable, so a day's inserts add megabytes to the repository instead of most of the "
+        "database; see docs/performance.md).",
+    )
     include_photos: bool = Field(
         False,
         description="Also back up Immich's library (paths.photos_root, without its thumbnails and encoded "

@@ -221,6 +221,31 @@ def render(
 
 
 @app.command()
+def backups(stack: StackOpt, project: ProjectOpt = Path(".")) -> None:
+    """Show what the stack's backups cover and how (derived from the catalog), with the schedule and retention."""
+    from components.backup import backup_plan, coverage, too_old_after
+    from components.calendar import format_duration
+    from components.resolve import resolve
+
+    _, config = _load(project, stack)
+    resolved = resolve(config, stack)
+    table = Table(title=f"backups of stack {stack}")
+    for column in ("service", "state", "how", "paths", "left out"):
+        table.add_column(column, overflow="fold")
+    for c in coverage(resolved):
+        table.add_row(c.service, c.kind, c.method, " ".join((*c.files, *c.in_place)), c.note)
+    out.print(table)
+    plan_ = backup_plan(resolved)
+    if plan_ is None:
+        err.print("no backups.repository: nothing is backed up, and the policy pack refuses the plan")
+        raise typer.Exit(EXIT_POLICY)
+    out.print(f"repository: {plan_.repository}")
+    out.print(f"schedule: {plan_.schedule} (BackupTooOld after {format_duration(too_old_after(config))})")
+    out.print(f"retention: {' '.join(plan_.keep)}; check: {plan_.check_schedule}")
+    out.print(f"SQLite copies: {plan_.sqlite_copy}")
+
+
+@app.command()
 def verify(
     stack: StackOpt,
     base_url: Annotated[

@@ -479,9 +479,11 @@ def _check_orders(db: Path) -> int:
         con.close()
 
 
-@pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_sqlite_under_a_concurrent_writer_backs_up_and_restores(host: Path, journal: str) -> None:
-    config = config_for(host, ["arr"])
+@pytest.mark.parametrize(
+    ("journal", "method"), [("wal", "online-backup"), ("delete", "online-backup"), ("wal", "vacuum-into")]
+)
+def test_sqlite_under_a_concurrent_writer_backs_up_and_restores(host: Path, journal: str, method: str) -> None:
+    config = config_for(host, ["arr"], sqlite_copy=method)
     sonarr = host / "config/sonarr"
     sonarr.mkdir(parents=True)
     shutil.chown(sonarr, APP_UID, APP_UID)
