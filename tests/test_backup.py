@@ -45,7 +45,7 @@ from components.catalog import CATALOG
 from components.config import StackConfig
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
-from conftest import containers, plan, plan_config, raw_config, require_tool
+from conftest import ROOT, containers, plan, plan_config, raw_config, require_tool
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APP_UID = 1000  # the stack's PUID: the owner of the app databases
@@ -844,3 +844,50 @@ def test_retention_removes_what_it_should_and_nothing_else(host: Path) -> None:
     assert len(expected) == 7 + 2 + 5
     # gone: Jun 23, the two older same-day ones, Jun 18 and Jun 4 (weeks already counted), Dec, Nov, Oct
     assert len(times) - len(expected) == 8
+
+
+def test_backup_too_old_fires_at_the_schedule_bound_and_not_before(tmp_path: Path) -> None:
+    """Daily at 03:30 with 6 h of grace: silent at 29 h without a success, firing after 30 h (and its 5 m)."""
+    import yaml
+
+    from components.files import alert_rules
+
+    promtool = require_tool("promtool")
+    rules = yaml.safe_load(alert_rules(resolve(parse_stack_config(raw_config("prod"), "prod"), "prod")))
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "BackupTooOld"]
+    rule.pop("annotations")
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "backup", "rules": [rule]}]}))
+    series = [{"series": 'mediastack_backup_installed_timestamp_seconds{host="nas"}', "values": "0x4000"}]
+    tests = [
+        {
+            "interval": "30s",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "29h", "alertname": "BackupTooOld", "exp_alerts": []},
+                {"eval_time": "30h3m", "alertname": "BackupTooOld", "exp_alerts": []},  # pending (for: 5m)
+                {
+                    "eval_time": "30h6m",
+                    "alertname": "BackupTooOld",
+                    "exp_alerts": [{"exp_labels": {"host": "nas", "severity": "critical"}}],
+                },
+            ],
+        }
+    ]
+    (tmp_path / "tests.yml").write_text(
+        yaml.safe_dump({"rule_files": [str(tmp_path / "rules.yml")], "evaluation_interval": "30s", "tests": tests})
+    )
+    done = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_backups_command_shows_the_coverage() -> None:
+    from typer.testing import CliRunner
+
+    from mediastack_cli.main import app
+
+    result = CliRunner().invoke(app, ["backups", "--stack", "prod", "--project", str(ROOT)])
+    assert result.exit_code == 0, result.output
+    for text in ("immich-postgres", "pg_dump", "sftp:restic@backup.home.arpa", "BackupTooOld after 30h"):
+        assert text in result.output
