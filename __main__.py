@@ -16,3 +16,5 @@ media = MediaStack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stac
 pulumi.export("urls", media.urls)
 pulumi.export("services", sorted(media.services))
 pulumi.export("credentials", media.credentials)  # secret: generated passwords and API keys, by id
+if media.backups is not None:  # keep it outside the host: without it the backups cannot be read
+    pulumi.export("backup_password", media.backups.password)

@@ -134,6 +134,8 @@ class Service:
     state: str | None = None  # sqlite | postgres | redis | files: what a backup must treat with care
     # Generated secrets the app reads from its first-start config file (components/seeds.py), not its env.
     seeded_secrets: tuple[Secret, ...] = ()
+    # Paths under its state directory that a backup skips: rebuilt by the app, or never consistent on disk.
+    backup_exclude: tuple[str, ...] = ()
 
     @property
     def image_ref(self) -> str:
@@ -610,6 +612,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         user="65534:65534",
         read_only_rootfs=True,
         state="files",
+        # Completed TSDB blocks never change; the WAL and head chunks are in flux (the last ~2 h are not kept).
+        backup_exclude=("wal", "chunks_head", "lock", "queries.active"),
     ),
     Service(
         name="alertmanager",

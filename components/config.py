@@ -572,6 +572,123 @@ class Wiring(Model):
         return v
 
 
+_S3 = re.compile(r"^s3:(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[^\s]*)?$")
+_SFTP = re.compile(
+    r"^sftp:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:[^\s]+$|^sftp://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?/[^\s]+$"
+)
+
+
+class SqliteCopy(StrEnum):
+    online_backup = "online-backup"
+    vacuum_into = "vacuum-into"
+
+
+class Retention(Model):
+    """How many snapshots `restic forget` keeps: the newest of each of the last N days, weeks, months, years."""
+
+    daily: int = Field(7, ge=0, le=3650, description="Daily snapshots to keep.")
+    weekly: int = Field(4, ge=0, le=520, description="Weekly snapshots to keep.")
+    monthly: int = Field(6, ge=0, le=240, description="Monthly snapshots to keep.")
+    yearly: int = Field(0, ge=0, le=100, description="Yearly snapshots to keep.")
+
+    @model_validator(mode="after")
+    def _something(self) -> Retention:
+        if not (self.daily or self.weekly or self.monthly or self.yearly):
+            raise ValueError("keeps nothing; keep at least one daily, weekly, monthly or yearly snapshot")
+        return self
+
+
+class Backups(Model):
+    """Backups of every service's state with restic (docs/backups.md). Off until `repository` is set; the
+    policy pack refuses a stack with state and no backups."""
+
+    repository: str | None = Field(
+        None,
+        description="Where restic keeps the snapshots: a local path (/mnt/backup/mediastack), "
+        "sftp:user@host:/path, or s3:https://host/bucket[/prefix] (S3-compatible).",
+    )
+    schedule: str = Field(
+        "*-*-* 03:30:00", description="When backups run: a systemd OnCalendar expression in the host's time."
+    )
+    check_schedule: str = Field(
+        "Sun *-*-* 05:00:00",
+        description="When the repository is pruned and checked (`restic check`): OnCalendar expression.",
+    )
+    check_read_data_subset: str | None = Field(
+        None,
+        description="Also read back this share of the stored data at each check, e.g. 5% or 2G (restic "
+        "--read-data-subset); unset, the check verifies the structure only.",
+    )
+    retention: Retention = Field(Retention(), description="Snapshots kept (restic forget).")
+    sqlite_copy: SqliteCopy = Field(
+        SqliteCopy.online_backup,
+        description="How each SQLite database is copied before the snapshot, both consistent: online-backup "
+        "(SQLite's backup API; the copy keeps the page layout) or vacuum-into (VACUUM INTO: a compacted copy whose "
+        "layout stays stable, so a day's inserts add megabytes to the repository instead of most of the "
+        "database; see docs/performance.md).",
+    )
+    include_photos: bool = Field(
+        False,
+        description="Also back up Immich's library (paths.photos_root, without its thumbnails and encoded "
+        "videos). Off by default like media: it is large and usually has a copy on the phones it came from.",
+    )
+    alert_grace_hours: float = Field(
+        6,
+        gt=0,
+        le=168,
+        description="BackupTooOld fires when the last success is older than the longest gap in `schedule` "
+        "plus this (room for a slow run).",
+    )
+    password: str | None = Field(
+        None,
+        description="The repository password (secret); unset, the stack generates one. Set it to reach an "
+        "existing repository from a new stack: `pulumi config set --secret --path "
+        "'mediastack:backups.password' ...`.",
+    )
+    s3_access_key_id: str | None = Field(None, description="S3 access key id (secret), for an s3: repository.")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret access key (secret), for an s3: repository.")
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.startswith("/"):
+            return _absolute_path(v)
+        if v.startswith("sftp:") and _SFTP.match(v):
+            return v
+        if v.startswith("s3:") and _S3.match(v):
+            return v
+        raise ValueError(
+            "must be a local path (/mnt/backup/mediastack), sftp:user@host:/path or s3:https://host/bucket"
+        )
+
+    @field_validator("schedule", "check_schedule")
+    @classmethod
+    def _calendar(cls, v: str) -> str:
+        from .calendar import parse
+
+        parse(v)
+        return v
+
+    @field_validator("check_read_data_subset")
+    @classmethod
+    def _subset(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(100|[1-9]?\d)(\.\d+)?%|\d+[KMGT]", v):
+            raise ValueError("must be a percentage such as 5% or a size such as 2G")
+        return v
+
+    @model_validator(mode="after")
+    def _s3_keys(self) -> Backups:
+        s3 = bool(self.repository and self.repository.startswith("s3:"))
+        if s3 and not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError(
+                "an s3: repository needs s3_access_key_id and s3_secret_access_key; set them as secrets: "
+                "pulumi config set --secret --path 'mediastack:backups.s3_secret_access_key' ..."
+            )
+        return self
+
+
 # Below the line rate, so the queue forms on the host (where streams get priority), not in the ISP's modem.
 LINE_SHARE_MAX = 0.95
 
@@ -604,6 +721,7 @@ class StackConfig(Model):
     wiring: Wiring = Field(Wiring(), description="Connecting the *arr apps and download clients at deploy time.")
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     slo: Slo = Field(Slo(), description="Targets `mediastack verify` checks the running stack against.")
+    backups: Backups = Field(Backups(), description="Backups of every service's state (docs/backups.md).")
     reserve_for_host: Size = Field(
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import yaml
 
+from .backup import backup_alerts
 from .dashboards import dashboard_json, dashboards_provider
 from .resolve import ResolvedStack
 
@@ -301,6 +302,8 @@ def alert_rules(stack: ResolvedStack) -> str:
                 "Check the API key (Jellyfin) and that the service answers.",
             ),
         ]
+    if stack.config.backups.repository and "node-exporter" in enabled:
+        alerts += backup_alerts(stack.config)  # node-exporter exports the backup tool's textfile
     return _dump(
         {
             "groups": [

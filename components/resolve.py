@@ -222,6 +222,9 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                     f"host, where streams keep priority; set at most {most}",
                 )
             )
+    from .backup import backup_problems
+
+    problems += backup_problems(config)
     if problems:
         return problems
 
@@ -391,6 +394,8 @@ def _labels(
             labels["traefik.http.routers.artwork.tls.certresolver"] = "letsencrypt"
     if service.writes_data_root:
         labels["mediastack.writes-data"] = "true"
+    if service.state:
+        labels["mediastack.state"] = service.state  # the backups must cover it (policy stateful-services-backed-up)
     if service.role == "download_client":
         # What the host shapes this client's traffic to (and the client's own limit); policies read it.
         for direction, cap in zip(("down", "up"), config.download_caps(), strict=True):
@@ -444,6 +449,10 @@ def _command(service: Service, config: StackConfig, resources: Resources) -> tup
             resources.memory, resources.cpus, config.host.storage, overrides=config.postgres_settings
         )
         return postgres_command(settings)
+    if service.name == "node-exporter" and config.backups.repository:
+        from .backup import textfile_flag
+
+        return (*service.command, textfile_flag())  # the backup tool's metrics
     if service.name == "redis":
         # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
         # instead of evicting.

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from .backup import stack_backups
 from .catalog import NetworkRole, Secret
 from .config import Host, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
@@ -129,6 +130,8 @@ class MediaStack(pulumi.ComponentResource):
         generated = {sid: value for sid, value in self.secrets.items() if stack.secrets[sid].kind != "config"}
         everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
         self.credentials = everything.apply(pulumi.Output.secret)
+        # Every service with state, from the catalog (docs/backups.md); None without a repository.
+        self.backups = stack_backups(f"{name}-{host.name}-backups", stack, child, depends_on=[storage])
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
         self.register_outputs({"urls": self.urls, "services": sorted(self.services), "credentials": self.credentials})

@@ -112,6 +112,7 @@ def host_command(
     delete: str,
     opts: pulumi.ResourceOptions,
     triggers: Sequence[pulumi.Input[str]] = (),
+    stdin: pulumi.Input[str] | None = None,
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
@@ -121,10 +122,16 @@ def host_command(
     all_triggers = [create, delete, *triggers]
     if connection is None:
         return command.local.Command(
-            name, create=create, delete=delete, triggers=all_triggers, interpreter=["/bin/sh", "-c"], opts=opts
+            name,
+            create=create,
+            delete=delete,
+            triggers=all_triggers,
+            interpreter=["/bin/sh", "-c"],
+            stdin=stdin,
+            opts=opts,
         )
     return command.remote.Command(
-        name, connection=connection, create=create, delete=delete, triggers=all_triggers, opts=opts
+        name, connection=connection, create=create, delete=delete, triggers=all_triggers, stdin=stdin, opts=opts
     )
 
 

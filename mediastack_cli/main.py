@@ -177,6 +177,7 @@ def plan(
 
 def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     """Every file the program generates for another program, by path relative to the output dir."""
+    from components.backup import backup_scripts
     from components.files import generate_files
     from components.host_tuning import tuning_scripts
     from components.qos import qos_scripts
@@ -193,7 +194,12 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     seeds = seed_files(config, stack.enabled, SecretPlaceholders())  # generated secrets stay out of files
     if seeds:
         files[f"hosts/{host}/seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
-    host_files = {**tuning_scripts(config.host), **qos_scripts(config), **guard_scripts(config)}
+    host_files = {
+        **tuning_scripts(config.host),
+        **qos_scripts(config),
+        **guard_scripts(config),
+        **backup_scripts(stack),
+    }
     for script, content in host_files.items():
         files[f"hosts/{host}/{script}"] = content
     return files
@@ -216,6 +222,31 @@ def render(
             path.chmod(0o755)
         out.print(f"wrote {path}")
     out.print(f"{len(files)} files for stack {stack}")
+
+
+@app.command()
+def backups(stack: StackOpt, project: ProjectOpt = Path(".")) -> None:
+    """Show what the stack's backups cover and how (derived from the catalog), with the schedule and retention."""
+    from components.backup import backup_plan, coverage, too_old_after
+    from components.calendar import format_duration
+    from components.resolve import resolve
+
+    _, config = _load(project, stack)
+    resolved = resolve(config, stack)
+    table = Table(title=f"backups of stack {stack}")
+    for column in ("service", "state", "how", "paths", "left out"):
+        table.add_column(column, overflow="fold")
+    for c in coverage(resolved):
+        table.add_row(c.service, c.kind, c.method, " ".join((*c.files, *c.in_place)), c.note)
+    out.print(table)
+    plan_ = backup_plan(resolved)
+    if plan_ is None:
+        err.print("no backups.repository: nothing is backed up, and the policy pack refuses the plan")
+        raise typer.Exit(EXIT_POLICY)
+    out.print(f"repository: {plan_.repository}")
+    out.print(f"schedule: {plan_.schedule} (BackupTooOld after {format_duration(too_old_after(config))})")
+    out.print(f"retention: {' '.join(plan_.keep)}; check: {plan_.check_schedule}")
+    out.print(f"SQLite copies: {plan_.sqlite_copy}")
 
 
 @app.command()

@@ -168,6 +168,34 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], str, dict[str
         "20m",
         {"source": "jellyfin", **HOST, "severity": "warning"},
     ),
+    # prod backs up daily (03:30) with 6 h of grace: overdue after 30 h (108000 s). Never succeeded: the install
+    # time stands in; a success wins over the install time.
+    "BackupTooOld": (
+        [
+            {
+                "series": 'mediastack_backup_installed_timestamp_seconds{job="node-exporter",host="nas"}',
+                "values": "0x3800",
+            }
+        ],
+        [
+            {
+                "series": 'mediastack_backup_installed_timestamp_seconds{job="node-exporter",host="nas"}',
+                "values": "0x3800",
+            },
+            {
+                "series": 'mediastack_backup_last_success_timestamp_seconds{job="node-exporter",host="nas"}',
+                "values": "100000x3800",
+            },
+        ],
+        "31h10m",
+        {**HOST, "severity": "critical"},
+    ),
+    "BackupCheckFailed": (
+        [{"series": 'mediastack_backup_check_last_run_success{job="node-exporter",host="nas"}', "values": "0x10"}],
+        [{"series": 'mediastack_backup_check_last_run_success{job="node-exporter",host="nas"}', "values": "1x10"}],
+        "1m",
+        {**HOST, "severity": "critical"},
+    ),
 }
 
 

@@ -66,9 +66,9 @@ def test_blackbox_config_passes_its_own_check(rendered: tuple[str, Path]) -> Non
 def test_scripts_pass_shellcheck(rendered: tuple[str, Path]) -> None:
     stack, out = rendered
     scripts = sorted(out.rglob("*.sh"))
-    # storage, sysctl and daemon.json: create and delete each; GPU detection; the clients' seeds; prod (a
-    # `link`): the shaping tool and its create and delete
-    assert len(scripts) == (11 if stack == "prod" else 8)
+    # storage, sysctl and daemon.json: create and delete each; GPU detection; the clients' seeds; the backup
+    # tool and its create and delete; prod (a `link`): the shaping tool and its create and delete
+    assert len(scripts) == (14 if stack == "prod" else 11)
     result = run(require_tool("shellcheck"), "--shell=sh", "--severity=style", *map(str, scripts))
     assert result.returncode == 0, result.stdout
 

@@ -65,6 +65,10 @@ def provided(stack) -> set[str]:
     for s in stack.services:
         if s.spec.metrics:
             found.update(s.spec.metrics.provides)
+    if stack.config.backups.repository and "node-exporter" in stack.enabled:
+        from components.backup import BACKUP_METRICS
+
+        found.update(BACKUP_METRICS)  # the backup tool's textfile, exported by node-exporter
     return found
 
 

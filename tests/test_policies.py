@@ -346,7 +346,56 @@ STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]
             reg(CONTAINER, labelled(with_(base_container(), name="gluetun"), **{"mediastack.role": "vpn"}), "vpn"),
         ],
     ),
+    ("stateful-services-backed-up", lambda rs: without_backups(rs)),
+    ("stateful-services-backed-up", lambda rs: backups_covering(rs, drop="sonarr")),
+    (
+        "stateful-services-backed-up",
+        lambda rs: [
+            *rs,
+            reg(CONTAINER, labelled(with_(base_container(), name="lidarr"), **{"mediastack.service": "lidarr"}), "x"),
+        ],
+    ),
 ]
+
+
+def without_backups(resources: list[Registration]) -> list[Registration]:
+    return [r for r in resources if "backups" not in r.name]
+
+
+def backups_covering(resources: list[Registration], drop: str = "", exclude: str = "") -> list[Registration]:
+    """The prod stack with the backup command's covered list changed."""
+    result = []
+    for r in resources:
+        if r.name.endswith("-backups-install"):
+            triggers = []
+            for t in r.inputs["triggers"]:
+                if str(t).startswith("mediastack.backup.covers="):
+                    names = [n for n in t.split("=", 1)[1].split(",") if n not in (drop, exclude)]
+                    t = "mediastack.backup.covers=" + ",".join(names) + (f";excluded={exclude}" if exclude else "")
+                triggers.append(t)
+            r = reg(r.type, with_(r.inputs, triggers=triggers), r.name)
+        result.append(r)
+    return result
+
+
+def test_stateful_services_backed_up_accepts_what_the_config_excludes(pack: PolicyPack) -> None:
+    resources = prod_resources()
+    assert "stateful-services-backed-up" not in analyze_stack(pack, resources)
+    # Immich's library left out by backups.include_photos: false is a decision the plan shows, not a gap.
+    assert "stateful-services-backed-up" not in analyze_stack(
+        pack, backups_covering(resources, exclude="immich-server")
+    )
+    (message,) = analyze_stack(pack, without_backups(resources))["stateful-services-backed-up"]
+    assert "no backups in this stack" in message and "set mediastack:backups.repository" in message
+    assert "sonarr (sqlite)" in message and "immich-postgres (postgres)" in message
+    assert "immich-redis (redis)" in message and message.count("redis (") == 1  # the cache has no state
+    dropped = analyze_stack(pack, backups_covering(resources, drop="sonarr"))["stateful-services-backed-up"]
+    assert any("sonarr: keeps sqlite state that the backups do not cover" in m for m in dropped)
+    try:
+        pack.configure({"stateful-services-backed-up": {"allow_uncovered": ["sonarr"]}})
+        assert "stateful-services-backed-up" not in analyze_stack(pack, backups_covering(resources, drop="sonarr"))
+    finally:
+        pack.configure({})
 
 
 @pytest.mark.parametrize(("policy", "break_it"), STACK_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(STACK_CASES)])

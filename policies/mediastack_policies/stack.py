@@ -15,7 +15,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .shapes import NETWORK, SECRET, Report, Workload, workload
+from .shapes import LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, SECRET, Report, Workload, plain, workload
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 ARR_ROLES = ("arr",)
@@ -228,6 +228,47 @@ def vpn_no_bypass(args: StackValidationArgs, report: Report) -> None:
             )
 
 
+BACKUP_MARKER = "mediastack.backup.covers="
+
+
+def _backup_coverage(args: StackValidationArgs) -> tuple[bool, set[str], set[str]]:
+    """(a backup is deployed, services it covers, services the stack config deliberately leaves out), from the
+    marker the backup command carries on its triggers."""
+    found, covered, excluded = False, set[str](), set[str]()
+    for r in args.resources:
+        if r.resource_type not in (LOCAL_COMMAND, REMOTE_COMMAND):
+            continue
+        for trigger in plain(r.props.get("triggers")) or []:
+            if isinstance(trigger, str) and trigger.startswith(BACKUP_MARKER):
+                found = True
+                names, _, rest = trigger[len(BACKUP_MARKER) :].partition(";excluded=")
+                covered.update(n for n in names.split(",") if n)
+                excluded.update(n for n in rest.split(",") if n)
+    return found, covered, excluded
+
+
+def stateful_backed_up(args: StackValidationArgs, report: Report) -> None:
+    found, covered, excluded = _backup_coverage(args)
+    allowed = set(_config(args).get("allow_uncovered", [])) | excluded
+    missing = sorted(
+        (w.service, w.labels["mediastack.state"])
+        for w, _ in _workloads(args)
+        if w.labels.get("mediastack.state") and w.service not in covered and w.service not in allowed
+    )
+    if not missing:
+        return
+    if not found:
+        names = ", ".join(f"{s} ({kind})" for s, kind in missing)
+        report(
+            f"no backups in this stack: {len(missing)} services keep state that nothing backs up: {names}; "
+            "set mediastack:backups.repository (docs/backups.md)",
+            None,
+        )
+        return
+    for service, kind in missing:
+        report(f"{service}: keeps {kind} state that the backups do not cover", None)
+
+
 def _policy(
     name: str, description: str, validate, level=MANDATORY, schema: dict[str, Any] | None = None
 ) -> StackValidationPolicy:
@@ -271,4 +312,10 @@ STACK_POLICIES = [
         schema={"egress_services": {"type": "array", "items": {"type": "string"}, "default": ["alertmanager"]}},
     ),
     _policy("vpn-no-bypass", "With a VPN, download clients share its namespace and nothing else.", vpn_no_bypass),
+    _policy(
+        "stateful-services-backed-up",
+        "Every workload with state (label mediastack.state) is covered by the stack's backups.",
+        stateful_backed_up,
+        schema={"allow_uncovered": {"type": "array", "items": {"type": "string"}, "default": []}},
+    ),
 ]
