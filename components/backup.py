@@ -1082,9 +1082,7 @@ class StackBackups(pulumi.ComponentResource):
             config.host,
             backup_create(plan),
             backup_delete(),
-            # Replaced when a script changes: the old delete must run before the new create, or it would
-            # remove what the new one installed.
-            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), delete_before_replace=True),
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             triggers=[covers_marker(plan.covered)],
             stdin=secret_stdin(self.password, config),
         )

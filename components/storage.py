@@ -116,8 +116,11 @@ def host_command(
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
-    The scripts are also the triggers (with any extra ones), so a changed script runs delete then create again.
+    The scripts are also the triggers (with any extra ones), so a changed script runs delete then create again:
+    in that order, because the old delete restores what was there before the old create, and run after the new
+    create it would undo it (Pulumi's default is to create the replacement first).
     """
+    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     connection = host_connection(host)
     all_triggers = [create, delete, *triggers]
     if connection is None:

@@ -160,6 +160,7 @@ class Registration:
     custom: bool
     inputs: dict[str, Any]
     provider: str = ""
+    delete_before_replace: bool = False
 
 
 def _mask(value: Any) -> Any:
@@ -193,6 +194,7 @@ def make_monitor(mocks: StackMocks, records: list[Registration]):
                         custom=bool(request.custom),
                         inputs=_mask(raw),
                         provider=request.provider,
+                        delete_before_replace=bool(request.deleteBeforeReplace),
                     )
                 )
             return response

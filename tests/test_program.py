@@ -217,6 +217,13 @@ def test_secrets_never_appear_in_plain_text() -> None:
     assert StackMocks  # the same mocks the plan uses
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_host_scripts_are_replaced_delete_first(stack: str) -> None:
+    # The old delete restores what was there before; after the new create it would undo the new one.
+    commands = [r for r in plan(stack).resources if r.type.startswith("command:")]
+    assert commands and all(r.delete_before_replace for r in commands), [r.name for r in commands]
+
+
 def test_storage_runs_before_containers_on_the_host() -> None:
     result = plan("prod")
     commands = {r.name: r for r in result.resources if r.type == "command:remote:Command"}
