@@ -61,6 +61,12 @@ class StorageKind(StrEnum):
     hdd = "hdd"
 
 
+class HostRole(StrEnum):
+    manager = "manager"  # a Swarm manager (the first host inits the swarm)
+    worker = "worker"  # runs services
+    storage = "storage"  # holds a brick of the shared data volume (GlusterFS)
+
+
 class TierName(StrEnum):
     critical = "critical"
     standard = "standard"
@@ -83,6 +89,17 @@ def _absolute_path(value: str) -> str:
 
 
 AbsPath = Annotated[str, BeforeValidator(_absolute_path)]
+
+
+def _host_address(v: str) -> str:
+    try:
+        ipaddress.ip_address(v)
+        return v
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(v):
+        raise ValueError("must be an IP address or a DNS name such as media.lan")
+    return v
 
 
 class Link(Model):
@@ -143,6 +160,18 @@ class Host(Model):
         None,
         description="The internet connection; set it to shape download traffic on this host so streams keep priority.",
     )
+    roles: list[HostRole] = Field(
+        default_factory=lambda: [HostRole.manager, HostRole.worker],
+        description="On a cluster (more than one host): manager, worker and/or storage (holds a GlusterFS brick). "
+        "Ignored on a single host.",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[HostRole]) -> list[HostRole]:
+        if not v:
+            raise ValueError("give at least one of manager, worker, storage")
+        return sorted(set(v), key=list(HostRole).index)
 
     @field_validator("name")
     @classmethod
@@ -154,14 +183,7 @@ class Host(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-            return v
-        except ValueError:
-            pass
-        if not _HOSTNAME.match(v):
-            raise ValueError("must be an IP address or a DNS name such as media.lan")
-        return v
+        return _host_address(v)
 
     @field_validator("memory")
     @classmethod
@@ -342,6 +364,11 @@ class ServiceOverride(Model):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables (not secrets).")
     mounts: list[ExtraMount] = Field(default_factory=list, description="Extra host directories.")
     subdomain: str | None = Field(None, description="Host name under `domain` for its web UI.")
+    host: str | None = Field(
+        None,
+        description="On a cluster: the host that holds this service's node-local state (its config directory), "
+        "where Swarm pins it. Default: the first GPU host for GPU services, else the first manager.",
+    )
 
     @field_validator("image_tag")
     @classmethod
@@ -686,6 +713,88 @@ class Backups(Model):
                 "an s3: repository needs s3_access_key_id and s3_secret_access_key; set them as secrets: "
                 "pulumi config set --secret --path 'mediastack:backups.s3_secret_access_key' ..."
             )
+class SharedStorageKind(StrEnum):
+    glusterfs = "glusterfs"
+    nfs = "nfs"
+    cephfs = "cephfs"
+
+
+class GlusterFs(Model):
+    """A replicated GlusterFS volume across the hosts with the `storage` role (one brick each)."""
+
+    volume: str = Field("mediastack", description="Gluster volume name.")
+    brick_root: AbsPath = Field(
+        "/srv/gluster/bricks", description="Directory on each storage host's own disk that holds its brick."
+    )
+
+    @field_validator("volume")
+    @classmethod
+    def _volume(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be lower case letters, digits and '-', starting with a letter")
+        return v
+
+
+class Nfs(Model):
+    """An existing NFS export every host mounts."""
+
+    server: str = Field(description="NFS server address.")
+    export: AbsPath = Field(description="The exported path on the server, e.g. /export/media.")
+    options: str = Field("nfsvers=4.2,hard,noatime", description="Mount options.")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        return _host_address(v)
+
+
+class CephFs(Model):
+    """An existing CephFS every host mounts with the kernel client."""
+
+    monitors: list[str] = Field(min_length=1, description="Ceph monitor addresses (host or host:port).")
+    path: AbsPath = Field("/", description="Directory inside CephFS to mount.")
+    user: str = Field("mediastack", description="CephX client name (without `client.`).")
+    secret_file: AbsPath = Field(
+        "/etc/ceph/mediastack.secret",
+        description="The CephX key on each host, placed by the Ceph administrator (never in the stack config).",
+    )
+
+    @field_validator("monitors")
+    @classmethod
+    def _monitors(cls, v: list[str]) -> list[str]:
+        for m in v:
+            host, _, port = m.partition(":")
+            _host_address(host)
+            if port and not port.isdigit():
+                raise ValueError(f"{m!r} is not host or host:port")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+            raise ValueError("must be a CephX client name such as mediastack")
+        return v
+
+
+class SharedStorage(Model):
+    """On a cluster: the filesystem every host mounts for the data root and Immich's library. App config
+    directories never go here: they hold SQLite databases, which lock up and corrupt on network filesystems."""
+
+    kind: SharedStorageKind = Field(description="glusterfs (built by the stack), nfs or cephfs (existing).")
+    mount_point: AbsPath = Field(
+        "/mnt/mediastack", description="Where every host mounts it; paths.data_root and photos_root go under it."
+    )
+    glusterfs: GlusterFs = Field(GlusterFs(), description="GlusterFS settings (kind glusterfs).")
+    nfs: Nfs | None = Field(None, description="NFS settings (kind nfs).")
+    cephfs: CephFs | None = Field(None, description="CephFS settings (kind cephfs).")
+
+    @model_validator(mode="after")
+    def _settings(self) -> SharedStorage:
+        if self.kind is SharedStorageKind.nfs and self.nfs is None:
+            raise ValueError("kind nfs needs an `nfs` section with server and export")
+        if self.kind is SharedStorageKind.cephfs and self.cephfs is None:
+            raise ValueError("kind cephfs needs a `cephfs` section with monitors")
         return self
 
 
@@ -719,6 +828,9 @@ class StackConfig(Model):
     )
     downloads: Downloads = Field(Downloads(), description="Bandwidth limits for the download clients.")
     wiring: Wiring = Field(Wiring(), description="Connecting the *arr apps and download clients at deploy time.")
+    storage: SharedStorage | None = Field(
+        None, description="On a cluster (more than one host): the shared filesystem for the data root. Required there."
+    )
     alerting: Alerting = Field(Alerting(), description="Alert thresholds and receivers.")
     slo: Slo = Field(Slo(), description="Targets `mediastack verify` checks the running stack against.")
     backups: Backups = Field(Backups(), description="Backups of every service's state (docs/backups.md).")
@@ -763,13 +875,17 @@ class StackConfig(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"host names must be unique; {', '.join(dupes)} appears more than once")
-        if len(v) > 1:
-            raise ValueError(f"this version deploys to exactly one host, got {len(v)}; keep one")
         return v
 
     @property
     def host(self) -> Host:
+        """The single host; on a cluster, the first host (the manager that inits the swarm)."""
         return self.hosts[0]
+
+    @property
+    def cluster(self) -> bool:
+        """More than one host: services render to Swarm services over shared storage."""
+        return len(self.hosts) > 1
 
     def download_caps(self) -> tuple[int | None, int | None]:
         """(down, up) caps in bits/s for the download clients; None where nothing limits that direction."""

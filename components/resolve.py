@@ -22,6 +22,7 @@ from .catalog import (
 )
 from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
 from .loading import Problem
+from .placement import check_cluster, placement, runs_on, service_host
 from .tuning import postgres_command, postgres_settings
 from .units import format_rate, format_size
 
@@ -225,6 +226,8 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
     from .backup import backup_problems
 
     problems += backup_problems(config)
+    if not problems:
+        problems += check_cluster(config, enabled_services(config))
     if problems:
         return problems
 
@@ -259,7 +262,9 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
     for name in enabled:
         service = CATALOG[name]
         _, resources = effective_resources(service, config)
-        problems += _layer_problems(f"mediastack:services.{name}", service, resources, host)
+        # On a cluster, limits must fit the biggest host the service may run on (placement checks the sums).
+        fits = max(runs_on(placement(service, config), config), key=lambda h: h.memory) if config.cluster else host
+        problems += _layer_problems(f"mediastack:services.{name}", service, resources, fits)
         total_cpu += resources.cpu_reservation
         total_mem += resources.memory_reservation
         if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
@@ -273,6 +278,8 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
             )
 
     available_mem = host.memory - config.reserve_for_host
+    if config.cluster:
+        return problems  # per host, in placement.check_cluster
     if total_mem > available_mem:
         problems.append(
             Problem(
@@ -328,7 +335,7 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
     return mounts
 
 
-def _env(service: Service, config: StackConfig, enabled: list[str], web_host: str | None) -> dict[str, str]:
+def _env(service: Service, config: StackConfig, enabled: list[str], web_host: str | None, host: Host) -> dict[str, str]:
     env = dict(service.env)
     if service.linuxserver:
         ident = config.identity
@@ -344,7 +351,7 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
     if "REDIS_ADDR" in env:
         env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
-    if service.gpu and config.host.gpu is Gpu.nvidia:
+    if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
     if override:
@@ -360,7 +367,7 @@ def web_host_of(config: StackConfig, name: str) -> str:
 
 
 def _labels(
-    service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str
+    service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str, host: Host
 ) -> dict[str, str]:
     labels = {
         "mediastack.service": service.name,
@@ -368,12 +375,17 @@ def _labels(
         "mediastack.tier": tier.value,
         "mediastack.role": service.role,
         "mediastack.image": image_ref,
-        # Host facts travel with each workload so stack policies can check capacity per host.
-        "mediastack.host": config.host.name,
-        "mediastack.host-cpus": str(config.host.cpus),
-        "mediastack.host-memory": str(config.host.memory),
-        "mediastack.host-reserve": str(config.reserve_for_host),
     }
+    if placement(service, config).host is not None:
+        # Host facts travel with each workload so stack policies can check capacity per host.
+        labels.update(
+            {
+                "mediastack.host": host.name,
+                "mediastack.host-cpus": str(host.cpus),
+                "mediastack.host-memory": str(host.memory),
+                "mediastack.host-reserve": str(config.reserve_for_host),
+            }
+        )
     if service.web:
         labels["mediastack.web-port"] = str(service.web.port)
     if service.name == "artwork-cache":
@@ -443,11 +455,9 @@ def config_secret(config: StackConfig, secret_id: str) -> str | None:
     }.get(secret_id)
 
 
-def _command(service: Service, config: StackConfig, resources: Resources) -> tuple[str, ...]:
+def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
     if service.name == "immich-postgres":
-        settings = postgres_settings(
-            resources.memory, resources.cpus, config.host.storage, overrides=config.postgres_settings
-        )
+        settings = postgres_settings(resources.memory, resources.cpus, host.storage, overrides=config.postgres_settings)
         return postgres_command(settings)
     if service.name == "node-exporter" and config.backups.repository:
         from .backup import textfile_flag
@@ -550,12 +560,12 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
 
 
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
-    host = config.host
     enabled = enabled_services(config)
     monitored = "prometheus" in enabled  # no one to scrape: no service joins the monitoring network
     services = []
     for name in enabled:
         spec = CATALOG[name]
+        host = service_host(spec, config)
         override = config.services.get(name)
         tier, resources = effective_resources(spec, config)
         tag = (override.image_tag if override and override.image_tag else None) or spec.tag
@@ -580,7 +590,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 image=image,
                 resources=resources,
                 swap_limit=resources.memory if tier is TierName.critical else None,
-                env=_env(spec, config, enabled, web_host),
+                env=_env(spec, config, enabled, web_host, host),
                 secret_env={
                     key: secret
                     for key, secret in spec.secret_env.items()
@@ -588,9 +598,9 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 },
                 mounts=tuple(_mounts(spec, config)),
                 networks=networks,
-                labels=_labels(spec, tier, config, web_host, image),
+                labels=_labels(spec, tier, config, web_host, image, host),
                 health=spec.health,
-                command=_command(spec, config, resources),
+                command=_command(spec, config, resources, host),
                 devices=devices,
                 gpu_request=gpu_request,
                 group_adds=group_adds,

@@ -56,8 +56,8 @@ CASES = [
     (with_host(ram="32GiB"), "mediastack:hosts[0].ram", ["unknown key", "memory"]),
     (
         with_("hosts", [prod()["hosts"][0], {**prod()["hosts"][0], "name": "nas2"}]),
-        "mediastack:hosts",
-        ["exactly one host, got 2"],
+        "mediastack:storage",
+        ["2 hosts runs on a Swarm", "needs shared storage"],
     ),
     (
         with_host(link={"interface": "enp3s0", "up": "5MB/s", "down": "500mbit"}),
