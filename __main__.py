@@ -5,6 +5,7 @@ import pulumi
 from components.loading import ConfigError, load_from_pulumi
 from components.resolve import resolve
 from components.stack import MediaStack, MediaStackArgs
+from components.swarm_stack import SwarmMediaStack
 
 try:
     config = load_from_pulumi(pulumi.get_stack())
@@ -12,7 +13,9 @@ except ConfigError as error:
     # RunError ends the program with this message and no traceback.
     raise pulumi.RunError(str(error)) from None
 
-media = MediaStack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stack())))
+# One host: containers; more than one: the same services on a Swarm.
+Stack = SwarmMediaStack if config.cluster else MediaStack
+media = Stack("media", MediaStackArgs(stack=resolve(config, pulumi.get_stack())))
 pulumi.export("urls", media.urls)
 pulumi.export("services", sorted(media.services))
 pulumi.export("credentials", media.credentials)  # secret: generated passwords and API keys, by id

@@ -10,6 +10,7 @@ import yaml
 
 from .backup import backup_alerts
 from .dashboards import dashboard_json, dashboards_provider
+from .placement import placement
 from .resolve import ResolvedStack
 
 # Where each generated file lands inside its container.
@@ -36,18 +37,19 @@ def prometheus_config(stack: ResolvedStack) -> str:
         if service.spec.metrics is None:
             continue
         metrics = service.spec.metrics
-        scrape.append(
-            {
-                "job_name": service.name,
-                "metrics_path": metrics.path,
-                "static_configs": [
-                    {
-                        "targets": [f"{service.name}:{metrics.port}"],
-                        "labels": {"host": service.host.name, "tier": service.tier.value},
-                    }
-                ],
-            }
-        )
+        job: dict[str, object] = {"job_name": service.name, "metrics_path": metrics.path}
+        where = placement(service.spec, stack.config)
+        if where.is_global:
+            # One task per node behind one name: Swarm's tasks.<service> DNS lists every task to scrape.
+            job["dns_sd_configs"] = [{"names": [f"tasks.{service.name}"], "type": "A", "port": metrics.port}]
+            job["relabel_configs"] = [{"target_label": "tier", "replacement": service.tier.value}]
+        else:
+            # A floating Swarm service has no fixed host to name.
+            host = {"host": service.host.name} if where.host else {}
+            job["static_configs"] = [
+                {"targets": [f"{service.name}:{metrics.port}"], "labels": {**host, "tier": service.tier.value}}
+            ]
+        scrape.append(job)
     probes = sorted(
         f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
         for s in stack.services

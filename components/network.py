@@ -16,10 +16,13 @@ from .resolve import is_internal, network_name
 class StackNetworkArgs:
     role: NetworkRole
     stack: str
+    overlay: bool = False  # a Swarm overlay network (cluster stacks)
+    encrypted: bool = False  # overlay only: IPsec between hosts, for traffic that crosses them
 
 
 class StackNetwork(pulumi.ComponentResource):
-    """A user-defined bridge network; internal (no route out) for databases, monitoring and the socket."""
+    """A user-defined bridge (one host) or overlay (Swarm) network; internal (no route out) for databases,
+    monitoring and the socket."""
 
     name: pulumi.Output[str]
 
@@ -28,16 +31,20 @@ class StackNetwork(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.role = args.role
         self.internal = is_internal(args.role)
+        options: dict[str, str] | None = None
+        if args.overlay:
+            options = {"encrypted": "true"} if args.encrypted else None
+        elif args.role == NetworkRole.downloads:
+            # A fixed bridge name, so the host's traffic shaping (components/qos.py) finds the download clients.
+            options = {"com.docker.network.bridge.name": DOWNLOADS_BRIDGE}
         network = docker.Network(
             f"{name}-network",
             name=network_name(args.role),
-            driver="bridge",
+            driver="overlay" if args.overlay else "bridge",
             internal=self.internal,
-            attachable=False,
-            # A fixed bridge name, so the host's traffic shaping (components/qos.py) finds the download clients.
-            options={"com.docker.network.bridge.name": DOWNLOADS_BRIDGE}
-            if args.role == NetworkRole.downloads
-            else None,
+            # Attachable on a Swarm, so a one-off container (a restore, a debug shell) can join the services.
+            attachable=args.overlay,
+            options=options,
             labels=[
                 docker.NetworkLabelArgs(label="mediastack.stack", value=args.stack),
                 docker.NetworkLabelArgs(label="mediastack.network", value=args.role.value),

@@ -47,36 +47,45 @@ def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str
     return pulumi.Output.all(*secret_lines).apply(lambda lines: sorted(plain + list(lines)))
 
 
+def health_fields(service: ResolvedService) -> dict | None:
+    """The health check, the same on a container and a Swarm service."""
+    if service.health is None:
+        return None
+    return dict(
+        tests=list(service.health.test),
+        interval=HEALTH_INTERVAL,
+        timeout=HEALTH_TIMEOUT,
+        start_period=f"{service.health.start_period_s}s",
+        retries=HEALTH_RETRIES,
+    )
+
+
+def mount_fields(service: ResolvedService) -> list[dict]:
+    """Bind and tmpfs mounts as provider fields (`tmpfs` holds the tmpfs options), for either target."""
+    mounts: list[dict] = []
+    for m in service.mounts:
+        if m.type == "tmpfs":
+            mode = 0o1777 if m.target == "/tmp" else 0o755
+            mounts.append(dict(target=m.target, type="tmpfs", tmpfs={"size_bytes": m.size, "mode": mode}))
+        else:
+            mounts.append(dict(target=m.target, type="bind", source=m.source, read_only=m.read_only))
+    return mounts
+
+
 def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     """The docker.Container inputs for a resolved service (everything but the resource options)."""
     service = args.service
     spec = service.spec
     resources = service.resources
-    health = None
-    if service.health is not None:
-        health = docker.ContainerHealthcheckArgs(
-            tests=list(service.health.test),
-            interval=HEALTH_INTERVAL,
-            timeout=HEALTH_TIMEOUT,
-            start_period=f"{service.health.start_period_s}s",
-            retries=HEALTH_RETRIES,
+    fields = health_fields(service)
+    health = docker.ContainerHealthcheckArgs(**fields) if fields else None
+    mounts = [
+        docker.ContainerMountArgs(
+            **{k: v for k, v in m.items() if k != "tmpfs"},
+            tmpfs_options=docker.ContainerMountTmpfsOptionsArgs(**m["tmpfs"]) if "tmpfs" in m else None,
         )
-    mounts = []
-    for m in service.mounts:
-        if m.type == "tmpfs":
-            mounts.append(
-                docker.ContainerMountArgs(
-                    target=m.target,
-                    type="tmpfs",
-                    tmpfs_options=docker.ContainerMountTmpfsOptionsArgs(
-                        size_bytes=m.size, mode=0o1777 if m.target == "/tmp" else 0o755
-                    ),
-                )
-            )
-        else:
-            mounts.append(
-                docker.ContainerMountArgs(target=m.target, type="bind", source=m.source, read_only=m.read_only)
-            )
+        for m in mount_fields(service)
+    ]
     return dict(
         name=service.name,
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
@@ -138,6 +147,23 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     )
 
 
+def service_image(name: str, service: ResolvedService, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The image reference the service runs: built on the Docker host from the repository (no registry needed)
+    and tagged with the pinned version, or pulled first and pinned by the digest the pull found (on a Swarm,
+    every node then runs exactly that image); kept locally, so a rollback is instant."""
+    if service.spec.build:
+        built = docker.Image(
+            f"{name}-image",
+            image_name=service.image,
+            build=docker.DockerBuildArgs(context=service.spec.build),
+            skip_push=True,
+            opts=child,
+        )
+        return built.image_name
+    pulled = docker.RemoteImage(f"{name}-image", name=service.image, keep_locally=True, opts=child)
+    return pulled.repo_digest
+
+
 class MediaService(pulumi.ComponentResource):
     """A catalog service rendered for a single Docker host: its image, pulled first, and its container."""
 
@@ -147,22 +173,7 @@ class MediaService(pulumi.ComponentResource):
     def __init__(self, name: str, args: MediaServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:service:MediaService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        service = args.service
-        image_ref: pulumi.Output[str]
-        if service.spec.build:
-            # Built on the Docker host from the repository (no registry needed), tagged with the pinned version.
-            built = docker.Image(
-                f"{name}-image",
-                image_name=service.image,
-                build=docker.DockerBuildArgs(context=service.spec.build),
-                skip_push=True,
-                opts=child,
-            )
-            image_ref = built.image_name
-        else:
-            # Pull before replacing the container, and keep the old image so a rollback is instant.
-            pulled = docker.RemoteImage(f"{name}-image", name=service.image, keep_locally=True, opts=child)
-            image_ref = pulled.repo_digest
+        image_ref = service_image(name, args.service, child)
         container = docker.Container(
             f"{name}-container",
             **container_args(args, image_ref),

@@ -119,6 +119,7 @@ def host_command(
     The scripts are also the triggers (with any extra ones), so a changed script runs delete then create again:
     in that order, because the old delete restores what was there before the old create, and run after the new
     create it would undo it (Pulumi's default is to create the replacement first).
+    `stdin` feeds the create script (a secret such as a join token stays out of the script and the triggers).
     """
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     connection = host_connection(host)
@@ -143,6 +144,7 @@ class HostStorageArgs:
     stack: ResolvedStack
     host: Host
     secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)  # generated secrets, by id
+    after: Sequence[pulumi.Resource] = ()  # what must be in place first (on a cluster: the shared mount)
 
 
 class HostStorage(pulumi.ComponentResource):
@@ -153,7 +155,13 @@ class HostStorage(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:storage:HostStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        run = host_command(f"{name}-dirs", args.host, create_script(args.stack), delete_script(args.stack), child)
+        run = host_command(
+            f"{name}-dirs",
+            args.host,
+            create_script(args.stack),
+            delete_script(args.stack),
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.after)) if args.after else child,
+        )
         config, enabled = args.stack.config, args.stack.enabled
         if seed_files(config, enabled, SecretPlaceholders()):
             ident = config.identity

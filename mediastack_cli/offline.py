@@ -161,6 +161,7 @@ class Registration:
     inputs: dict[str, Any]
     provider: str = ""
     delete_before_replace: bool = False
+    dependencies: tuple[str, ...] = ()  # URNs it waits for: explicit depends_on and the outputs it reads
 
 
 def _mask(value: Any) -> Any:
@@ -195,6 +196,7 @@ def make_monitor(mocks: StackMocks, records: list[Registration]):
                         inputs=_mask(raw),
                         provider=request.provider,
                         delete_before_replace=bool(request.deleteBeforeReplace),
+                        dependencies=tuple(request.dependencies),
                     )
                 )
             return response

@@ -312,11 +312,16 @@ def check_ports(w: Workload, cfg: dict[str, Any], report: Report) -> None:
         report(f"{w.service}: publishes all its ports", None)
 
 
+def _names_a_file(key: str) -> bool:
+    """KEY_FILE, KEY__FILE (Grafana) and FILE__KEY (linuxserver.io) name a file holding the secret."""
+    return key.endswith("_FILE") or key.startswith("FILE__")
+
+
 def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     if w.env_is_secret:
         return
     for key, value in w.env.items():
-        if SECRET_NAME.search(key) and value not in (SECRET, "") and not str(key).endswith("_FILE"):
+        if SECRET_NAME.search(key) and value not in (SECRET, "") and not _names_a_file(str(key)):
             report(
                 f"{w.service}: environment variable {key} looks like a secret but is plain; pass a Pulumi "
                 "secret (pulumi.Output.secret / a generated password)",

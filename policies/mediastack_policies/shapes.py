@@ -20,6 +20,7 @@ Report = Callable[[str, str | None], None]
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMAND = "command:remote:Command"
@@ -296,7 +297,10 @@ def from_service(name: str, p: Mapping[str, Any]) -> Workload:
             for x in (p.get("endpointSpec") or {}).get("ports") or []
             if isinstance(x, Mapping) and x.get("publishedPort")
         ),
-        networks=tuple(str(n.get("name")) for n in task.get("networksAdvanceds") or [] if isinstance(n, Mapping)),
+        # `id` takes a network's name or id (the provider's `name` is deprecated for it)
+        networks=tuple(
+            str(n.get("id") or n.get("name")) for n in task.get("networksAdvanceds") or [] if isinstance(n, Mapping)
+        ),
         env=env,
         env_is_secret=env_secret,
         devices=(),

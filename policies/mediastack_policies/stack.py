@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -15,7 +16,18 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .shapes import LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, SECRET, Report, Workload, plain, workload
+from .shapes import (
+    LOCAL_COMMAND,
+    NETWORK,
+    REMOTE_COMMAND,
+    SECRET,
+    SERVICE_CONFIG,
+    UNKNOWN,
+    Report,
+    Workload,
+    plain,
+    workload,
+)
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 ARR_ROLES = ("arr",)
@@ -76,26 +88,44 @@ def host_capacity(args: StackValidationArgs, report: Report) -> None:
             )
 
 
-def _scrape_targets(workloads: Iterable[Workload]) -> set[str] | None:
-    """Hosts that Prometheus scrapes or probes, from the config the Prometheus container receives."""
+def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) -> str | None:
+    """The config Prometheus receives: uploaded into its container, or a Swarm config on a cluster."""
     for w in workloads:
         if w.service != "prometheus":
             continue
         for upload in w.raw.get("uploads") or []:
             if str(upload.get("file", "")).endswith("prometheus.yml") and upload.get("content") not in (None, SECRET):
-                doc = yaml.safe_load(upload["content"]) or {}
-                hosts = set()
-                for job in doc.get("scrape_configs") or []:
-                    for sc in job.get("static_configs") or []:
-                        for target in sc.get("targets") or []:
-                            hosts.add(re.sub(r"^https?://", "", str(target)).split(":")[0].split("/")[0])
-                return hosts
+                return str(upload["content"])
+        for r in args.resources:
+            if r.resource_type != SERVICE_CONFIG:
+                continue
+            props = plain(r.props)
+            labels = {i.get("label"): i.get("value") for i in props.get("labels") or []}
+            if labels.get("mediastack.file") == "prometheus/prometheus.yml":
+                data = props.get("data")
+                return base64.b64decode(str(data)).decode() if data not in (None, SECRET, UNKNOWN) else None
     return None
+
+
+def _scrape_targets(args: StackValidationArgs, workloads: Iterable[Workload]) -> set[str] | None:
+    """Hosts that Prometheus scrapes or probes (Swarm's tasks.<service> names count as the service)."""
+    text = _prometheus_yml(args, workloads)
+    if text is None:
+        return None
+    doc = yaml.safe_load(text) or {}
+    hosts = set()
+    for job in doc.get("scrape_configs") or []:
+        for sc in job.get("static_configs") or []:
+            for target in sc.get("targets") or []:
+                hosts.add(re.sub(r"^https?://", "", str(target)).split(":")[0].split("/")[0])
+        for sd in job.get("dns_sd_configs") or []:
+            hosts.update(str(n).removeprefix("tasks.") for n in sd.get("names") or [])
+    return hosts
 
 
 def every_service_monitored(args: StackValidationArgs, report: Report) -> None:
     workloads = [w for w, _ in _workloads(args)]
-    targets = _scrape_targets(workloads)
+    targets = _scrape_targets(args, workloads)
     if targets is None:
         if workloads:
             report("no Prometheus in this stack: no service is monitored (enable the monitoring bundle)", None)

@@ -1,0 +1,240 @@
+"""The filesystem every cluster node sees: a GlusterFS replicated volume the stack builds, or an existing
+NFS export or CephFS. It holds the data root and Immich's library only; app config directories (SQLite)
+and caches stay on each node's own disk.
+
+Scripts take ROOT like the other host scripts (a sandbox directory in tests; empty on a host) for every
+file they touch (/etc/fstab, the brick and mount directories); the programs they call (gluster, mount,
+umount, mountpoint) are the host's. Each is idempotent, and each delete undoes exactly its create:
+the fstab line goes, the mount point is removed if empty, the volume is stopped and deleted only when no
+client has it mounted (so replacing the step under running services never pulls the storage away).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import pulumi
+
+from .config import Host, SharedStorageKind, StackConfig
+from .placement import storage_hosts
+from .storage import host_command
+
+MARK = "# mediastack shared storage"
+
+
+def gluster_brick(config: StackConfig) -> str:
+    assert config.storage is not None
+    g = config.storage.glusterfs
+    return f"{g.brick_root}/{g.volume}"
+
+
+def fstab_line(config: StackConfig) -> str:
+    storage = config.storage
+    assert storage is not None
+    mount = storage.mount_point
+    if storage.kind is SharedStorageKind.glusterfs:
+        hosts = storage_hosts(config)
+        backups = ":".join(h.address for h in hosts[1:])
+        # Any storage host serves the volume file; the client then talks to every brick itself.
+        options = "defaults,_netdev,noatime" + (f",backup-volfile-servers={backups}" if backups else "")
+        return f"{hosts[0].address}:/{storage.glusterfs.volume} {mount} glusterfs {options} 0 0"
+    if storage.kind is SharedStorageKind.nfs:
+        assert storage.nfs is not None
+        nfs = storage.nfs
+        return f"{nfs.server}:{nfs.export} {mount} nfs {nfs.options},_netdev 0 0"
+    assert storage.cephfs is not None
+    ceph = storage.cephfs
+    options = f"name={ceph.user},secretfile={ceph.secret_file},noatime,_netdev"
+    return f"{','.join(ceph.monitors)}:{ceph.path} {mount} ceph {options} 0 0"
+
+
+def _mount_script(config: StackConfig, purpose: str) -> tuple[str, str]:
+    """The mount point, and a script's first lines: what it does, ROOT, the fstab and its line."""
+    assert config.storage is not None
+    mount = config.storage.mount_point
+    return (
+        mount,
+        f"""#!/bin/sh
+# {purpose.format(mount=mount)}
+set -eu
+ROOT="${{ROOT:-}}"
+fstab="$ROOT/etc/fstab"
+line={shlex.quote(fstab_line(config))}
+""",
+    )
+
+
+def mount_create(config: StackConfig) -> str:
+    mount, head = _mount_script(
+        config, "Mounts the shared data filesystem at {mount}: one fstab line (added once), mounted if not yet."
+    )
+    return f"""{head}mkdir -p "$ROOT{mount}"
+if ! grep -qxF "$line" "$fstab" 2>/dev/null; then
+  printf '%s\\n%s\\n' {shlex.quote(MARK)} "$line" >> "$fstab"
+  echo "shared storage: fstab entry added"
+fi
+if mountpoint -q "$ROOT{mount}"; then
+  echo "shared storage: {mount} already mounted"
+else
+  mount "$ROOT{mount}"
+  echo "shared storage: {mount} mounted"
+fi
+"""
+
+
+def mount_delete(config: StackConfig) -> str:
+    mount, head = _mount_script(
+        config, "Unmounts {mount}, removes exactly the fstab lines mount-create added, and the mount point if empty."
+    )
+    return f"""{head}if mountpoint -q "$ROOT{mount}"; then
+  umount "$ROOT{mount}"
+  echo "shared storage: {mount} unmounted"
+fi
+if [ -f "$fstab" ] && grep -qxF "$line" "$fstab"; then
+  kept="$fstab.mediastack.$$"
+  grep -vxF -e "$line" -e {shlex.quote(MARK)} "$fstab" > "$kept" || true
+  cat "$kept" > "$fstab"
+  rm -f "$kept"
+  echo "shared storage: fstab entry removed"
+fi
+rmdir "$ROOT{mount}" 2>/dev/null || true
+"""
+
+
+def brick_create(config: StackConfig) -> str:
+    brick = gluster_brick(config)
+    return f"""#!/bin/sh
+# The brick directory on this storage host's own disk.
+set -eu
+ROOT="${{ROOT:-}}"
+command -v gluster >/dev/null || {{ echo "glusterfs-server is not installed on this host" >&2; exit 1; }}
+mkdir -p "$ROOT{brick}"
+echo "gluster: brick {brick} ready"
+"""
+
+
+def brick_delete(config: StackConfig) -> str:
+    assert config.storage is not None
+    brick = gluster_brick(config)
+    return f"""#!/bin/sh
+# Removes the brick directory only when empty (after the volume is deleted, data in it stays).
+set -eu
+ROOT="${{ROOT:-}}"
+rmdir "$ROOT{brick}" 2>/dev/null || true
+rmdir "$ROOT{config.storage.glusterfs.brick_root}" 2>/dev/null || true
+echo "gluster: brick directory released"
+"""
+
+
+def volume_create(config: StackConfig) -> str:
+    assert config.storage is not None
+    g = config.storage.glusterfs
+    hosts = storage_hosts(config)
+    brick = gluster_brick(config)
+    peers = " ".join(shlex.quote(h.address) for h in hosts[1:])
+    bricks = " ".join(shlex.quote(f"{h.address}:{brick}") for h in hosts)
+    replica = 2 if len(hosts) == 2 else 3
+    return f"""#!/bin/sh
+# On the first storage host: probes the other storage hosts and creates and starts the replicated volume.
+set -eu
+for peer in {peers}; do
+  gluster --mode=script peer probe "$peer"
+done
+if gluster --mode=script volume info {g.volume} >/dev/null 2>&1; then
+  echo "gluster: volume {g.volume} exists"
+else
+  gluster --mode=script volume create {g.volume} replica {replica} transport tcp {bricks}
+fi
+if gluster --mode=script volume info {g.volume} | grep -q '^Status: Started'; then
+  echo "gluster: volume {g.volume} started"
+else
+  gluster --mode=script volume start {g.volume}
+fi
+"""
+
+
+def volume_delete(config: StackConfig) -> str:
+    assert config.storage is not None
+    g = config.storage.glusterfs
+    peers = " ".join(shlex.quote(h.address) for h in storage_hosts(config)[1:])
+    return f"""#!/bin/sh
+# Stops and deletes the volume (the files stay in the bricks) and detaches the peers, but only when no client
+# still has it mounted: a replaced step under running services leaves the storage alone.
+set -eu
+if ! gluster --mode=script volume info {g.volume} >/dev/null 2>&1; then
+  echo "gluster: no volume {g.volume}"
+  exit 0
+fi
+clients=$(gluster --mode=script volume status {g.volume} clients 2>/dev/null | grep -c '^[0-9]' || true)
+if [ "$clients" -gt 0 ]; then
+  echo "gluster: volume {g.volume} still mounted by $clients client(s); left in place"
+  exit 0
+fi
+if gluster --mode=script volume info {g.volume} | grep -q '^Status: Started'; then
+  gluster --mode=script volume stop {g.volume}
+fi
+gluster --mode=script volume delete {g.volume}
+for peer in {peers}; do
+  gluster --mode=script peer detach "$peer" || true
+done
+echo "gluster: volume {g.volume} deleted"
+"""
+
+
+def storage_scripts(config: StackConfig) -> dict[str, str]:
+    """By file name, as `mediastack render` writes them under shared-storage/."""
+    scripts = {"mount-create.sh": mount_create(config), "mount-delete.sh": mount_delete(config)}
+    if config.storage is not None and config.storage.kind is SharedStorageKind.glusterfs:
+        scripts.update(
+            {
+                "brick-create.sh": brick_create(config),
+                "brick-delete.sh": brick_delete(config),
+                "volume-create.sh": volume_create(config),
+                "volume-delete.sh": volume_delete(config),
+            }
+        )
+    return scripts
+
+
+@dataclass(frozen=True)
+class SharedStorageArgs:
+    config: StackConfig
+    # The hosts that mount it (every node: any may run a service that reads the data root).
+    hosts: list[Host]
+
+
+class SharedStorage(pulumi.ComponentResource):
+    """The shared data filesystem: built (GlusterFS) or reached (NFS, CephFS), mounted on every node."""
+
+    def __init__(self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:storage:SharedStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        config = args.config
+        scripts = storage_scripts(config)
+        ready: list[pulumi.Resource] = []
+        if "volume-create.sh" in scripts:
+            hosts = storage_hosts(config)
+            bricks = [
+                host_command(f"{name}-{h.name}-brick", h, scripts["brick-create.sh"], scripts["brick-delete.sh"], child)
+                for h in hosts
+            ]
+            volume = host_command(
+                f"{name}-volume",
+                hosts[0],
+                scripts["volume-create.sh"],
+                scripts["volume-delete.sh"],
+                pulumi.ResourceOptions(parent=self, depends_on=bricks),
+            )
+            ready = [volume]
+        self.mounts = {
+            h.name: host_command(
+                f"{name}-{h.name}-mount",
+                h,
+                scripts["mount-create.sh"],
+                scripts["mount-delete.sh"],
+                pulumi.ResourceOptions(parent=self, depends_on=ready),
+            )
+            for h in args.hosts
+        }
+        self.register_outputs({"mounted": sorted(self.mounts)})

@@ -1,0 +1,166 @@
+"""The whole media stack on a Docker Swarm: every host tuned and joined, shared storage mounted, the same
+catalog services as Swarm services, overlay networks, generated files as configs and passwords as secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_docker as docker
+
+from .catalog import NetworkRole
+from .config import HostRole, StackConfig
+from .files import SMTP_PASSWORD_FILE, generate_files
+from .host_tuning import HostTuning, HostTuningArgs
+from .network import StackNetwork, StackNetworkArgs
+from .placement import Placement, node_labels, placement
+from .resolve import ResolvedStack
+from .shared_storage import SharedStorage, SharedStorageArgs
+from .stack import MediaStackArgs, _secret_resource, docker_endpoint
+from .storage import HostStorage, HostStorageArgs
+from .swarm import SwarmCluster, SwarmClusterArgs
+from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name
+
+
+def cluster_nodes(config: StackConfig) -> str:
+    """The nodes' facts, compact, as a label every service carries: the policies check placement against it."""
+    return json.dumps(
+        [
+            {
+                "name": h.name,
+                "cpus": h.cpus,
+                "memory": h.memory,
+                "reserve": config.reserve_for_host,
+                "manager": HostRole.manager in h.roles,
+                "labels": node_labels(h),
+            }
+            for h in config.hosts
+        ],
+        separators=(",", ":"),
+    )
+
+
+def encrypted_networks(stack: ResolvedStack, placements: dict[str, Placement]) -> set[NetworkRole]:
+    """Networks whose members may sit on different hosts carry their traffic across the LAN: IPsec for those.
+    A network whose every member is pinned to one host keeps its traffic on that host and skips the cost."""
+    encrypted = set()
+    for role in stack.networks:
+        members = [placements[s.name] for s in stack.services if role in s.networks]
+        hosts = {p.host for p in members}
+        if len(hosts) != 1 or None in hosts:
+            encrypted.add(role)
+    return encrypted
+
+
+class SwarmMediaStack(pulumi.ComponentResource):
+    """Everything one stack config describes, on a Swarm of its hosts."""
+
+    def __init__(self, name: str, args: MediaStackArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mediastack:stack:SwarmMediaStack", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stack = args.stack
+        config = stack.config
+        first = config.hosts[0]
+
+        # Every node: kernel and daemon settings first (daemon.json is read when dockerd starts).
+        tuning = {h.name: HostTuning(f"{name}-{h.name}-tuning", HostTuningArgs(host=h), child) for h in config.hosts}
+        shared = SharedStorage(
+            f"{name}-shared-storage", SharedStorageArgs(config=config, hosts=list(config.hosts)), child
+        )
+        # One host after the other: the data tree on the shared filesystem is created once, without races.
+        dirs: list[pulumi.Resource] = []
+        for h in config.hosts:
+            dirs.append(
+                HostStorage(
+                    f"{name}-{h.name}-storage",
+                    HostStorageArgs(stack=stack, host=h, after=[shared.mounts[h.name], *dirs[-1:]]),
+                    child,
+                )
+            )
+        swarm = SwarmCluster(
+            f"{name}-swarm",
+            SwarmClusterArgs(config=config, prepared={h: [t] for h, t in tuning.items()}),
+            child,
+        )
+
+        # Services are declared to a manager; the swarm schedules them on the nodes.
+        provider = docker.Provider(f"{name}-{first.name}-docker", host=docker_endpoint(first), opts=child)
+        on_swarm = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=swarm.steps)
+
+        placements = {s.name: placement(s.spec, config) for s in stack.services}
+        encrypted = encrypted_networks(stack, placements)
+        self.networks = {
+            role: StackNetwork(
+                f"{name}-{role.value}",
+                StackNetworkArgs(role=role, stack=stack.stack, overlay=True, encrypted=role in encrypted),
+                on_swarm,
+            )
+            for role in stack.networks
+        }
+        network_names = {role: net.name for role, net in self.networks.items()}
+
+        self.secrets = {
+            sid: _secret_resource(f"{name}-{sid}", secret, child, config) for sid, secret in stack.secrets.items()
+        }
+        swarm_secrets = {
+            sid: docker.Secret(
+                f"{name}-{sid}-secret",
+                name=f"mediastack-{sid}",
+                data=value.apply(lambda v: b64(str(v))),  # stays secret: the value is
+                opts=on_swarm,
+            )
+            for sid, value in self.secrets.items()
+        }
+        files = generate_files(stack)
+        uploads = sorted({path for s in stack.services for path in s.spec.uploads})
+        configs = {
+            path: docker.ServiceConfig(
+                f"{name}-{path.replace('/', '-').replace('.', '-')}-config",
+                name=config_name(path, files[path]),
+                data=b64(files[path]),
+                labels=[docker.ServiceConfigLabelArgs(label="mediastack.file", value=path)],
+                opts=on_swarm,
+            )
+            for path in uploads
+        }
+        smtp = config.alerting.email
+        secret_files: dict[str, dict[str, docker.Secret]] = {}
+        if smtp and smtp.password and "alertmanager" in stack.enabled:
+            smtp_secret = docker.Secret(
+                f"{name}-smtp-password-secret",
+                name="mediastack-smtp-password",
+                data=pulumi.Output.secret(b64(smtp.password)),
+                opts=on_swarm,
+            )
+            secret_files["alertmanager"] = {SMTP_PASSWORD_FILE: smtp_secret}
+
+        nodes = cluster_nodes(config)
+        assert config.storage is not None
+        self.services: dict[str, MediaSwarmService] = {}
+        for service in stack.services:
+            p = placements[service.name]
+            needs = [self.services[r] for r in service.spec.requires if r in self.services]
+            self.services[service.name] = MediaSwarmService(
+                f"{name}-{service.name}",
+                SwarmServiceArgs(
+                    service=service,
+                    placement=p,
+                    networks=network_names,
+                    secrets=self.secrets,
+                    swarm_secrets=swarm_secrets,
+                    configs=configs,
+                    secret_files=secret_files.get(service.name, {}),
+                    labels={
+                        "mediastack.placement": p.mode,
+                        "mediastack.cluster-nodes": nodes,
+                        "mediastack.shared-root": config.storage.mount_point,
+                        **({"mediastack.state": service.spec.state} if service.spec.state else {}),
+                    },
+                ),
+                pulumi.ResourceOptions(
+                    parent=self, providers={"docker": provider}, depends_on=[*swarm.steps, *dirs, *needs]
+                ),
+            )
+
+        self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
+        self.register_outputs({"urls": self.urls, "services": sorted(self.services)})

@@ -1,0 +1,288 @@
+"""The cluster stack under Pulumi's mocks: every catalog service as a Swarm service, shaped like its
+single-host container, placed by its state, on overlay networks, with configs, secrets, shared storage
+and a bootstrap in the right order."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from components.catalog import CATALOG, INTERNAL_NETWORKS, MountKind
+from components.files import CONTAINER_PATHS, generate_files
+from components.loading import ConfigError, parse_stack_config
+from components.resolve import resolve
+from components.swarm_stack import encrypted_networks
+from conftest import container_labels, containers, plan, plan_config, raw_config
+from mediastack_cli.offline import PlanResult, Registration
+from mediastack_cli.synthetic import synthetic_cluster
+
+SERVICE = "docker:index/service:Service"
+
+
+def services(result: PlanResult) -> dict[str, dict[str, Any]]:
+    return {r.inputs["name"]: r.inputs for r in result.resources if r.type == SERVICE}
+
+
+def by_name(result: PlanResult) -> dict[str, Registration]:
+    return {r.name: r for r in result.resources}
+
+
+def labels(items: list[dict[str, str]] | None) -> dict[str, str]:
+    return {i["label"]: i["value"] for i in items or []}
+
+
+def single_host_twin() -> PlanResult:
+    """The cluster config on its first host alone: what each Swarm service must look like as a container."""
+    cfg = raw_config("cluster")
+    cfg["hosts"] = [cfg["hosts"][0]]
+    del cfg["storage"]
+    cfg["services"] = {k: {kk: vv for kk, vv in v.items() if kk != "host"} for k, v in cfg["services"].items()}
+    return plan_config(cfg, stack="cluster-single")
+
+
+def test_a_cluster_renders_services_only() -> None:
+    result = plan("cluster")
+    assert containers(result) == {}
+    assert set(services(result)) == set(CATALOG) - {"gluetun"}
+
+
+def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() -> None:
+    swarm, single = services(plan("cluster")), containers(single_host_twin())
+    assert set(swarm) == set(single)
+    for name, s in swarm.items():
+        c = single[name]
+        spec, res = s["taskSpec"]["containerSpec"], s["taskSpec"]["resources"]
+        assert spec["image"] == c["image"], name
+        assert res["limits"]["nanoCpus"] == round(float(c["cpus"]) * 1e9), name
+        assert res["limits"]["memoryBytes"] == c["memory"] * 2**20, name
+        assert res["reservation"]["memoryBytes"] == c["memoryReservation"] * 2**20, name
+        assert res["reservation"]["nanoCpus"] / 1e9 == pytest.approx(c["cpuShares"] / 1024, abs=0.01), name
+        assert spec.get("healthcheck") == c.get("healthcheck"), name
+        assert [m for m in spec["mounts"] if m["target"] != "/dev/dri"] == c["mounts"], name
+        assert spec["capDrops"] == ["ALL"] and spec.get("capAdds") == c["capabilities"].get("adds"), name
+        assert spec.get("user") == c.get("user") and spec["readOnly"] == c["readOnly"], name
+        if isinstance(c["envs"], list) and isinstance(spec["env"], dict):
+            plain = {k: v for k, v in spec["env"].items() if not k.endswith("_FILE") and not k.startswith("FILE__")}
+            assert sorted(f"{k}={v}" for k, v in plain.items()) == sorted(c["envs"]), name
+        # The container's CMD is the service's args (commands would replace the entrypoint).
+        if name not in ("traefik", "cadvisor"):
+            assert spec.get("args") == c.get("command"), name
+        assert s["taskSpec"]["logDriver"] == {"name": c["logDriver"], "options": c["logOpts"]}, name
+
+
+def test_modes_and_placement_follow_the_state() -> None:
+    swarm = services(plan("cluster"))
+    hosts = {h["name"] for h in raw_config("cluster")["hosts"]}
+    for name in ("node-exporter", "cadvisor"):
+        assert swarm[name]["mode"] == {"global": True}, name
+        assert "constraints" not in swarm[name]["taskSpec"]["placement"], name
+    assert swarm["tdarr-node"]["mode"] == {"global": True}
+    assert swarm["tdarr-node"]["taskSpec"]["placement"]["constraints"] == ["node.labels.mediastack.gpu != none"]
+    assert swarm["jellyfin"]["mode"] == {"replicated": {"replicas": 1}}
+    assert swarm["jellyfin"]["taskSpec"]["placement"]["constraints"] == ["node.labels.mediastack.host == gpu1"]
+    assert swarm["socket-proxy"]["taskSpec"]["placement"]["constraints"] == ["node.role == manager"]
+    assert swarm["immich-postgres"]["taskSpec"]["placement"]["constraints"] == ["node.labels.mediastack.host == node2"]
+    for name, s in swarm.items():
+        spec = CATALOG[name]
+        constraints = s["taskSpec"]["placement"].get("constraints", [])
+        pinned = [c for c in constraints if c.startswith("node.labels.mediastack.host == ")]
+        for c in pinned:
+            assert c.rsplit(" ", 1)[1] in hosts, (name, c)
+        local_state = any(m.kind is MountKind.state for m in spec.mounts)
+        if local_state and s["mode"] != {"global": True}:
+            # Node-local state: one replica, pinned, stopped before its successor starts.
+            assert s["mode"] == {"replicated": {"replicas": 1}} and len(pinned) == 1, name
+            assert s["updateConfig"]["order"] == "stop-first" == s["rollbackConfig"]["order"], name
+        if not constraints and s["mode"] != {"global": True}:
+            assert s["updateConfig"]["order"] == "start-first", name
+        assert s["taskSpec"]["restartPolicy"]["condition"] == "any", name
+        assert s["updateConfig"]["failureAction"] == "rollback" and s["rollbackConfig"]["parallelism"] == 1, name
+
+
+def test_overlay_networks_internal_and_encrypted_where_they_cross_hosts() -> None:
+    result = plan("cluster")
+    nets = {r.inputs["name"]: r.inputs for r in result.resources if r.type == "docker:index/network:Network"}
+    assert nets and all(n["driver"] == "overlay" and n["attachable"] is True for n in nets.values())
+    for role in INTERNAL_NETWORKS:
+        assert nets[f"mediastack-{role}"]["internal"] is True
+    assert nets["mediastack-frontend"]["internal"] is False
+    # Members on different hosts: encrypted; every member pinned to one host (the socket proxy floats among
+    # managers, so even that one crosses): none stays unencrypted in this stack.
+    stack = resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster")
+    from components.placement import placement
+
+    crossing = encrypted_networks(stack, {s.name: placement(s.spec, stack.config) for s in stack.services})
+    for name, n in nets.items():
+        role = name.removeprefix("mediastack-")
+        assert (n.get("options") == {"encrypted": "true"}) == (role in crossing), name
+    cfg = raw_config("cluster")
+    cfg["bundles"] = ["photos"]  # Immich: its database network is shared by a floating server
+    cfg["services"]["immich-server"] = {"enabled": True}
+    swarm = services(plan_config(cfg, stack="photos"))
+    assert {n["id"] for n in swarm["immich-postgres"]["taskSpec"]["networksAdvanceds"]} == {"mediastack-database"}
+
+
+def test_generated_files_are_swarm_configs_and_passwords_swarm_secrets() -> None:
+    result = plan("cluster")
+    swarm = services(result)
+    configs = {
+        labels(r.inputs["labels"])["mediastack.file"]: r
+        for r in result.resources
+        if r.type == "docker:index/serviceConfig:ServiceConfig"
+    }
+    uploads = {path for name in swarm for path in CATALOG[name].uploads}
+    assert set(configs) == uploads
+    files = generate_files(resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster"))
+    by_target = {CONTAINER_PATHS[p]: content for p, content in files.items() if p in CONTAINER_PATHS}
+    for name, s in swarm.items():
+        refs = s["taskSpec"]["containerSpec"].get("configs") or []
+        assert sorted(r["fileName"] for r in refs) == sorted(CONTAINER_PATHS[p] for p in CATALOG[name].uploads), name
+        for ref in refs:
+            config = next(c for c in configs.values() if c.inputs["name"] == ref["configName"])
+            assert base64.b64decode(config.inputs["data"]).decode() == by_target[ref["fileName"]], name
+    prometheus = yaml.safe_load(files["prometheus/prometheus.yml"])
+    jobs = {j["job_name"]: j for j in prometheus["scrape_configs"]}
+    assert jobs["node-exporter"]["dns_sd_configs"][0]["names"] == ["tasks.node-exporter"]  # every node's task
+    secrets = {r.inputs["name"]: r.inputs for r in result.resources if r.type == "docker:index/secret:Secret"}
+    assert secrets and all(s["data"] == "[secret]" for s in secrets.values())
+    sonarr = swarm["sonarr"]["taskSpec"]["containerSpec"]
+    assert sonarr["env"]["FILE__SONARR__AUTH__APIKEY"] == "/run/secrets/sonarr-api-key"
+    assert "SONARR__AUTH__APIKEY" not in sonarr["env"]
+    assert [r["secretName"] for r in sonarr["secrets"]] == ["mediastack-sonarr-api-key"]
+    postgres = swarm["immich-postgres"]["taskSpec"]["containerSpec"]["env"]
+    assert postgres["POSTGRES_PASSWORD_FILE"] == "/run/secrets/immich-db-password"
+    assert swarm["grafana"]["taskSpec"]["containerSpec"]["env"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+    text = str([r.inputs for r in result.resources])
+    assert "sha256:" in text and "offline-plan-cannot-decrypt" not in text
+
+
+def test_traefik_in_swarm_mode() -> None:
+    traefik = services(plan("cluster"))["traefik"]
+    args = traefik["taskSpec"]["containerSpec"]["args"]
+    assert "--providers.swarm.endpoint=tcp://socket-proxy:2375" in args
+    assert not any(a.startswith("--providers.docker.") for a in args)
+    assert [(p["publishedPort"], p["publishMode"]) for p in traefik["endpointSpec"]["ports"]] == [
+        (80, "host"),
+        (443, "host"),
+    ]
+    sonarr = labels(services(plan("cluster"))["sonarr"]["labels"])
+    assert sonarr["traefik.swarm.network"] == "mediastack-frontend" and "traefik.docker.network" not in sonarr
+    assert sonarr["traefik.http.routers.sonarr.rule"] == "Host(`sonarr.media.example.org`)"
+
+
+def test_storage_and_bootstrap_are_ordered() -> None:
+    result = plan("cluster")
+    r = by_name(result)
+    urn = {name: reg.urn for name, reg in r.items()}
+    hosts = [h["name"] for h in raw_config("cluster")["hosts"]]
+
+    def waits(name: str, *others: str) -> None:
+        deps = set(r[name].dependencies)
+        for other in others:
+            assert urn[other] in deps, (name, other)
+
+    for h in hosts:
+        waits(f"media-shared-storage-{h}-mount", "media-shared-storage-volume")
+        waits("media-shared-storage-volume", f"media-shared-storage-{h}-brick")
+        waits(f"media-{h}-storage-dirs", f"media-shared-storage-{h}-mount")
+        waits(f"media-swarm-{h}-labels", "media-swarm-init")
+    waits("media-swarm-token-worker", "media-swarm-init")
+    for h in hosts[1:]:
+        waits(
+            f"media-swarm-{h}-join", f"media-swarm-{h}-member", "media-swarm-token-manager", f"media-{h}-tuning-daemon"
+        )
+        waits(f"media-swarm-{h}-labels", f"media-swarm-{h}-join")  # reads the node id the join printed
+        assert r[f"media-swarm-{h}-join"].inputs["stdin"] == "[secret]"  # the token, never in the script
+    waits("media-swarm-init", f"media-{hosts[0]}-tuning-daemon")
+    for name in services(result):
+        waits(f"media-{name}-service", "media-swarm-init")
+    for step in ("init", "token-worker"):
+        assert r[f"media-swarm-{step}"].inputs["delete"]
+    commands = [x for x in result.resources if x.type.startswith("command:")]
+    assert all(c.inputs.get("delete") for c in commands)
+    assert {c.name for c in commands if c.name.endswith("-tuning-sysctl")} == {
+        f"media-{h}-tuning-sysctl" for h in hosts
+    }
+
+
+def test_single_host_stacks_are_untouched_by_cluster_keys() -> None:
+    for stack in ("dev", "prod"):
+        result = plan(stack)
+        assert not services(result)
+        assert all(container_labels(c).get("mediastack.host") for c in containers(result).values())
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        (lambda c: c.pop("storage"), "mediastack:storage", ["needs shared storage"]),
+        (lambda c: c["paths"].update(config_root="/mnt/mediastack/config"), "mediastack:paths.config_root", ["SQLite"]),
+        (
+            lambda c: c["paths"].update(data_root="/srv/data"),
+            "mediastack:paths.data_root",
+            ["under storage.mount_point"],
+        ),
+        (
+            lambda c: c["services"].update(jellyfin={"host": "nope"}),
+            "mediastack:services.jellyfin.host",
+            ["not a host"],
+        ),
+        (lambda c: c["services"].update(redis={"host": "node2"}), "mediastack:services.redis.host", ["no node-local"]),
+        (
+            lambda c: c["hosts"][0].update(roles=["worker", "storage"]),
+            "mediastack:hosts[0].roles",
+            ["must be a manager"],
+        ),
+        (lambda c: c["hosts"][2].update(roles=["worker", "storage"]), "mediastack:hosts", ["2 managers", "Raft"]),
+        (
+            lambda c: [h.update(roles=["manager", "worker"]) for h in c["hosts"][1:]],
+            "mediastack:hosts",
+            ["1 with role storage", "replica 3"],
+        ),
+        (
+            lambda c: c["downloads"].update(vpn={"provider": "mullvad", "wireguard_private_key": "k"}),
+            "mediastack:downloads.vpn",
+            ["cannot share"],
+        ),
+        (lambda c: c["storage"].update(kind="nfs"), "mediastack:storage", ["needs an `nfs` section"]),
+        (
+            lambda c: c.setdefault("tiers", {}).update(
+                standard={"cpus": 2, "memory": "4GiB", "cpu_reservation": 0.25, "memory_reservation": "4GiB"}
+            ),
+            "mediastack:hosts[0].memory",
+            ["on gpu1 (pinned and global)", "services.<name>.host"],
+        ),
+    ],
+)
+def test_cluster_config_errors_name_the_fix(change, path: str, words: list[str]) -> None:
+    cfg = copy.deepcopy(raw_config("cluster"))
+    change(cfg)
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(cfg, "cluster")
+    lines = [line for line in str(caught.value).splitlines() if line.startswith(f"  - {path} = ")]
+    assert any(all(w in line for w in words) for line in lines), str(caught.value)
+
+
+def test_storage_on_a_single_host_is_refused() -> None:
+    cfg = raw_config("prod")
+    cfg["storage"] = {"kind": "glusterfs"}
+    with pytest.raises(ConfigError, match="only for a stack with more than one host"):
+        parse_stack_config(cfg, "prod")
+
+
+def test_fifty_hosts_plan_without_error() -> None:
+    started = time.perf_counter()
+    result = plan_config(synthetic_cluster(50), stack="fifty")
+    elapsed = time.perf_counter() - started
+    swarm = services(result)
+    assert set(swarm) == set(CATALOG) - {"gluetun"}
+    r = by_name(result)
+    assert sum(1 for name in r if name.endswith("-join")) == 49
+    assert sum(1 for name in r if name.endswith("-mount")) == 50
+    assert sum(1 for name in r if name.endswith("-brick")) == 3
+    assert elapsed < 30, elapsed
