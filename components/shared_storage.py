@@ -21,6 +21,39 @@ from .placement import storage_hosts
 from .storage import host_command
 
 MARK = "# mediastack shared storage"
+CREATED_DIR = "/var/lib/mediastack/created"
+
+
+def make_dirs(label: str, path: str) -> str:
+    """Shell lines that create ROOT+path with its missing parents, noting which they were (once), so that
+    remove_dirs takes away exactly those and no directory that was there before."""
+    return f"""record="$ROOT{CREATED_DIR}/{label}"
+missing=""
+dir={shlex.quote(path)}
+while [ ! -d "$ROOT$dir" ]; do
+  missing="$dir
+$missing"
+  dir=$(dirname "$dir")
+done
+if [ -n "$missing" ]; then
+  mkdir -p "$(dirname "$record")"
+  printf '%s' "$missing" >> "$record"
+  mkdir -p "$ROOT"{shlex.quote(path)}
+fi
+"""
+
+
+def remove_dirs(label: str) -> str:
+    """Shell lines that remove the directories make_dirs created, deepest first, each only when empty."""
+    return f"""record="$ROOT{CREATED_DIR}/{label}"
+if [ -f "$record" ]; then
+  sort -r "$record" | while IFS= read -r dir; do
+    if [ -n "$dir" ]; then rmdir "$ROOT$dir" 2>/dev/null || true; fi
+  done
+  rm -f "$record"
+  rmdir -p "$(dirname "$record")" 2>/dev/null || true
+fi
+"""
 
 
 def gluster_brick(config: StackConfig) -> str:
@@ -69,8 +102,7 @@ def mount_create(config: StackConfig) -> str:
     mount, head = _mount_script(
         config, "Mounts the shared data filesystem at {mount}: one fstab line (added once), mounted if not yet."
     )
-    return f"""{head}mkdir -p "$ROOT{mount}"
-if ! grep -qxF "$line" "$fstab" 2>/dev/null; then
+    return f"""{head}{make_dirs("shared-mount", mount)}if ! grep -qxF "$line" "$fstab" 2>/dev/null; then
   printf '%s\\n%s\\n' {shlex.quote(MARK)} "$line" >> "$fstab"
   echo "shared storage: fstab entry added"
 fi
@@ -98,8 +130,7 @@ if [ -f "$fstab" ] && grep -qxF "$line" "$fstab"; then
   rm -f "$kept"
   echo "shared storage: fstab entry removed"
 fi
-rmdir "$ROOT{mount}" 2>/dev/null || true
-"""
+{remove_dirs("shared-mount")}"""
 
 
 def brick_create(config: StackConfig) -> str:
@@ -109,21 +140,16 @@ def brick_create(config: StackConfig) -> str:
 set -eu
 ROOT="${{ROOT:-}}"
 command -v gluster >/dev/null || {{ echo "glusterfs-server is not installed on this host" >&2; exit 1; }}
-mkdir -p "$ROOT{brick}"
-echo "gluster: brick {brick} ready"
+{make_dirs("gluster-brick", brick)}echo "gluster: brick {brick} ready"
 """
 
 
 def brick_delete(config: StackConfig) -> str:
-    assert config.storage is not None
-    brick = gluster_brick(config)
     return f"""#!/bin/sh
-# Removes the brick directory only when empty (after the volume is deleted, data in it stays).
+# Removes the brick directory {gluster_brick(config)} only when empty (data in it stays after the volume is deleted).
 set -eu
 ROOT="${{ROOT:-}}"
-rmdir "$ROOT{brick}" 2>/dev/null || true
-rmdir "$ROOT{config.storage.glusterfs.brick_root}" 2>/dev/null || true
-echo "gluster: brick directory released"
+{remove_dirs("gluster-brick")}echo "gluster: brick directory released"
 """
 
 

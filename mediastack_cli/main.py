@@ -202,6 +202,14 @@ def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     }
     for script, content in host_files.items():
         files[f"hosts/{host}/{script}"] = content
+    if config.cluster:
+        from components.shared_storage import storage_scripts
+        from components.swarm import bootstrap_scripts
+
+        for other in config.hosts[1:]:  # every node is tuned; the first host's files are above
+            files.update({f"hosts/{other.name}/{k}": v for k, v in tuning_scripts(other).items()})
+        files.update({f"swarm/{k}": v for k, v in bootstrap_scripts(config).items()})
+        files.update({f"shared-storage/{k}": v for k, v in storage_scripts(config).items()})
     return files
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import ROOT, require_tool
 from mediastack_cli.main import app
 
-STACKS = ("dev", "prod")
+STACKS = ("dev", "prod", "cluster")
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -67,8 +67,11 @@ def test_scripts_pass_shellcheck(rendered: tuple[str, Path]) -> None:
     stack, out = rendered
     scripts = sorted(out.rglob("*.sh"))
     # storage, sysctl and daemon.json: create and delete each; GPU detection; the clients' seeds; the backup
-    # tool and its create and delete; prod (a `link`): the shaping tool and its create and delete
-    assert len(scripts) == (14 if stack == "prod" else 11)
+    # tool and its create and delete; prod (a `link`): the shaping tool and its create and delete; cluster: the
+    # tuning of the two other hosts (10), the swarm bootstrap (init and its delete, two tokens, a join delete, per
+    # host a labels pair, per joining host a join and a member delete: 15) and the GlusterFS storage (mount,
+    # brick, volume pairs: 6)
+    assert len(scripts) == {"dev": 11, "prod": 14, "cluster": 11 + 10 + 15 + 6}[stack]
     result = run(require_tool("shellcheck"), "--shell=sh", "--severity=style", *map(str, scripts))
     assert result.returncode == 0, result.stdout
 
@@ -80,7 +83,7 @@ def _tree(root: Path) -> dict[str, str]:
 def test_storage_scripts_are_idempotent_and_revert(rendered: tuple[str, Path], tmp_path: Path) -> None:
     """Run for real against a sandbox root: twice (same state), then delete (back to what was there)."""
     _, out = rendered
-    host_dir = next((out / "hosts").iterdir())
+    host_dir = next(d for d in sorted((out / "hosts").iterdir()) if (d / "storage-create.sh").exists())
     sandbox = tmp_path / "root"
     sandbox.mkdir()
     # Something the user already had inside the data root must survive the delete step.
