@@ -8,7 +8,7 @@ import json
 import pulumi
 import pulumi_docker as docker
 
-from .catalog import NetworkRole
+from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
 from .files import SMTP_PASSWORD_FILE, generate_files
 from .host_tuning import HostTuning, HostTuningArgs
@@ -155,6 +155,9 @@ class SwarmMediaStack(pulumi.ComponentResource):
                         "mediastack.cluster-nodes": nodes,
                         "mediastack.shared-root": config.storage.mount_point,
                         **({"mediastack.state": service.spec.state} if service.spec.state else {}),
+                        "mediastack.state-paths": ",".join(
+                            m.target for m in service.spec.mounts if m.kind is MountKind.state
+                        ),
                     },
                 ),
                 pulumi.ResourceOptions(

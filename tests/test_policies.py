@@ -463,7 +463,7 @@ def test_bad_pack_config_is_refused(pack: PolicyPack) -> None:
     pack.configure({})
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "cluster"])
 def test_repository_stacks_pass_every_mandatory_policy(stack: str) -> None:
     report = run_pack(ROOT / "policies", plan(stack).resources)
     assert report.mandatory == [], report.mandatory

@@ -1,0 +1,131 @@
+"""The cluster policies through the analyzer protocol, on the cluster stack's own plan, broken one way at a time."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, plan
+from mediastack_cli.analyzer import PolicyPack, run_pack
+from mediastack_cli.offline import Registration
+
+SERVICE = "docker:index/service:Service"
+
+
+@pytest.fixture(scope="module")
+def pack():
+    with PolicyPack(ROOT / "policies") as running:
+        running.configure({})
+        yield running
+
+
+def resources() -> list[Registration]:
+    return [copy.deepcopy(r) for r in plan("cluster").resources if r.custom]
+
+
+def messages(pack: PolicyPack, rs: list[Registration]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for d in pack.analyze_stack(rs).diagnostics:
+        found.setdefault(d.policyName, []).append(d.message)
+    return found
+
+
+def change(service: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[list[Registration]], None]:
+    def apply(rs: list[Registration]) -> None:
+        target = next(r for r in rs if r.type == SERVICE and r.inputs["name"] == service)
+        edit(target.inputs)
+
+    return apply
+
+
+def set_label(inputs: dict[str, Any], key: str, value: str) -> None:
+    inputs["labels"] = [lb for lb in inputs["labels"] if lb["label"] != key] + [{"label": key, "value": value}]
+
+
+def mount_source(inputs: dict[str, Any], target: str, source: str) -> None:
+    for m in inputs["taskSpec"]["containerSpec"]["mounts"]:
+        if m["target"] == target:
+            m["source"] = source
+
+
+CASES = [
+    (
+        "placement-satisfiable",
+        change(
+            "jellyfin",
+            lambda p: p["taskSpec"]["placement"].update(constraints=["node.labels.mediastack.host == nowhere"]),
+        ),
+        "matches no node",
+    ),
+    (
+        "placement-satisfiable",
+        change(
+            "tdarr-node",
+            lambda p: p["taskSpec"]["placement"].update(
+                constraints=["node.labels.mediastack.gpu != none", "node.labels.mediastack.disk == hdd"]
+            ),
+        ),
+        "no node satisfies all",
+    ),
+    (
+        "cluster-capacity",
+        change("sonarr", lambda p: p["taskSpec"]["resources"]["reservation"].update(memoryBytes=30 * 2**30)),
+        "node gpu1: memory reservations",
+    ),
+    (
+        "cluster-capacity",
+        change("immich-machine-learning", lambda p: p["taskSpec"]["resources"]["reservation"].update(nanoCpus=9e9)),
+        "fits none of the nodes",
+    ),
+    (
+        "no-sqlite-on-network-fs",
+        change("sonarr", lambda p: mount_source(p, "/config", "/mnt/mediastack/config/sonarr")),
+        "SQLite",
+    ),
+    (
+        "local-state-pinned",
+        change("radarr", lambda p: p["mode"]["replicated"].update(replicas=2)),
+        "runs 2 replica(s)",
+    ),
+    ("local-state-pinned", change("grafana", lambda p: p["taskSpec"].pop("placement")), "on 3 possible node(s)"),
+]
+
+
+@pytest.mark.parametrize(("policy", "break_it", "words"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_cluster_violations(pack: PolicyPack, policy: str, break_it, words: str) -> None:
+    before = messages(pack, resources()).get(policy, [])
+    rs = resources()
+    break_it(rs)
+    after = messages(pack, rs).get(policy, [])
+    new = [m for m in after if m not in before]
+    assert new and any(words in m for m in new), after
+
+
+def test_the_cluster_stack_passes_every_mandatory_policy() -> None:
+    report = run_pack(ROOT / "policies", plan("cluster").resources)
+    assert report.mandatory == [], report.mandatory
+
+
+def test_state_survives_with_a_backup_or_a_replica(pack: PolicyPack) -> None:
+    before = messages(pack, resources())["state-survives-node-loss"]
+    assert any("sonarr:" in m for m in before)
+    assert not any(f"{s}:" in m for m in before for s in ("node-exporter", "artwork-cache", "tdarr-node"))
+    rs = resources()
+    change("sonarr", lambda p: set_label(p, "mediastack.backup", "daily"))(rs)
+    after = messages(pack, rs)["state-survives-node-loss"]
+    assert not any("sonarr:" in m for m in after) and len(after) == len(before) - 1
+
+
+def test_single_host_stacks_are_not_judged_by_cluster_policies(pack: PolicyPack) -> None:
+    found = messages(pack, [copy.deepcopy(r) for r in plan("prod").resources if r.custom])
+    for policy in (
+        "placement-satisfiable",
+        "cluster-capacity",
+        "no-sqlite-on-network-fs",
+        "local-state-pinned",
+        "state-survives-node-loss",
+    ):
+        assert policy not in found, found[policy]
