@@ -8,7 +8,7 @@ the same entry becomes a docker.Container on one host and a Swarm service on a c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .config import ResourcesOverride, TierName
@@ -136,6 +136,8 @@ class Service:
     seeded_secrets: tuple[Secret, ...] = ()
     # Paths under its state directory that a backup skips: rebuilt by the app, or never consistent on disk.
     backup_exclude: tuple[str, ...] = ()
+    cluster_only: bool = False  # runs only on a cluster stack (a standby on a second node)
+    replica_of: str | None = None  # a standby copy of this service's state, kept on another node
 
     @property
     def image_ref(self) -> str:
@@ -229,6 +231,25 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
         env={f"{key}__LOG__ANALYTICSENABLED": "False", f"{key}__UPDATE__MECHANISM": "Docker"},
     )
+
+
+IMMICH_POSTGRES = Service(
+    name="immich-postgres",
+    image="ghcr.io/immich-app/postgres",
+    tag="14-vectorchord0.4.3-pgvectors0.2.0",
+    bundle="photos",
+    tier=TierName.standard,
+    description="Immich's PostgreSQL (with its vector extensions).",
+    health=HealthCheck(("CMD", "pg_isready", "--username=immich", "--dbname=immich"), 30),
+    networks=frozenset({NetworkRole.database}),
+    mounts=(Mount(MountKind.state, "/var/lib/postgresql/data"),),
+    env={"POSTGRES_USER": "immich", "POSTGRES_DB": "immich", "POSTGRES_INITDB_ARGS": "--data-checksums"},
+    secret_env={"POSTGRES_PASSWORD": Secret("immich-db-password")},
+    role="database",
+    state="postgres",
+    cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
+    stop_grace_s=120,
+)
 
 
 CATALOG_ENTRIES: tuple[Service, ...] = (
@@ -473,22 +494,24 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         resources=ResourcesOverride(cpus=2, memory=3 * GIB, memory_reservation=GIB),
         role="app",
     ),
-    Service(
-        name="immich-postgres",
-        image="ghcr.io/immich-app/postgres",
-        tag="14-vectorchord0.4.3-pgvectors0.2.0",
-        bundle="photos",
-        tier=TierName.standard,
-        description="Immich's PostgreSQL (with its vector extensions).",
-        health=HealthCheck(("CMD", "pg_isready", "--username=immich", "--dbname=immich"), 30),
-        networks=frozenset({NetworkRole.database}),
-        mounts=(Mount(MountKind.state, "/var/lib/postgresql/data"),),
-        env={"POSTGRES_USER": "immich", "POSTGRES_DB": "immich", "POSTGRES_INITDB_ARGS": "--data-checksums"},
-        secret_env={"POSTGRES_PASSWORD": Secret("immich-db-password")},
-        role="database",
-        state="postgres",
-        cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
-        stop_grace_s=120,
+    IMMICH_POSTGRES,
+    replace(
+        IMMICH_POSTGRES,
+        name="immich-postgres-replica",
+        description="Cluster stacks only: a streaming replica of Immich's PostgreSQL on a second node, a hot "
+        "standby to promote when the primary's node is lost.",
+        # A first start takes a base backup before the server answers.
+        health=replace(IMMICH_POSTGRES.health, start_period_s=300) if IMMICH_POSTGRES.health else None,
+        env={
+            "POSTGRES_USER": "immich",
+            "POSTGRES_DB": "immich",
+            "PGUSER": "immich",
+            "REPLICA_PRIMARY": "immich-postgres",
+        },
+        uploads=("immich-postgres/pg_hba.conf", "immich-postgres/replica.sh", "immich-postgres/replica-init.sh"),
+        requires=("immich-postgres",),
+        cluster_only=True,
+        replica_of="immich-postgres",
     ),
     Service(
         name="immich-redis",

@@ -11,6 +11,8 @@ import yaml
 from .backup import backup_alerts
 from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
+from .replica import PATHS as REPLICA_PATHS
+from .replica import pg_hba, replica_entrypoint, replica_init
 from .resolve import ResolvedStack
 
 # Where each generated file lands inside its container.
@@ -23,6 +25,7 @@ CONTAINER_PATHS = {
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
     "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
+    **REPLICA_PATHS,
 }
 
 
@@ -424,6 +427,9 @@ GENERATORS = {
     "grafana/provisioning/datasources/prometheus.yml": grafana_datasources,
     "grafana/provisioning/dashboards/mediastack.yml": dashboards_provider,
     "grafana/dashboards/mediastack-overview.json": dashboard_json,
+    "immich-postgres/pg_hba.conf": pg_hba,
+    "immich-postgres/replica.sh": replica_entrypoint,
+    "immich-postgres/replica-init.sh": replica_init,
 }
 
 

@@ -63,6 +63,11 @@ def must_pin(spec: Service) -> bool:
 
 
 def default_host(spec: Service, config: StackConfig) -> Host:
+    if spec.replica_of:
+        # A standby belongs on another node than what it copies: a manager first, any host otherwise.
+        primary = pinned_host(CATALOG[spec.replica_of], config)
+        others = [h for h in [*managers(config), *config.hosts] if h.name != primary.name]
+        return others[0] if others else primary
     if spec.gpu and gpu_hosts(config):
         return gpu_hosts(config)[0]
     return (managers(config) or config.hosts)[0]
@@ -287,6 +292,16 @@ def check_cluster(config: StackConfig, enabled: list[str]) -> list[Problem]:
         elif not must_pin(CATALOG[name]):
             problems.append(
                 Problem(path, override.host, f"{name} has no node-local state and is placed by Swarm; remove the key")
+            )
+    for name in enabled:
+        spec = CATALOG[name]
+        if spec.replica_of and pinned_host(spec, config).name == pinned_host(CATALOG[spec.replica_of], config).name:
+            problems.append(
+                Problem(
+                    f"mediastack:services.{name}.host",
+                    pinned_host(spec, config).name,
+                    f"{name} copies {spec.replica_of} to survive the loss of its node; put it on another host",
+                )
             )
     problems += _storage_problems(config)
     if not problems:

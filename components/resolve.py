@@ -109,6 +109,8 @@ def enabled_services(config: StackConfig) -> list[str]:
             on = override.enabled or service.name in ALWAYS_ON
         if service.role == "vpn" and config.downloads.vpn is None:
             on = False  # only with a VPN configured
+        if service.cluster_only and not config.cluster:
+            on = False
         if on:
             chosen.append(service.name)
     # Companions (exporters) run only beside what they watch, unless the user said so explicitly.
@@ -456,9 +458,15 @@ def config_secret(config: StackConfig, secret_id: str) -> str | None:
 
 
 def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
-    if service.name == "immich-postgres":
-        settings = postgres_settings(resources.memory, resources.cpus, host.storage, overrides=config.postgres_settings)
-        return postgres_command(settings)
+    if service.name in ("immich-postgres", "immich-postgres-replica"):
+        from .replica import ENTRYPOINT, primary_settings, standby_settings
+
+        replicated = config.cluster and "immich-postgres-replica" in enabled_services(config)
+        extra = {**primary_settings(), **(standby_settings() if service.replica_of else {})} if replicated else {}
+        settings = postgres_settings(
+            resources.memory, resources.cpus, host.storage, overrides={**extra, **config.postgres_settings}
+        )
+        return ("sh", ENTRYPOINT, *postgres_command(settings)) if service.replica_of else postgres_command(settings)
     if service.name == "node-exporter" and config.backups.repository:
         from .backup import textfile_flag
 

@@ -17,7 +17,6 @@ import pulumi
 import pulumi_docker as docker
 
 from .catalog import NetworkRole
-from .files import CONTAINER_PATHS
 from .placement import Placement
 from .resolve import ResolvedService
 from .service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
@@ -31,6 +30,7 @@ NANO = 1_000_000_000
 # environment (still a Pulumi secret, never plain in the plan).
 _FILE_ENV = {
     "immich-postgres": "{key}_FILE",
+    "immich-postgres-replica": "{key}_FILE",  # the same image; its init script reads the file too
     "immich-server": "{key}_FILE",
     "postgres-exporter": "{key}_FILE",
     "sonarr-exporter": "{key}_FILE",
@@ -90,7 +90,7 @@ class SwarmServiceArgs:
     networks: Mapping[NetworkRole, pulumi.Input[str]]
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # values, by secret id
     swarm_secrets: dict[str, docker.Secret] = field(default_factory=dict)  # the same, as Swarm secrets
-    configs: dict[str, docker.ServiceConfig] = field(default_factory=dict)  # generated files, by render path
+    configs: dict[str, docker.ServiceConfig] = field(default_factory=dict)  # generated files, by container path
     secret_files: dict[str, docker.Secret] = field(default_factory=dict)  # container path -> Swarm secret
     labels: dict[str, str] = field(default_factory=dict)  # cluster facts for the policies
 
@@ -164,12 +164,9 @@ def service_args(args: SwarmServiceArgs, image: pulumi.Input[str]) -> dict:
     ]
     configs = [
         docker.ServiceTaskSpecContainerSpecConfigArgs(
-            config_id=args.configs[path].id,
-            config_name=args.configs[path].name,
-            file_name=CONTAINER_PATHS[path],
-            file_mode=0o444,
+            config_id=config.id, config_name=config.name, file_name=path, file_mode=0o444
         )
-        for path in spec.uploads
+        for path, config in sorted(args.configs.items())
     ]
     labels = {**swarm_labels(service), **args.labels}
     order = update_order(service, placement)

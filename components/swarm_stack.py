@@ -10,10 +10,11 @@ import pulumi_docker as docker
 
 from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
-from .files import SMTP_PASSWORD_FILE, generate_files
+from .files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
 from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
 from .placement import Placement, node_labels, placement
+from .replica import PRIMARY, REPLICA
 from .resolve import ResolvedStack
 from .shared_storage import SharedStorage, SharedStorageArgs
 from .stack import MediaStackArgs, _secret_resource, docker_endpoint
@@ -134,6 +135,8 @@ class SwarmMediaStack(pulumi.ComponentResource):
             )
             secret_files["alertmanager"] = {SMTP_PASSWORD_FILE: smtp_secret}
 
+        # With a standby, the primary reads the same pg_hba (its replication line) as the replica.
+        extra = {PRIMARY: ("immich-postgres/pg_hba.conf",)} if REPLICA in stack.enabled else {}
         nodes = cluster_nodes(config)
         assert config.storage is not None
         self.services: dict[str, MediaSwarmService] = {}
@@ -148,13 +151,16 @@ class SwarmMediaStack(pulumi.ComponentResource):
                     networks=network_names,
                     secrets=self.secrets,
                     swarm_secrets=swarm_secrets,
-                    configs=configs,
+                    configs={
+                        CONTAINER_PATHS[p]: configs[p] for p in (*service.spec.uploads, *extra.get(service.name, ()))
+                    },
                     secret_files=secret_files.get(service.name, {}),
                     labels={
                         "mediastack.placement": p.mode,
                         "mediastack.cluster-nodes": nodes,
                         "mediastack.shared-root": config.storage.mount_point,
                         **({"mediastack.state": service.spec.state} if service.spec.state else {}),
+                        **({"mediastack.replica-of": service.spec.replica_of} if service.spec.replica_of else {}),
                         "mediastack.state-paths": ",".join(
                             m.target for m in service.spec.mounts if m.kind is MountKind.state
                         ),

@@ -21,6 +21,7 @@ REQUIRED = {
     "immich-server",
     "immich-machine-learning",
     "immich-postgres",
+    "immich-postgres-replica",
     "immich-redis",
     "redis",
     "tdarr",

@@ -53,9 +53,9 @@ def test_a_cluster_renders_services_only() -> None:
 
 def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() -> None:
     swarm, single = services(plan("cluster")), containers(single_host_twin())
-    assert set(swarm) == set(single)
-    for name, s in swarm.items():
-        c = single[name]
+    assert set(swarm) == set(single) | {n for n, s in CATALOG.items() if s.cluster_only}
+    for name, c in single.items():
+        s = swarm[name]
         spec, res = s["taskSpec"]["containerSpec"], s["taskSpec"]["resources"]
         assert spec["image"] == c["image"], name
         assert res["limits"]["nanoCpus"] == round(float(c["cpus"]) * 1e9), name
@@ -70,8 +70,10 @@ def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() 
             plain = {k: v for k, v in spec["env"].items() if not k.endswith("_FILE") and not k.startswith("FILE__")}
             assert sorted(f"{k}={v}" for k, v in plain.items()) == sorted(c["envs"]), name
         # The container's CMD is the service's args (commands would replace the entrypoint).
-        if name not in ("traefik", "cadvisor"):
+        if name not in ("traefik", "cadvisor", "immich-postgres"):
             assert spec.get("args") == c.get("command"), name
+        if name == "immich-postgres":  # the same tuning, plus what feeding the standby needs
+            assert set(c["command"]) < set(spec["args"]) and "wal_level=replica" in spec["args"]
         assert s["taskSpec"]["logDriver"] == {"name": c["logDriver"], "options": c["logOpts"]}, name
 
 
@@ -141,7 +143,10 @@ def test_generated_files_are_swarm_configs_and_passwords_swarm_secrets() -> None
     by_target = {CONTAINER_PATHS[p]: content for p, content in files.items() if p in CONTAINER_PATHS}
     for name, s in swarm.items():
         refs = s["taskSpec"]["containerSpec"].get("configs") or []
-        assert sorted(r["fileName"] for r in refs) == sorted(CONTAINER_PATHS[p] for p in CATALOG[name].uploads), name
+        # With a standby, the primary also reads the replication pg_hba.
+        extra = [CONTAINER_PATHS["immich-postgres/pg_hba.conf"]] if name == "immich-postgres" else []
+        wanted = [*(CONTAINER_PATHS[p] for p in CATALOG[name].uploads), *extra]
+        assert sorted(r["fileName"] for r in refs) == sorted(wanted), name
         for ref in refs:
             config = next(c for c in configs.values() if c.inputs["name"] == ref["configName"])
             assert base64.b64decode(config.inputs["data"]).decode() == by_target[ref["fileName"]], name

@@ -76,7 +76,8 @@ def test_images_are_pinned_and_pulled_first(stack: str) -> None:
 
 def test_dev_is_a_subset_and_prod_is_the_whole_catalog() -> None:
     dev, prod = set(containers(plan("dev"))), set(containers(plan("prod")))
-    assert prod == set(CATALOG) - {"gluetun"}  # the VPN runs only when downloads.vpn is configured
+    # the VPN runs only when downloads.vpn is configured; a database replica only on a cluster
+    assert prod == set(CATALOG) - {"gluetun"} - {s.name for s in CATALOG.values() if s.cluster_only}
     assert {"socket-proxy", "traefik", "jellyfin", "sonarr", "radarr", "qbittorrent"} <= dev < prod
     assert "bazarr" not in dev and "prometheus" not in dev
 

@@ -1,0 +1,118 @@
+"""A streaming read replica of Immich's PostgreSQL on a second node (cluster stacks only).
+
+The replica is a hot standby: a physical copy kept current by streaming replication through a replication
+slot, readable (hot_standby) and ready to be promoted when the primary's node is lost. Immich itself opens
+one connection pool to one database and cannot route its reads to a replica (see docs/cluster.md), so the
+replica's job here is the primary's survival, and read-only work that is not Immich's (reports, exports,
+dumps for backups) can go to it without loading the primary.
+
+Files (mounted as Swarm configs): the pg_hba both servers use (a replication line for the stack's database
+user, password authentication), the replica's entrypoint, and its init script, which takes a base backup
+into an empty data directory and leaves a populated one alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .resolve import ResolvedStack
+
+PRIMARY = "immich-postgres"
+REPLICA = "immich-postgres-replica"
+SLOT = "immich_replica"
+HBA_FILE = "/etc/postgresql/mediastack-hba.conf"
+ENTRYPOINT = "/usr/local/bin/mediastack-replica.sh"
+INIT = "/usr/local/bin/mediastack-replica-init.sh"
+PATHS = {
+    "immich-postgres/pg_hba.conf": HBA_FILE,
+    "immich-postgres/replica.sh": ENTRYPOINT,
+    "immich-postgres/replica-init.sh": INIT,
+}
+
+
+def primary_settings() -> dict[str, str]:
+    """What the primary needs to feed a standby (user overrides in postgres_settings still win)."""
+    return {
+        "hba_file": HBA_FILE,
+        "wal_level": "replica",
+        "max_wal_senders": "5",
+        "max_replication_slots": "5",
+        # A slot keeps WAL until the standby has it; bounded, so a replica that is gone for good cannot
+        # fill the primary's disk (it then needs a new base backup).
+        "max_slot_wal_keep_size": "8GB",
+        "wal_log_hints": "on",  # lets pg_rewind turn the old primary into a standby after a failover
+    }
+
+
+def standby_settings() -> dict[str, str]:
+    """A readable standby whose queries are not cancelled by the primary's vacuum (at the price of some bloat
+    on the primary while a long query runs) and that falls at most 30 s behind while one does."""
+    return {"hot_standby": "on", "hot_standby_feedback": "on", "max_standby_streaming_delay": "30s"}
+
+
+def pg_hba(stack: ResolvedStack) -> str:
+    user = stack.get(PRIMARY).env.get("POSTGRES_USER", "immich")
+    return f"""# mediastack: Immich's PostgreSQL and its streaming replica.
+# The socket inside the container: as the image's own initdb sets it.
+local   all          all                   trust
+# Immich and the exporter over the internal database network, with the generated password.
+host    all          all          all      scram-sha-256
+# The replica's base backup and WAL stream.
+host    replication  {user}       all      scram-sha-256
+"""
+
+
+def replica_entrypoint(stack: ResolvedStack) -> str:
+    return f"""#!/bin/sh
+# The replica's entrypoint: hands the data directory to postgres, makes it a standby if it is empty, then
+# runs the image's own entrypoint (which starts the server on the existing data directory).
+set -eu
+: "${{PGDATA:=/var/lib/postgresql/data}}"
+export PGDATA
+mkdir -p "$PGDATA"
+if [ "$(id -u)" = 0 ]; then
+  chown postgres:postgres "$PGDATA"
+  chmod 700 "$PGDATA"
+  gosu postgres sh {INIT}
+else
+  sh {INIT}
+fi
+exec docker-entrypoint.sh "$@"
+"""
+
+
+def replica_init(stack: ResolvedStack) -> str:
+    return f"""#!/bin/sh
+# Makes PGDATA a streaming standby of the primary when it is empty (first start, or wiped to be rebuilt);
+# leaves a populated one alone. Waits for the primary at most two minutes. Runs as the postgres user.
+set -eu
+: "${{PGDATA:?PGDATA is not set}}"
+: "${{PGUSER:?PGUSER is not set}}"
+primary="${{REPLICA_PRIMARY:-{PRIMARY}}}"
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  echo "replica: $PGDATA holds a cluster; starting it as it is"
+  exit 0
+fi
+if [ -n "${{POSTGRES_PASSWORD_FILE:-}}" ]; then
+  PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+  export PGPASSWORD
+fi
+tries=0
+until pg_isready -h "$primary" -q; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 60 ]; then
+    echo "replica: primary $primary not ready after 2 minutes" >&2
+    exit 1
+  fi
+  sleep 2
+done
+exists=$(psql -h "$primary" -d postgres -tAc "SELECT 1 FROM pg_replication_slots WHERE slot_name = '{SLOT}'")
+create=""
+if [ -z "$exists" ]; then
+  create=yes
+fi
+pg_basebackup -h "$primary" -D "$PGDATA" --wal-method=stream --checkpoint=fast --write-recovery-conf \\
+  --slot={SLOT} ${{create:+--create-slot}}
+echo "replica: base backup taken; streaming from $primary through slot {SLOT}"
+"""
