@@ -30,7 +30,7 @@ node-exporter textfile; BackupTooOld fires when the last success is older than t
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -201,13 +201,14 @@ class BackupPlan:
     keep: tuple[str, ...]
     read_subset: str | None
     sqlite_copy: str = "online-backup"
+    swarm: bool = False  # a Swarm node: a service's container is its task's, found by the service label
 
     @property
     def services(self) -> tuple[str, ...]:
         return tuple(c.service for c in self.covered)
 
 
-def backup_plan(stack: ResolvedStack) -> BackupPlan | None:
+def backup_plan(stack: ResolvedStack, swarm: bool = False) -> BackupPlan | None:
     """What the host runs, or None when the stack config sets no repository."""
     backups = stack.config.backups
     if backups.repository is None:
@@ -229,6 +230,7 @@ def backup_plan(stack: ResolvedStack) -> BackupPlan | None:
         keep=keep,
         read_subset=backups.check_read_data_subset,
         sqlite_copy=backups.sqlite_copy.value,
+        swarm=swarm,
     )
 
 
@@ -247,9 +249,26 @@ def _case(covered: Sequence[Covered], lines) -> str:
     return "\n".join(out)
 
 
+# On a Swarm node: a task's container is named <service>.<slot>.<task id>; find it by the service label.
+_SWARM_TASK = """task() {
+  id=$("$DOCKER" ps -q --filter "label=com.docker.swarm.service.name=$1" | head -n 1)
+  printf '%s' "${id:-$1}"
+}
+"""
+# Swarm restarts a stopped task at once, so a restore on a cluster is done by hand (docs/cluster.md).
+_SWARM_RESTORE = """
+  if [ "$("$DOCKER" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]; then
+    fail "on a Swarm node, scale the service to 0 on a manager (docker service scale NAME=0), restore its files \\
+with 'mediastack-backup restic restore', then scale it back; see docs/cluster.md"
+  fi"""
+
+
 def backup_tool(plan: BackupPlan) -> str:
     """The script installed as /usr/local/sbin/mediastack-backup."""
     covered = plan.covered
+    # The container a command runs in: named after the service on one host, its local task's on a Swarm node.
+    ref: Callable[[str], str] = (lambda name: f'"$(task {_q(name)})"') if plan.swarm else _q
+    swarm_restore = _SWARM_RESTORE if plan.swarm else ""
     kinds = "\n".join(f"    {c.service}) echo {c.kind} ;;" for c in covered)
     files = _case(covered, lambda c: [f"echo {_q(p)}" for p in c.files])
     in_place = _case(covered, lambda c: [f"echo {_q(p)}" for p in c.in_place])
@@ -258,22 +277,24 @@ def backup_tool(plan: BackupPlan) -> str:
     dump = _case(
         [c for c in covered if c.kind == "postgres"],
         lambda c: [
-            f'"$DOCKER" exec {_q(c.service)} pg_dump --username={_q(c.db_user)} --dbname={_q(c.db_name)} '
+            f'"$DOCKER" exec {ref(c.service)} pg_dump --username={_q(c.db_user)} --dbname={_q(c.db_name)} '
             "--clean --if-exists --no-password"
         ],
     )
     load = _case(
         [c for c in covered if c.kind == "postgres"],
         lambda c: [
-            f'"$DOCKER" exec -i {_q(c.service)} psql --username={_q(c.db_user)} --dbname={_q(c.db_name)} '
+            f'"$DOCKER" exec -i {ref(c.service)} psql --username={_q(c.db_user)} --dbname={_q(c.db_name)} '
             "--no-psqlrc --quiet --single-transaction --set=ON_ERROR_STOP=1 >/dev/null"
         ],
     )
     ready = _case(
         [c for c in covered if c.kind == "postgres"],
-        lambda c: [f'"$DOCKER" exec {_q(c.service)} pg_isready --quiet --username={_q(c.db_user)}'],
+        lambda c: [f'"$DOCKER" exec {ref(c.service)} pg_isready --quiet --username={_q(c.db_user)}'],
     )
-    redis = _case([c for c in covered if c.kind == "redis"], lambda c: [f'"$DOCKER" exec {_q(c.service)} {c.cli} "$@"'])
+    redis = _case(
+        [c for c in covered if c.kind == "redis"], lambda c: [f'"$DOCKER" exec {ref(c.service)} {c.cli} "$@"']
+    )
     excludes = [f"{plan.config_root}/**/{e}" for e in GENERIC_EXCLUDES]
     excludes += [e for c in covered for e in c.excludes]
     exclude_lines = "\n".join(excludes)
@@ -304,7 +325,7 @@ TAG={TAG}
 STATE_DIR="${{MEDIASTACK_STATE_DIR:-{STATE_DIR}}}"
 METRICS_DIR="${{MEDIASTACK_METRICS_DIR:-{METRICS_DIR}}}"
 DOCKER="${{DOCKER:-docker}}"
-RESTIC="${{RESTIC:-restic}}"
+{_SWARM_TASK if plan.swarm else ""}RESTIC="${{RESTIC:-restic}}"
 SQLITE3="${{SQLITE3:-sqlite3}}"
 STAGE="$STATE_DIR/staging"
 
@@ -684,7 +705,7 @@ stop_container() {{
 restore() {{
   target=${{1:-}}
   snapshot=${{2:-latest}}
-  [ -n "$target" ] || fail "usage: mediastack-backup restore SERVICE|all [SNAPSHOT]"
+  [ -n "$target" ] || fail "usage: mediastack-backup restore SERVICE|all [SNAPSHOT]"{swarm_restore}
   if [ "$target" = all ]; then
     chosen=$SERVICES
   else
@@ -1055,6 +1076,9 @@ def secret_stdin(password: pulumi.Input[str], config: StackConfig) -> pulumi.Out
 class StackBackupsArgs:
     stack: ResolvedStack
     depends_on: Sequence[pulumi.Resource] = ()
+    # A cluster: every node backs its own services up into one repository, under one password, as a Swarm node.
+    password: pulumi.Output[str] | None = None
+    swarm: bool = False
 
 
 class StackBackups(pulumi.ComponentResource):
@@ -1068,11 +1092,13 @@ class StackBackups(pulumi.ComponentResource):
 
         from .storage import host_command
 
-        plan = backup_plan(args.stack)
+        plan = backup_plan(args.stack, swarm=args.swarm)
         assert plan is not None, "StackBackups needs backups.repository"
         config = args.stack.config
         child = pulumi.ResourceOptions(parent=self)
-        if config.backups.password:
+        if args.password is not None:
+            self.password = args.password
+        elif config.backups.password:
             self.password = pulumi.Output.secret(config.backups.password)
         else:
             generated = random.RandomPassword(f"{name}-password", length=48, special=False, opts=child)

@@ -713,6 +713,9 @@ class Backups(Model):
                 "an s3: repository needs s3_access_key_id and s3_secret_access_key; set them as secrets: "
                 "pulumi config set --secret --path 'mediastack:backups.s3_secret_access_key' ..."
             )
+        return self
+
+
 class SharedStorageKind(StrEnum):
     glusterfs = "glusterfs"
     nfs = "nfs"

@@ -263,6 +263,7 @@ class MediaSwarmService(pulumi.ComponentResource):
         # A built image exists on the first manager only, where placement pins its service.
         image_ref = service_image(name, args.service, child)
         swarm_service = docker.Service(f"{name}-service", **service_args(args, image_ref), opts=child)
+        self.service = swarm_service
         self.image = image_ref
         self.service_name = swarm_service.name
         self.register_outputs({"image": self.image, "service_name": self.service_name})

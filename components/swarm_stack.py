@@ -4,10 +4,13 @@ catalog services as Swarm services, overlay networks, generated files as configs
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
+from .backup import StackBackups, StackBackupsArgs
 from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
 from .files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
@@ -21,6 +24,7 @@ from .stack import MediaStackArgs, _secret_resource, docker_endpoint
 from .storage import HostStorage, HostStorageArgs
 from .swarm import SwarmCluster, SwarmClusterArgs
 from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name
+from .wiring import PipelineWiring, PipelineWiringArgs
 
 
 def cluster_nodes(config: StackConfig) -> str:
@@ -53,6 +57,14 @@ def encrypted_networks(stack: ResolvedStack, placements: dict[str, Placement]) -
     return encrypted
 
 
+@dataclass(frozen=True)
+class ClusterBackups:
+    """Every node's backups: one repository, one password, each node its own services (restic --host)."""
+
+    password: pulumi.Output[str]
+    nodes: dict[str, StackBackups]
+
+
 class SwarmMediaStack(pulumi.ComponentResource):
     """Everything one stack config describes, on a Swarm of its hosts."""
 
@@ -68,13 +80,18 @@ class SwarmMediaStack(pulumi.ComponentResource):
         shared = SharedStorage(
             f"{name}-shared-storage", SharedStorageArgs(config=config, hosts=list(config.hosts)), child
         )
+        self.secrets = {
+            sid: _secret_resource(f"{name}-{sid}", secret, child, config) for sid, secret in stack.secrets.items()
+        }
         # One host after the other: the data tree on the shared filesystem is created once, without races.
         dirs: list[pulumi.Resource] = []
         for h in config.hosts:
             dirs.append(
                 HostStorage(
                     f"{name}-{h.name}-storage",
-                    HostStorageArgs(stack=stack, host=h, after=[shared.mounts[h.name], *dirs[-1:]]),
+                    HostStorageArgs(
+                        stack=stack, host=h, secrets=self.secrets, after=[shared.mounts[h.name], *dirs[-1:]]
+                    ),
                     child,
                 )
             )
@@ -100,9 +117,6 @@ class SwarmMediaStack(pulumi.ComponentResource):
         }
         network_names = {role: net.name for role, net in self.networks.items()}
 
-        self.secrets = {
-            sid: _secret_resource(f"{name}-{sid}", secret, child, config) for sid, secret in stack.secrets.items()
-        }
         swarm_secrets = {
             sid: docker.Secret(
                 f"{name}-{sid}-secret",
@@ -171,5 +185,48 @@ class SwarmMediaStack(pulumi.ComponentResource):
                 ),
             )
 
+        if config.wiring.enabled:
+            PipelineWiring(
+                f"{name}-wiring",
+                PipelineWiringArgs(
+                    stack=stack, secrets=self.secrets, services={n: s.service for n, s in self.services.items()}
+                ),
+                child,
+            )
+        generated = {sid: value for sid, value in self.secrets.items() if stack.secrets[sid].kind != "config"}
+        everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
+        self.credentials = everything.apply(pulumi.Output.secret)
+        self.backups = self._backups(name, stack, placements, dirs) if config.backups.repository else None
+
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
-        self.register_outputs({"urls": self.urls, "services": sorted(self.services)})
+        self.register_outputs({"urls": self.urls, "services": sorted(self.services), "credentials": self.credentials})
+
+    def _backups(
+        self, name: str, stack: ResolvedStack, placements: dict[str, Placement], dirs: list[pulumi.Resource]
+    ) -> ClusterBackups:
+        """Each node backs up the services whose state it holds (floating ones, whose state is on the shared
+        filesystem, from the first host), into the one repository, tagged with its own host name."""
+        config = stack.config
+        child = pulumi.ResourceOptions(parent=self)
+        if config.backups.password:
+            password = pulumi.Output.secret(config.backups.password)
+        else:
+            generated = random.RandomPassword(f"{name}-backup-password", length=48, special=False, opts=child)
+            password = pulumi.Output.secret(generated.result)
+        nodes = {}
+        for host in config.hosts:
+            mine = tuple(
+                s
+                for s in stack.services
+                if placements[s.name].host == host.name
+                or (host is config.hosts[0] and placements[s.name].host is None and not placements[s.name].is_global)
+            )
+            if not any(s.spec.state for s in mine):
+                continue
+            view = replace(stack, config=config.model_copy(update={"hosts": [host]}), services=mine)
+            nodes[host.name] = StackBackups(
+                f"{name}-{host.name}-backups",
+                StackBackupsArgs(stack=view, depends_on=tuple(dirs), password=password, swarm=True),
+                child,
+            )
+        return ClusterBackups(password=password, nodes=nodes)

@@ -17,7 +17,7 @@ from components.files import CONTAINER_PATHS, generate_files
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
 from components.swarm_stack import encrypted_networks
-from conftest import container_labels, containers, plan, plan_config, raw_config
+from conftest import container_labels, containers, plan, plan_config, raw_config, require_tool
 from mediastack_cli.offline import PlanResult, Registration
 from mediastack_cli.synthetic import synthetic_cluster
 
@@ -291,3 +291,60 @@ def test_fifty_hosts_plan_without_error() -> None:
     assert sum(1 for name in r if name.endswith("-mount")) == 50
     assert sum(1 for name in r if name.endswith("-brick")) == 3
     assert elapsed < 30, elapsed
+
+
+def test_each_node_backs_up_the_state_it_holds() -> None:
+    result = plan("cluster")
+    installs = {r.name: r for r in result.resources if r.name.endswith("-backups-install")}
+    assert set(installs) == {"media-gpu1-backups-install", "media-node2-backups-install", "media-node3-backups-install"}
+    covered: dict[str, set[str]] = {}
+    for name, r in installs.items():
+        marker = next(t for t in r.inputs["triggers"] if t.startswith("mediastack.backup.covers="))
+        covered[name] = set(marker.removeprefix("mediastack.backup.covers=").split(";")[0].split(","))
+        assert r.inputs["stdin"] == "[secret]"
+        assert "sftp:restic@backup.home.arpa:/srv/restic/mediastack-cluster" in r.inputs["create"]  # one repository
+        assert "task() {" in r.inputs["create"]  # a Swarm node finds a service's task container by its label
+    assert {"immich-postgres", "immich-redis", "immich-postgres-replica"} <= covered["media-node2-backups-install"] | (
+        covered["media-node3-backups-install"]
+    )
+    assert {"jellyfin", "sonarr", "traefik"} <= covered["media-gpu1-backups-install"]
+    assert "prometheus" in covered["media-node3-backups-install"]
+    stateful = {n for n, s in services(result).items() if CATALOG[n].state}
+    assert stateful <= set().union(*covered.values()) | {"immich-server"}  # its photos: include_photos is off
+
+
+def test_the_swarm_backup_tool_finds_the_task_container(tmp_path) -> None:
+    import subprocess
+
+    from components.backup import backup_plan, backup_tool
+    from components.placement import placement
+
+    stack = resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster")
+    mine = tuple(s for s in stack.services if placement(s.spec, stack.config).host == "node2")
+    view = copy.copy(stack)
+    object.__setattr__(view, "services", mine)
+    plan_ = backup_plan(view, swarm=True)
+    assert plan_ is not None
+    tool = backup_tool(plan_)
+    assert '"$DOCKER" exec "$(task immich-postgres)" pg_dump' in tool
+    single = backup_tool(backup_plan(view) or plan_)
+    assert "task()" not in single and '"$DOCKER" exec immich-postgres pg_dump' in single
+    function = tool[tool.index("task() {") : tool.index("}\n", tool.index("task() {")) + 2]
+    fake = tmp_path / "docker"
+    fake.write_text(
+        '#!/bin/sh\n[ "$1 $2 $3 $4" = "ps -q --filter label=com.docker.swarm.service.name=immich-postgres" ]'
+        " && echo 3f2a9c && exit 0\nexit 0\n"
+    )
+    fake.chmod(0o755)
+    script = f'DOCKER={fake}\n{function}printf "%s|%s" "$(task immich-postgres)" "$(task absent)"'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.stdout == "3f2a9c|absent", done.stderr  # the local task, else the name as on one host
+    assert "scale the service to 0 on a manager" in tool.split("restore() {", 1)[1].split("\n}", 1)[0]
+    (tmp_path / "tool.sh").write_text(tool)
+    checked = subprocess.run(
+        [require_tool("shellcheck"), "--shell=sh", "--severity=style", str(tmp_path / "tool.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout

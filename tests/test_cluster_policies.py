@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, plan
+from conftest import ROOT, plan, plan_config, raw_config
 from mediastack_cli.analyzer import PolicyPack, run_pack
 from mediastack_cli.offline import Registration
 
@@ -109,14 +109,15 @@ def test_the_cluster_stack_passes_every_mandatory_policy() -> None:
     assert report.mandatory == [], report.mandatory
 
 
-def test_state_survives_with_a_backup_or_a_replica(pack: PolicyPack) -> None:
-    before = messages(pack, resources())["state-survives-node-loss"]
-    assert any("sonarr:" in m for m in before)
-    assert not any(f"{s}:" in m for m in before for s in ("node-exporter", "artwork-cache", "tdarr-node"))
-    rs = resources()
-    change("sonarr", lambda p: set_label(p, "mediastack.backup", "daily"))(rs)
-    after = messages(pack, rs)["state-survives-node-loss"]
-    assert not any("sonarr:" in m for m in after) and len(after) == len(before) - 1
+def test_state_survives_with_backups_or_a_replica(pack: PolicyPack) -> None:
+    assert "state-survives-node-loss" not in messages(pack, resources())  # every node backs its state up
+    cfg = raw_config("cluster")
+    del cfg["backups"]
+    found = messages(pack, [copy.deepcopy(r) for r in plan_config(cfg, stack="unbacked").resources if r.custom])
+    lost = found["state-survives-node-loss"]
+    assert any("sonarr: its state (/config)" in m for m in lost)
+    assert not any("immich-postgres:" in m for m in lost)  # its streaming replica is on another node
+    assert not any(f"{s}:" in m for m in lost for s in ("node-exporter", "artwork-cache", "tdarr-node"))
 
 
 def test_single_host_stacks_are_not_judged_by_cluster_policies(pack: PolicyPack) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pulumi_policy import StackValidationArgs
 
 from .shapes import Report, Workload
-from .stack import ADVISORY, _policy, _workloads
+from .stack import ADVISORY, _backup_coverage, _policy, _workloads
 
 _CONSTRAINT = re.compile(r"^\s*(node\.[A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S+)\s*$")
 
@@ -185,12 +185,13 @@ def local_state_pinned(args: StackValidationArgs, report: Report) -> None:
 def state_survives_node_loss(args: StackValidationArgs, report: Report) -> None:
     found = _swarm(args)
     replicated = {w.labels.get("mediastack.replica-of") for w, _ in found}
+    _, backed_up, _ = _backup_coverage(args)
     for w, _ in found:
         shared = w.labels.get("mediastack.shared-root", "")
         local = [t for s, t in state_mounts(w) if not _under(s, shared)]
         if not local or is_global(w) or w.labels.get("mediastack.replica-of"):
             continue
-        if w.service in replicated or w.labels.get("mediastack.backup"):
+        if w.service in replicated or w.service in backed_up:
             continue
         report(
             f"{w.service}: its state ({', '.join(local)}) lives on one node only, with no replica and no backup; "
