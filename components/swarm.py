@@ -42,14 +42,20 @@ fi
 
 def init_delete() -> str:
     return f"""#!/bin/sh
-# The first manager leaves last (every other host has left by now): the swarm is gone.
+# The first manager leaves last, when it is the only node left: the swarm is gone. With other nodes still in it
+# (the init step replaced, not the stack deleted) it leaves the swarm alone.
 set -eu
-if [ "$({_STATE})" = active ]; then
-  docker swarm leave --force >&2
-  echo "swarm: left and dissolved"
-else
+if [ "$({_STATE})" != active ]; then
   echo "swarm: not in a swarm"
+  exit 0
 fi
+others=$(docker node ls -q | grep -vxF "$({_NODE_ID})" || true)
+if [ -n "$others" ]; then
+  echo "swarm: other nodes are still in the swarm; left in place"
+  exit 0
+fi
+docker swarm leave --force >&2
+echo "swarm: left and dissolved"
 """
 
 

@@ -65,6 +65,13 @@ class ClusterBackups:
     nodes: dict[str, StackBackups]
 
 
+def on_host(stack: ResolvedStack, placements: dict[str, Placement], host: str) -> ResolvedStack:
+    """The stack as one host sees it: every service that may run there (not those pinned elsewhere), so its
+    directories and first-start files (with their generated credentials) go only where they are used."""
+    mine = tuple(s for s in stack.services if placements[s.name].host in (None, host))
+    return replace(stack, services=mine)
+
+
 class SwarmMediaStack(pulumi.ComponentResource):
     """Everything one stack config describes, on a Swarm of its hosts."""
 
@@ -74,6 +81,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
         stack = args.stack
         config = stack.config
         first = config.hosts[0]
+        placements = {s.name: placement(s.spec, config) for s in stack.services}
 
         # Every node: kernel and daemon settings first (daemon.json is read when dockerd starts).
         tuning = {h.name: HostTuning(f"{name}-{h.name}-tuning", HostTuningArgs(host=h), child) for h in config.hosts}
@@ -90,7 +98,10 @@ class SwarmMediaStack(pulumi.ComponentResource):
                 HostStorage(
                     f"{name}-{h.name}-storage",
                     HostStorageArgs(
-                        stack=stack, host=h, secrets=self.secrets, after=[shared.mounts[h.name], *dirs[-1:]]
+                        stack=on_host(stack, placements, h.name),
+                        host=h,
+                        secrets=self.secrets,
+                        after=[shared.mounts[h.name], *dirs[-1:]],
                     ),
                     child,
                 )
@@ -105,7 +116,6 @@ class SwarmMediaStack(pulumi.ComponentResource):
         provider = docker.Provider(f"{name}-{first.name}-docker", host=docker_endpoint(first), opts=child)
         on_swarm = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=swarm.steps)
 
-        placements = {s.name: placement(s.spec, config) for s in stack.services}
         encrypted = encrypted_networks(stack, placements)
         self.networks = {
             role: StackNetwork(

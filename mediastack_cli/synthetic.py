@@ -34,6 +34,7 @@ def synthetic_cluster(hosts: int) -> dict[str, Any]:
             "cache_root": "/srv/media/cache",
         },
         "downloads": {"max_down": "400mbit", "max_up": "16mbit"},
+        "backups": {"repository": "sftp:restic@backup.example.org:/srv/restic/synthetic"},
         # Spread the state: databases on the second manager, monitoring on the third.
         "services": {
             name: {"host": host}

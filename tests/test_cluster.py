@@ -291,6 +291,11 @@ def test_fifty_hosts_plan_without_error() -> None:
     assert sum(1 for name in r if name.endswith("-mount")) == 50
     assert sum(1 for name in r if name.endswith("-brick")) == 3
     assert elapsed < 30, elapsed
+    from conftest import ROOT
+    from mediastack_cli.analyzer import run_pack
+
+    report = run_pack(ROOT / "policies", result.resources)
+    assert report.mandatory == [], report.mandatory  # placement, capacity, state, backups: all hold at 50 hosts
 
 
 def test_each_node_backs_up_the_state_it_holds() -> None:
@@ -348,3 +353,13 @@ def test_the_swarm_backup_tool_finds_the_task_container(tmp_path) -> None:
         timeout=60,
     )
     assert checked.returncode == 0, checked.stdout
+
+
+def test_each_host_gets_the_directories_and_first_start_files_of_what_runs_there() -> None:
+    r = by_name(plan("cluster"))
+    assert "media-gpu1-storage-seeds" in r  # the download clients are pinned to gpu1
+    assert "media-node2-storage-seeds" not in r and "media-node3-storage-seeds" not in r
+    node3 = r["media-node3-storage-dirs"].inputs["create"]
+    assert "/srv/media/config/prometheus" in node3 and "/srv/media/config/sonarr" not in node3
+    assert "/srv/media/cache/artwork-cache" in node3  # a floating service may land on any host
+    assert "/mnt/mediastack/data/media/movies" in node3  # the shared data tree, created through any host

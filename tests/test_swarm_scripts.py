@@ -134,6 +134,9 @@ def test_bootstrap_joins_labels_is_idempotent_and_leaves_cleanly(tmp_path: Path)
 
     assert bootstrap_up(lab, hosts) == ids  # a second run changes nothing: no second init, no second join
     assert snapshot(lab.top) == state
+    # Replacing the init step (Pulumi deletes it first) must not dissolve a swarm others are still in.
+    kept = lab.run(init_delete(), hosts[0].name)
+    assert "left in place" in kept.stdout and snapshot(lab.top) == state
     again = lab.calls()[calls:]
     assert not [c for c in again if " swarm init" in c or " swarm join " in c]
 
