@@ -990,9 +990,9 @@ echo "backup: the repository and its password ($ROOT{STATE_DIR}/password) are ke
 """
 
 
-def backup_scripts(stack: ResolvedStack) -> dict[str, str]:
+def backup_scripts(stack: ResolvedStack, swarm: bool = False) -> dict[str, str]:
     """By file name, as `mediastack render` writes them under hosts/<host>/ (none without a repository)."""
-    plan = backup_plan(stack)
+    plan = backup_plan(stack, swarm=swarm)
     if plan is None:
         return {}
     return {

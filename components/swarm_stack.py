@@ -72,6 +72,23 @@ def on_host(stack: ResolvedStack, placements: dict[str, Placement], host: str) -
     return replace(stack, services=mine)
 
 
+def backup_view(stack: ResolvedStack, placements: dict[str, Placement], host: str) -> ResolvedStack | None:
+    """What one host backs up: the services whose state it holds (the first host also takes the floating ones,
+    whose state is on the shared filesystem), as a one-host stack; None when it holds no state."""
+    config = stack.config
+    first = config.hosts[0].name
+    mine = tuple(
+        s
+        for s in stack.services
+        if placements[s.name].host == host
+        or (host == first and placements[s.name].host is None and not placements[s.name].is_global)
+    )
+    if not any(s.spec.state for s in mine):
+        return None
+    one = next(h for h in config.hosts if h.name == host)
+    return replace(stack, config=config.model_copy(update={"hosts": [one]}), services=mine)
+
+
 class SwarmMediaStack(pulumi.ComponentResource):
     """Everything one stack config describes, on a Swarm of its hosts."""
 
@@ -225,15 +242,9 @@ class SwarmMediaStack(pulumi.ComponentResource):
             password = pulumi.Output.secret(generated.result)
         nodes = {}
         for host in config.hosts:
-            mine = tuple(
-                s
-                for s in stack.services
-                if placements[s.name].host == host.name
-                or (host is config.hosts[0] and placements[s.name].host is None and not placements[s.name].is_global)
-            )
-            if not any(s.spec.state for s in mine):
+            view = backup_view(stack, placements, host.name)
+            if view is None:
                 continue
-            view = replace(stack, config=config.model_copy(update={"hosts": [host]}), services=mine)
             nodes[host.name] = StackBackups(
                 f"{name}-{host.name}-backups",
                 StackBackupsArgs(stack=view, depends_on=tuple(dirs), password=password, swarm=True),

@@ -175,41 +175,51 @@ def plan(
         raise typer.Exit(EXIT_POLICY)
 
 
-def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
-    """Every file the program generates for another program, by path relative to the output dir."""
+def _host_files(stack: Any, host: Any, backed_up: Any, swarm: bool = False) -> dict[str, str]:
+    """One host's scripts: its directories, the clients' first-start files, tuning, and its backups."""
     from components.backup import backup_scripts
-    from components.files import generate_files
     from components.host_tuning import tuning_scripts
-    from components.qos import qos_scripts
-    from components.resolve import resolve
     from components.seeds import SecretPlaceholders, seed_files, seed_script
     from components.storage import create_script, delete_script
+
+    config = stack.config
+    files = {"storage-create.sh": create_script(stack), "storage-delete.sh": delete_script(stack)}
+    seeds = seed_files(config, stack.enabled, SecretPlaceholders())  # generated secrets stay out of files
+    if seeds:
+        files["seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
+    files.update(tuning_scripts(host))
+    if backed_up is not None:
+        files.update(backup_scripts(backed_up, swarm=swarm))
+    return {f"hosts/{host.name}/{name}": content for name, content in files.items()}
+
+
+def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
+    """Every file the program generates for another program, by path relative to the output dir."""
+    from components.files import generate_files
+    from components.qos import qos_scripts
+    from components.resolve import resolve
     from components.vpn_guard import guard_scripts
 
     stack = resolve(config, stack_name)
     files = dict(generate_files(stack))
-    host = config.host.name
-    files[f"hosts/{host}/storage-create.sh"] = create_script(stack)
-    files[f"hosts/{host}/storage-delete.sh"] = delete_script(stack)
-    seeds = seed_files(config, stack.enabled, SecretPlaceholders())  # generated secrets stay out of files
-    if seeds:
-        files[f"hosts/{host}/seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
-    host_files = {
-        **tuning_scripts(config.host),
-        **qos_scripts(config),
-        **guard_scripts(config),
-        **backup_scripts(stack),
-    }
-    for script, content in host_files.items():
-        files[f"hosts/{host}/{script}"] = content
     if config.cluster:
+        from components.placement import placement
         from components.shared_storage import storage_scripts
         from components.swarm import bootstrap_scripts
+        from components.swarm_stack import backup_view, on_host
 
-        for other in config.hosts[1:]:  # every node is tuned; the first host's files are above
-            files.update({f"hosts/{other.name}/{k}": v for k, v in tuning_scripts(other).items()})
+        # What each node runs: its own directories, first-start files, tuning and backups.
+        placements = {s.name: placement(s.spec, config) for s in stack.services}
+        for node in config.hosts:
+            view = backup_view(stack, placements, node.name)
+            files.update(_host_files(on_host(stack, placements, node.name), node, view, swarm=True))
         files.update({f"swarm/{k}": v for k, v in bootstrap_scripts(config).items()})
         files.update({f"shared-storage/{k}": v for k, v in storage_scripts(config).items()})
+        return files
+    files.update(_host_files(stack, config.host, stack))
+    files.update(
+        {f"hosts/{config.host.name}/{k}": v for k, v in {**qos_scripts(config), **guard_scripts(config)}.items()}
+    )
     return files
 
 
