@@ -16,6 +16,7 @@ Obsolete advice this replaces, and why:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -239,8 +240,9 @@ print("restart needed for new containers: " + ("yes (" + ", ".join(restart) + ")
 """
 
 
-def daemon_create() -> str:
-    settings = json.dumps(daemon_settings(), sort_keys=True)
+def daemon_create(extra: Mapping[str, object] | None = None) -> str:
+    """`extra`: host-specific keys on top of daemon_settings() (on a cluster: a GPU node's runtime)."""
+    settings = json.dumps({**daemon_settings(), **(extra or {})}, sort_keys=True)
     return f"""#!/bin/sh
 # mediastack: Docker daemon settings merged into daemon.json (other keys are kept). Idempotent.
 set -eu
@@ -300,12 +302,12 @@ fi
 """
 
 
-def tuning_scripts(host: Host) -> dict[str, str]:
+def tuning_scripts(host: Host, daemon_extra: Mapping[str, object] | None = None) -> dict[str, str]:
     """By file name, as `mediastack render` writes them under hosts/<host>/."""
     return {
         "sysctl-create.sh": sysctl_create(host),
         "sysctl-delete.sh": sysctl_delete(),
-        "daemon-create.sh": daemon_create(),
+        "daemon-create.sh": daemon_create(daemon_extra),
         "daemon-delete.sh": daemon_delete(),
         "gpu-detect.sh": gpu_detect_script(host),
     }
@@ -319,6 +321,8 @@ class HostTuningArgs:
     downloads_network: StackNetwork | None = None
     # With a VPN: the host's kill switch on the downloads bridge (create and delete scripts).
     vpn_guard: tuple[str, str] | None = None
+    # Host-specific daemon.json keys (a cluster's NVIDIA node: its default runtime).
+    daemon_extra: Mapping[str, object] | None = None
 
 
 class HostTuning(pulumi.ComponentResource):
@@ -328,7 +332,7 @@ class HostTuning(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:host:HostTuning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        scripts = tuning_scripts(args.host)
+        scripts = tuning_scripts(args.host, args.daemon_extra)
         self.steps = {
             step: host_command(
                 f"{name}-{step}", args.host, scripts[f"{step}-create.sh"], scripts[f"{step}-delete.sh"], child

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .catalog import NetworkRole
+from .config import Gpu, Host
 from .placement import Placement
 from .resolve import ResolvedService
 from .service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
@@ -46,6 +47,17 @@ def secret_file_env(service: ResolvedService, key: str) -> str | None:
         return f"FILE__{key}"
     pattern = _FILE_ENV.get(service.name)
     return pattern.format(key=key) if pattern else None
+
+
+def gpu_daemon_settings(host: Host) -> dict[str, object]:
+    """A cluster's NVIDIA node: the NVIDIA runtime as dockerd's default, so a task with NVIDIA_VISIBLE_DEVICES
+    gets the GPU (Swarm services take no device requests). The NVIDIA Container Toolkit must be installed."""
+    if host.gpu is not Gpu.nvidia:
+        return {}
+    return {
+        "default-runtime": "nvidia",
+        "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}},
+    }
 
 
 def swarm_labels(service: ResolvedService) -> dict[str, str]:
@@ -205,15 +217,10 @@ def service_args(args: SwarmServiceArgs, image: pulumi.Input[str]) -> dict:
                 limits=docker.ServiceTaskSpecResourcesLimitsArgs(
                     nano_cpus=round(resources.cpus * NANO), memory_bytes=resources.memory
                 ),
+                # An NVIDIA GPU reaches the task through its node's default runtime (gpu_daemon_settings) and
+                # NVIDIA_VISIBLE_DEVICES, which resolve sets; placement keeps GPU services on GPU nodes.
                 reservation=docker.ServiceTaskSpecResourcesReservationArgs(
-                    nano_cpus=round(resources.cpu_reservation * NANO),
-                    memory_bytes=resources.memory_reservation,
-                    # NVIDIA GPUs are advertised as generic resources by the GPU nodes' daemon.json.
-                    generic_resources=docker.ServiceTaskSpecResourcesReservationGenericResourcesArgs(
-                        discrete_resources_specs=["NVIDIA-GPU=1"]
-                    )
-                    if service.gpu_request
-                    else None,
+                    nano_cpus=round(resources.cpu_reservation * NANO), memory_bytes=resources.memory_reservation
                 ),
             ),
             restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition="any", delay="5s", window="2m"),

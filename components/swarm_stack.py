@@ -23,7 +23,7 @@ from .shared_storage import SharedStorage, SharedStorageArgs
 from .stack import MediaStackArgs, _secret_resource, docker_endpoint
 from .storage import HostStorage, HostStorageArgs
 from .swarm import SwarmCluster, SwarmClusterArgs
-from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name
+from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name, gpu_daemon_settings
 from .wiring import PipelineWiring, PipelineWiringArgs
 
 
@@ -101,7 +101,12 @@ class SwarmMediaStack(pulumi.ComponentResource):
         placements = {s.name: placement(s.spec, config) for s in stack.services}
 
         # Every node: kernel and daemon settings first (daemon.json is read when dockerd starts).
-        tuning = {h.name: HostTuning(f"{name}-{h.name}-tuning", HostTuningArgs(host=h), child) for h in config.hosts}
+        tuning = {
+            h.name: HostTuning(
+                f"{name}-{h.name}-tuning", HostTuningArgs(host=h, daemon_extra=gpu_daemon_settings(h) or None), child
+            )
+            for h in config.hosts
+        }
         shared = SharedStorage(
             f"{name}-shared-storage", SharedStorageArgs(config=config, hosts=list(config.hosts)), child
         )

@@ -187,7 +187,12 @@ def _host_files(stack: Any, host: Any, backed_up: Any, swarm: bool = False) -> d
     seeds = seed_files(config, stack.enabled, SecretPlaceholders())  # generated secrets stay out of files
     if seeds:
         files["seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
-    files.update(tuning_scripts(host))
+    if swarm:
+        from components.swarm_service import gpu_daemon_settings
+
+        files.update(tuning_scripts(host, gpu_daemon_settings(host) or None))
+    else:
+        files.update(tuning_scripts(host))
     if backed_up is not None:
         files.update(backup_scripts(backed_up, swarm=swarm))
     return {f"hosts/{host.name}/{name}": content for name, content in files.items()}

@@ -363,3 +363,35 @@ def test_each_host_gets_the_directories_and_first_start_files_of_what_runs_there
     assert "/srv/media/config/prometheus" in node3 and "/srv/media/config/sonarr" not in node3
     assert "/srv/media/cache/artwork-cache" in node3  # a floating service may land on any host
     assert "/mnt/mediastack/data/media/movies" in node3  # the shared data tree, created through any host
+
+
+def test_an_nvidia_node_gets_its_runtime_and_jellyfin_its_gpu(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+
+    cfg = raw_config("cluster")
+    cfg["hosts"][0].update(gpu="nvidia")
+    del cfg["hosts"][0]["render_gid"]
+    result = plan_config(cfg, stack="nvidia")
+    r = by_name(result)
+    gpu_daemon = r["media-gpu1-tuning-daemon"].inputs["create"]
+    assert '"default-runtime": "nvidia"' in gpu_daemon
+    assert "default-runtime" not in r["media-node2-tuning-daemon"].inputs["create"]
+    jellyfin = services(result)["jellyfin"]
+    spec = jellyfin["taskSpec"]["containerSpec"]
+    assert spec["env"]["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert "genericResources" not in jellyfin["taskSpec"]["resources"]["reservation"]  # nothing a node must advertise
+    assert jellyfin["taskSpec"]["placement"]["constraints"] == ["node.labels.mediastack.host == gpu1"]
+    # The merge, for real, into a daemon.json the host already has: the runtime is added, the user's keys kept.
+    require_tool("python3")
+    root = tmp_path / "host"
+    (root / "etc/docker").mkdir(parents=True)
+    (root / "etc/docker/daemon.json").write_text('{"dns": ["192.0.2.53"]}')
+    done = subprocess.run(
+        ["sh", "-c", gpu_daemon], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((root / "etc/docker/daemon.json").read_text())
+    assert merged["default-runtime"] == "nvidia" and merged["dns"] == ["192.0.2.53"]
+    assert merged["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
