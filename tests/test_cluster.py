@@ -370,10 +370,8 @@ def test_an_nvidia_node_gets_its_runtime_and_jellyfin_its_gpu(tmp_path) -> None:
     import os
     import subprocess
 
-    cfg = raw_config("cluster")
-    cfg["hosts"][0].update(gpu="nvidia")
-    del cfg["hosts"][0]["render_gid"]
-    result = plan_config(cfg, stack="nvidia")
+    assert raw_config("cluster")["hosts"][0]["gpu"] == "nvidia"  # the example's GPU node
+    result = plan("cluster")
     r = by_name(result)
     gpu_daemon = r["media-gpu1-tuning-daemon"].inputs["create"]
     assert '"default-runtime": "nvidia"' in gpu_daemon

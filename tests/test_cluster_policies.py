@@ -120,6 +120,15 @@ def test_state_survives_with_backups_or_a_replica(pack: PolicyPack) -> None:
     assert not any(f"{s}:" in m for m in lost for s in ("node-exporter", "artwork-cache", "tdarr-node"))
 
 
+def test_a_dri_device_on_swarm_is_reported(pack: PolicyPack) -> None:
+    assert "swarm-devices" not in messages(pack, resources())  # the example's GPU node is NVIDIA
+    cfg = raw_config("cluster")
+    cfg["hosts"][0].update(gpu="intel", render_gid=105)
+    found = messages(pack, [copy.deepcopy(r) for r in plan_config(cfg, stack="intel").resources if r.custom])
+    assert sorted(m.splitlines()[-1].split(":")[0] for m in found["swarm-devices"]) == ["jellyfin", "tdarr-node"]
+    assert "transcodes on the CPU" in found["swarm-devices"][0]
+
+
 def test_single_host_stacks_are_not_judged_by_cluster_policies(pack: PolicyPack) -> None:
     found = messages(pack, [copy.deepcopy(r) for r in plan("prod").resources if r.custom])
     for policy in (
@@ -128,5 +137,6 @@ def test_single_host_stacks_are_not_judged_by_cluster_policies(pack: PolicyPack)
         "no-sqlite-on-network-fs",
         "local-state-pinned",
         "state-survives-node-loss",
+        "swarm-devices",
     ):
         assert policy not in found, found[policy]

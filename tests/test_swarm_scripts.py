@@ -128,7 +128,7 @@ def test_bootstrap_joins_labels_is_idempotent_and_leaves_cleanly(tmp_path: Path)
         node = swarm["nodes"][ids[host.name]]
         assert node["status"] == "ready" and node["labels"] == node_labels(host), host.name
         assert node["manager"] is (HostRole.manager in host.roles), host.name
-    assert swarm["nodes"]["id-gpu1"]["labels"]["mediastack.gpu"] == "intel"
+    assert swarm["nodes"]["id-gpu1"]["labels"]["mediastack.gpu"] == "nvidia"
     state = snapshot(lab.top)
     calls = len(lab.calls())
 

@@ -200,6 +200,18 @@ def state_survives_node_loss(args: StackValidationArgs, report: Report) -> None:
         )
 
 
+def swarm_devices(args: StackValidationArgs, report: Report) -> None:
+    for w, _ in _swarm(args):
+        devices = sorted({m.source for m in w.mounts if m.source.startswith("/dev/")})
+        if devices:
+            report(
+                f"{w.service}: mounts {', '.join(devices)}, but Swarm services get no devices (moby/moby#24865): the "
+                "device cgroup refuses them and it transcodes on the CPU; give it an NVIDIA node, or run it on a "
+                "single-host stack",
+                None,
+            )
+
+
 CLUSTER_POLICIES = [
     _policy(
         "placement-satisfiable",
@@ -225,6 +237,12 @@ CLUSTER_POLICIES = [
         "state-survives-node-loss",
         "Every stateful Swarm service's data survives the loss of a node (shared storage, a replica or a backup).",
         state_survives_node_loss,
+        level=ADVISORY,
+    ),
+    _policy(
+        "swarm-devices",
+        "A Swarm service is not given host devices it cannot use (Intel/AMD /dev/dri).",
+        swarm_devices,
         level=ADVISORY,
     ),
 ]
