@@ -28,6 +28,16 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
+@pytest.fixture(scope="module")
+def pack():
+    """The policy pack, started as `pulumi preview --policy-pack` starts it, with its default config."""
+    from mediastack_cli.analyzer import PolicyPack
+
+    with PolicyPack(ROOT / "policies") as running:
+        running.configure({})
+        yield running
+
+
 @pytest.fixture
 def mocks():
     """Start Pulumi's mock runtime for component tests; returns the list registrations land in."""

@@ -15,13 +15,6 @@ from mediastack_cli.offline import Registration
 SERVICE = "docker:index/service:Service"
 
 
-@pytest.fixture(scope="module")
-def pack():
-    with PolicyPack(ROOT / "policies") as running:
-        running.configure({})
-        yield running
-
-
 def resources() -> list[Registration]:
     return [copy.deepcopy(r) for r in plan("cluster").resources if r.custom]
 

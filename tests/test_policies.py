@@ -33,13 +33,6 @@ NETWORK = "docker:index/network:Network"
 LOCAL_COMMAND = "command:local:Command"
 
 
-@pytest.fixture(scope="module")
-def pack():
-    with PolicyPack(ROOT / "policies") as running:
-        running.configure({})
-        yield running
-
-
 def reg(type_: str, props: dict[str, Any], name: str = "r") -> Registration:
     return Registration(
         urn=f"urn:pulumi:test::mediastack::{type_}::{name}", type=type_, name=name, parent="", custom=True, inputs=props
