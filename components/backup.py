@@ -1072,6 +1072,16 @@ def secret_stdin(password: pulumi.Input[str], config: StackConfig) -> pulumi.Out
     return pulumi.Output.secret(pulumi.Output.all(password, *values).apply(text))
 
 
+def repository_password(resource_name: str, config: StackConfig, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The repository password: `backups.password` when set (an existing repository), else generated; secret."""
+    if config.backups.password:
+        return pulumi.Output.secret(config.backups.password)
+    import pulumi_random as random
+
+    generated = random.RandomPassword(resource_name, length=48, special=False, opts=opts)
+    return pulumi.Output.secret(generated.result)
+
+
 @dataclass(frozen=True)
 class StackBackupsArgs:
     stack: ResolvedStack
@@ -1088,21 +1098,15 @@ class StackBackups(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackBackupsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:backup:StackBackups", name, None, opts)
-        import pulumi_random as random
-
         from .storage import host_command
 
         plan = backup_plan(args.stack, swarm=args.swarm)
         assert plan is not None, "StackBackups needs backups.repository"
         config = args.stack.config
         child = pulumi.ResourceOptions(parent=self)
-        if args.password is not None:
-            self.password = args.password
-        elif config.backups.password:
-            self.password = pulumi.Output.secret(config.backups.password)
-        else:
-            generated = random.RandomPassword(f"{name}-password", length=48, special=False, opts=child)
-            self.password = pulumi.Output.secret(generated.result)
+        self.password = (
+            args.password if args.password is not None else repository_password(f"{name}-password", config, child)
+        )
         self.install = host_command(
             f"{name}-install",
             config.host,

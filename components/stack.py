@@ -48,6 +48,16 @@ def _secret_resource(
     return pulumi.Output.secret(password.result)
 
 
+def generated_credentials(
+    stack: ResolvedStack, secrets: dict[str, pulumi.Output[str]]
+) -> pulumi.Output[dict[str, str]]:
+    """The values the stack generated (not those the user set), by id, as one secret: what a user needs to log in
+    (`pulumi stack output credentials --show-secrets`)."""
+    generated = {sid: value for sid, value in secrets.items() if stack.secrets[sid].kind != "config"}
+    everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
+    return everything.apply(pulumi.Output.secret)
+
+
 @dataclass(frozen=True)
 class MediaStackArgs:
     stack: ResolvedStack
@@ -126,10 +136,7 @@ class MediaStack(pulumi.ComponentResource):
                 child,
             )
 
-        # Generated credentials a user needs to log in (`pulumi stack output credentials --show-secrets`).
-        generated = {sid: value for sid, value in self.secrets.items() if stack.secrets[sid].kind != "config"}
-        everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
-        self.credentials = everything.apply(pulumi.Output.secret)
+        self.credentials = generated_credentials(stack, self.secrets)
         # Every service with state, from the catalog (docs/backups.md); None without a repository.
         self.backups = stack_backups(f"{name}-{host.name}-backups", stack, child, depends_on=[storage])
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_random as random
 
-from .backup import StackBackups, StackBackupsArgs
+from .backup import StackBackups, StackBackupsArgs, repository_password
 from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
 from .files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
@@ -20,7 +19,7 @@ from .placement import Placement, node_labels, placement
 from .replica import PRIMARY, REPLICA
 from .resolve import ResolvedStack
 from .shared_storage import SharedStorage, SharedStorageArgs
-from .stack import MediaStackArgs, _secret_resource, docker_endpoint
+from .stack import MediaStackArgs, _secret_resource, docker_endpoint, generated_credentials
 from .storage import HostStorage, HostStorageArgs
 from .swarm import SwarmCluster, SwarmClusterArgs
 from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name, gpu_daemon_settings
@@ -225,9 +224,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
                 ),
                 child,
             )
-        generated = {sid: value for sid, value in self.secrets.items() if stack.secrets[sid].kind != "config"}
-        everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
-        self.credentials = everything.apply(pulumi.Output.secret)
+        self.credentials = generated_credentials(stack, self.secrets)
         self.backups = self._backups(name, stack, placements, dirs) if config.backups.repository else None
 
         self.urls = {s.name: f"https://{s.web_host}" for s in stack.services if s.web_host}
@@ -240,11 +237,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
         filesystem, from the first host), into the one repository, tagged with its own host name."""
         config = stack.config
         child = pulumi.ResourceOptions(parent=self)
-        if config.backups.password:
-            password = pulumi.Output.secret(config.backups.password)
-        else:
-            generated = random.RandomPassword(f"{name}-backup-password", length=48, special=False, opts=child)
-            password = pulumi.Output.secret(generated.result)
+        password = repository_password(f"{name}-backup-password", config, child)
         nodes = {}
         for host in config.hosts:
             view = backup_view(stack, placements, host.name)
