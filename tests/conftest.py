@@ -28,6 +28,29 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
+@pytest.fixture(scope="session")
+def docker_engine(worker_id: str):
+    """A Docker engine of the tests' own (tests/dockerd.py), one per session and xdist worker."""
+    import dockerd
+
+    reason = dockerd.unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a Docker engine is required in CI (.ci/run installs docker.io): {reason}")
+        pytest.skip(f"no Docker engine here: {reason}")
+    worker = int(worker_id[2:]) if worker_id.startswith("gw") else 0
+    try:
+        engine = dockerd.start(worker=worker)
+    except dockerd.EngineUnavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Docker engine did not start: {error}")
+        pytest.skip(f"the Docker engine did not start: {error}")
+    try:
+        yield engine
+    finally:
+        dockerd.stop(engine)
+
+
 @pytest.fixture(scope="module")
 def pack():
     """The policy pack, started as `pulumi preview --policy-pack` starts it, with its default config."""
