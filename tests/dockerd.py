@@ -132,8 +132,9 @@ class Engine:
                     raise RuntimeError(f"{' '.join(command)}: {done.stderr}")
             with tempfile.TemporaryDirectory() as www:
                 (Path(www) / "index.html").write_text("world\n")
+                httpd = ["busybox", "httpd", "-f", "-p", f"{far}:{port}", "-h", www]
                 server = subprocess.Popen(
-                    ["nsenter", f"--net=/run/netns/{world}", "busybox", "httpd", "-f", "-p", f"{far}:{port}", "-h", www],
+                    ["nsenter", f"--net=/run/netns/{world}", *httpd],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -270,7 +271,10 @@ def import_rootfs(engine: Engine, rootfs: Path, reference: str, changes: tuple[s
         return engine.cli(*args, str(archive), reference).strip()
 
 
-def busybox_rootfs(target: Path, applets: tuple[str, ...] = ("sh", "wget", "httpd", "sleep", "cat", "id", "rm", "mkdir", "ls", "ip", "nc", "ps", "timeout")) -> Path:
+APPLETS = ("sh", "wget", "httpd", "sleep", "cat", "id", "rm", "mkdir", "ls", "ip", "nc", "ps", "timeout")
+
+
+def busybox_rootfs(target: Path, applets: tuple[str, ...] = APPLETS) -> Path:
     """A minimal root filesystem from Debian's busybox-static: /bin/busybox and the named applets."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not Path(busybox).exists():

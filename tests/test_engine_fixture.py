@@ -18,7 +18,7 @@ pytestmark = pytest.mark.engine
 @pytest.fixture(scope="module")
 def busybox_image(docker_engine, tmp_path_factory) -> str:
     rootfs = dockerd.busybox_rootfs(tmp_path_factory.mktemp("rootfs"))
-    dockerd.import_rootfs(docker_engine, rootfs, "mediastack-test/busybox:1", ("CMD [\"sh\"]",))
+    dockerd.import_rootfs(docker_engine, rootfs, "mediastack-test/busybox:1", ('CMD ["sh"]',))
     return "mediastack-test/busybox:1"
 
 
