@@ -379,9 +379,9 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
     if "REDIS_ADDR" in env:
         env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
-    if service.name == "socket-proxy" and config.cluster:
-        # On a cluster cAdvisor reads cgroups, not the Docker API (swarm_service.swarm_command), and Traefik reads
-        # its file: no reader is left, so no section is open but the ping its health check uses.
+    if service.name == "socket-proxy" and (config.cluster or "cadvisor" not in enabled):
+        # cAdvisor is the one reader. On a cluster it reads cgroups, not the Docker API (swarm_service.swarm_command),
+        # and Traefik reads its file: with no reader, no section is open but the ping its health check uses.
         env.update({"CONTAINERS": "0", "INFO": "0", "VERSION": "0"})
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
