@@ -9,11 +9,11 @@ from __future__ import annotations
 import yaml
 
 from .backup import backup_alerts
+from .catalog import TRAEFIK_DYNAMIC_DIR
 from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
 from .replica import PATHS as REPLICA_PATHS
 from .replica import pg_hba, replica_entrypoint, replica_init
-from .catalog import TRAEFIK_DYNAMIC_DIR
 from .resolve import ResolvedStack, routes
 
 # Where each generated file lands inside its container.

@@ -134,16 +134,16 @@ class _Strict(BaseModel):
 
 class _Tls(_Strict):
     options: str | None = None
-    certResolver: str | None = None  # noqa: N815 (Traefik's key)
+    certResolver: str | None = None
 
 
 class _Router(_Strict):
     rule: str
     service: str
-    entryPoints: list[str] = []  # noqa: N815
+    entryPoints: list[str] = []
     middlewares: list[str] = []
     priority: int = Field(0, ge=0)
-    ruleSyntax: str | None = None  # noqa: N815
+    ruleSyntax: str | None = None
     tls: _Tls | None = None
 
 
@@ -153,29 +153,29 @@ class _Server(_Strict):
 
 class _LoadBalancer(_Strict):
     servers: list[_Server] = Field(min_length=1)
-    passHostHeader: bool = True  # noqa: N815
+    passHostHeader: bool = True
 
 
 class _Service(_Strict):
-    loadBalancer: _LoadBalancer  # noqa: N815
+    loadBalancer: _LoadBalancer
 
 
 class _Compress(_Strict):
-    excludedContentTypes: list[str] = []  # noqa: N815
-    includedContentTypes: list[str] = []  # noqa: N815
-    minResponseBodyBytes: int = 1024  # noqa: N815
-    defaultEncoding: str | None = None  # noqa: N815
+    excludedContentTypes: list[str] = []
+    includedContentTypes: list[str] = []
+    minResponseBodyBytes: int = 1024
+    defaultEncoding: str | None = None
     encodings: list[str] = []
 
 
 class _IpAllowList(_Strict):
-    sourceRange: list[str]  # noqa: N815
-    rejectStatusCode: int | None = None  # noqa: N815
+    sourceRange: list[str]
+    rejectStatusCode: int | None = None
 
 
 class _Middleware(_Strict):
     compress: _Compress | None = None
-    ipAllowList: _IpAllowList | None = None  # noqa: N815
+    ipAllowList: _IpAllowList | None = None
 
 
 class _Http(_Strict):

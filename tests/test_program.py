@@ -352,7 +352,8 @@ def test_only_jellyfin_and_immich_are_public(stack: str) -> None:
         assert chain[0] == f"{name}-lan", name  # the allow-list runs first
         assert allow == [{"sourceRange": lan}], name
     enabled = containers(plan(stack))
-    assert public == {"jellyfin", "immich-server", "artwork"} & ({*enabled, "artwork"} if "jellyfin" in enabled else set(enabled))
+    routed = {*enabled, "artwork"} if "artwork-cache" in enabled else set(enabled)
+    assert public == {"jellyfin", "immich-server", "artwork"} & routed
     for name in public - {"artwork"}:
         assert container_labels(enabled[name])["mediastack.login"] == "accounts", name
     for name, c in enabled.items():

@@ -202,7 +202,7 @@ def _traefik_routes(
         middlewares.update(http.get("middlewares") or {})
     found = []
     for name, router in sorted(routers.items()):
-        target = router.get("service")
+        target = str(router.get("service"))
         backend = dict(services.get(target) or {}) if target != "api@internal" else {"internal": proxy.service}
         chain = {m: middlewares.get(m) or {} for m in router.get("middlewares") or []}
         found.append((name, {**router, "backend": backend}, chain))
@@ -251,7 +251,8 @@ def web_ui_routed(args: StackValidationArgs, report: Report) -> None:
             continue
         if table is None:
             report(
-                f"{w.service}: web UI on port {port}, but the reverse proxy's routes (its file provider) are not in this stack",
+                f"{w.service}: web UI on port {port}, but the reverse proxy's routes (its file provider) are not "
+                "in this stack",
                 None,
             )
         elif w.service not in routed:
