@@ -420,3 +420,18 @@ def test_a_swarm_service_gets_devices_as_mounts_and_is_held_to_the_same_list(pac
     spec["mounts"] = [*spec.get("mounts", []), {"type": "bind", "source": "/dev/mem", "target": "/dev/mem"}]
     (message,) = resource_messages(pack, svc, "host-devices-allow-list", "docker:index/service:Service")
     assert "gets host device /dev/mem, not on the allow-list" in message
+
+
+def test_routes_to_clients_behind_the_vpn_reach_the_clients_login(pack: PolicyPack) -> None:
+    """The VPN container answers to its clients' names; a route to qbittorrent means qBittorrent (which has a
+    login), not the VPN container (which has none)."""
+    from conftest import plan_config
+
+    cfg = raw_config("prod")
+    cfg["downloads"]["vpn"] = {"provider": "protonvpn", "wireguard_private_key": "k" * 43 + "="}
+    cfg["exposure"] = {"public": ["jellyfin", "qbittorrent"]}
+    resources = [r for r in plan_config(cfg, stack="vpn-public").resources if r.custom]
+    gluetun = next(r.inputs for r in resources if r.type == CONTAINER and r.inputs["name"] == "gluetun")
+    assert "qbittorrent" in gluetun["networksAdvanced"][0]["aliases"]
+    assert stack_messages(pack, resources, "web-ui-routed") == []
+    assert stack_messages(pack, resources, "public-route-needs-login") == []

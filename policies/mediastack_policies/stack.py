@@ -233,6 +233,9 @@ def _by_name(workloads: list[Workload]) -> dict[str, Workload]:
     for w in workloads:
         found.setdefault(w.service, w)
         found.setdefault(w.name, w)
+    # An alias names the container that answers for another (the VPN container for its clients): the client's
+    # own workload, found above, is what the route means.
+    for w in workloads:
         for net in w.raw.get("networksAdvanced") or []:
             for alias in net.get("aliases") or [] if isinstance(net, dict) else []:
                 found.setdefault(str(alias), w)
