@@ -468,7 +468,7 @@ class Route:
 
 def routes(stack: ResolvedStack) -> list[Route]:
     """Every web UI at https://<subdomain>.<domain>, LAN-only unless exposure.public names it; the artwork cache
-    in front of Jellyfin's image endpoints (a longer rule, so it wins; as reachable as Jellyfin)."""
+    in front of Jellyfin's image endpoints (priority 100, above Jellyfin's own router; as reachable as Jellyfin)."""
     config = stack.config
     found: list[Route] = []
     for service in stack.services:
