@@ -435,3 +435,35 @@ def test_routes_to_clients_behind_the_vpn_reach_the_clients_login(pack: PolicyPa
     assert "qbittorrent" in gluetun["networksAdvanced"][0]["aliases"]
     assert stack_messages(pack, resources, "web-ui-routed") == []
     assert stack_messages(pack, resources, "public-route-needs-login") == []
+
+
+def test_a_bad_docker_range_is_a_config_error() -> None:
+    cfg = raw_config("prod")
+    cfg["exposure"] = {"docker_ranges": ["172.17.0.0/33"]}
+    assert problems(cfg) == [
+        "mediastack:exposure.docker_ranges = [\"172.17.0.0/33\"]: '172.17.0.0/33' is not a network such as "
+        "192.168.0.0/16"
+    ]
+
+
+def test_lan_ranges_versus_docker_pools_for_any_ipv4_range() -> None:
+    """Any IPv4 range: refused exactly when it covers everything or shares an address with 172.17.0.0-172.31.255.255
+    (Docker's bridge pools), checked against the address arithmetic, not the implementation's list."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from components.config import StackConfig
+
+    base = raw_config("prod")
+    docker_first, docker_last = int(ipaddress.ip_address("172.17.0.0")), int(ipaddress.ip_address("172.31.255.255"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+    def check(address: int, prefix: int) -> None:
+        net = ipaddress.ip_network((address, prefix), strict=False)
+        config = StackConfig.model_validate({**base, "lan_ranges": [str(net)]})
+        first, last = int(net.network_address), int(net.broadcast_address)
+        expected = prefix == 0 or (first <= docker_last and last >= docker_first)
+        assert bool(config.lan_range_problems()) == expected, net
+
+    check()
