@@ -8,6 +8,7 @@ layer only translates it into provider inputs.
 from __future__ import annotations
 
 import difflib
+import posixpath
 from dataclasses import dataclass, field, replace
 
 from .catalog import (
@@ -175,10 +176,38 @@ def _layer_problems(path: str, service: Service, resources: Resources, host: Hos
     return problems
 
 
+# The engine's API sockets under both names of the run directory; the policy pack holds the same list.
+ENGINE_SOCKETS = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+)
+
+
+def reached_socket(source: str) -> str | None:
+    """The engine socket a bind of `source` exposes, with the path resolved as the kernel does (`//`, `.`, `..`):
+    the socket itself or any directory above it (`/`, `/var`, `/run`)."""
+    path = posixpath.normpath("/" + source.lstrip("/"))
+    return next((s for s in ENGINE_SOCKETS if path == s or s.startswith(path.rstrip("/") + "/")), None)
+
+
 def exposure_problems(config: StackConfig) -> list[Problem]:
     """A public UI must exist and have a login of its own; LAN ranges must not let in everyone or the stack's
     own containers."""
     problems = [Problem(f"mediastack:lan_ranges[{i}]", cidr, why) for i, cidr, why in config.lan_range_problems()]
+    for name, override in config.services.items():
+        for j, mount in enumerate(override.mounts):
+            socket = reached_socket(mount.source)
+            if socket:
+                problems.append(
+                    Problem(
+                        f"mediastack:services.{name}.mounts[{j}].source",
+                        mount.source,
+                        f"reaches the engine's socket {socket}; only the socket proxy may reach the Docker API, "
+                        "mount a directory that does not contain it",
+                    )
+                )
     for i, name in enumerate(config.exposure.public):
         path = f"mediastack:exposure.public[{i}]"
         service = CATALOG.get(name)

@@ -467,3 +467,14 @@ def test_lan_ranges_versus_docker_pools_for_any_ipv4_range() -> None:
         assert bool(config.lan_range_problems()) == expected, net
 
     check()
+
+
+@pytest.mark.parametrize("source", ["/", "/run/./", "//run", "/var/./run", "/run/containerd", "/var"])
+def test_an_extra_mount_that_reaches_the_socket_is_a_config_error(source: str) -> None:
+    cfg = raw_config("prod")
+    cfg["services"] = {**cfg.get("services", {}), "sonarr": {"mounts": [{"source": source, "target": "/host"}]}}
+    (found,) = problems(cfg)
+    assert found.startswith(f"mediastack:services.sonarr.mounts[0].source = '{source.rstrip('/') or '/'}': reaches ")
+    assert "only the socket proxy may reach the Docker API, mount a directory that does not contain it" in found
+    cfg["services"]["sonarr"]["mounts"][0]["source"] = "/srv/media/extra"
+    assert problems(cfg) == []
