@@ -478,3 +478,16 @@ def test_an_extra_mount_that_reaches_the_socket_is_a_config_error(source: str) -
     assert "only the socket proxy may reach the Docker API, mount a directory that does not contain it" in found
     cfg["services"]["sonarr"]["mounts"][0]["source"] = "/srv/media/extra"
     assert problems(cfg) == []
+
+
+def test_routes_that_cannot_be_read_are_reported_not_passed(pack: PolicyPack) -> None:
+    resources = []
+    for r in with_routes("prod", lambda http: None):
+        if r.type == CONTAINER and r.inputs["name"] == "traefik":
+            command = [a for a in r.inputs["command"] if not a.startswith("--providers.file.")]
+            r = reg(r.type, {**r.inputs, "command": [*command, "--providers.docker=true"]}, r.name)
+        resources.append(r)
+    assert stack_messages(pack, resources, "public-route-needs-login") == [
+        "the reverse proxy's routes cannot be read from the plan (no file provider, or its file unknown): which "
+        "routes are public is unknown"
+    ]

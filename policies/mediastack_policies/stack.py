@@ -273,6 +273,12 @@ def public_routes_need_login(args: StackValidationArgs, report: Report) -> None:
     workloads = [w for w, _ in _workloads(args)]
     table = _traefik_routes(args, workloads, proxies)
     if table is None:
+        if any(w.service in proxies for w in workloads):
+            report(
+                "the reverse proxy's routes cannot be read from the plan (no file provider, or its file unknown): "
+                "which routes are public is unknown",
+                None,
+            )
         return
     by_name = _by_name(workloads)
     for name, router, chain in table[1]:
