@@ -491,3 +491,29 @@ def test_routes_that_cannot_be_read_are_reported_not_passed(pack: PolicyPack) ->
         "the reverse proxy's routes cannot be read from the plan (no file provider, or its file unknown): which "
         "routes are public is unknown"
     ]
+
+
+def test_every_web_ui_states_its_login() -> None:
+    from components.catalog import CATALOG
+
+    logins = {name: (s.web.login.value if s.web.login else None) for name, s in CATALOG.items() if s.web}
+    assert logins == {
+        "traefik": None,
+        "jellyfin": "accounts",
+        "sonarr": "forms",
+        "radarr": "forms",
+        "prowlarr": "forms",
+        "bazarr": "forms",
+        "qbittorrent": "password",
+        "sabnzbd": "forms",
+        "immich-server": "accounts",
+        "tdarr": None,
+        "prometheus": None,
+        "alertmanager": None,
+        "grafana": "accounts",
+    }
+    # docs/security.md lists the same: each UI without a login is named in its "none" row.
+    doc = (ROOT / "docs/security.md").read_text()
+    none_row = next(line for line in doc.splitlines() if line.endswith("| none | LAN, always |"))
+    for name in ("Traefik", "Prometheus", "Alertmanager", "Tdarr"):
+        assert name in none_row
