@@ -14,6 +14,9 @@ from enum import StrEnum
 from .config import ResourcesOverride, TierName
 from .units import GIB
 
+# Where Traefik's file provider reads (and watches) the routes the program generates.
+TRAEFIK_DYNAMIC_DIR = "/etc/traefik/dynamic"
+
 
 class NetworkRole(StrEnum):
     frontend = "frontend"  # Traefik and the web UIs it routes to
@@ -69,6 +72,14 @@ class HealthCheck:
         return HealthCheck(test, start_period_s, probe_port=port, probe_path=path)
 
 
+class Login(StrEnum):
+    """How a web UI asks who you are. A UI without one may only be LAN-only (config exposure.public)."""
+
+    accounts = "accounts"  # the app's own user accounts (Jellyfin, Immich, Grafana)
+    forms = "forms"  # the app's forms login with one user (the *arr apps, Bazarr, SABnzbd)
+    password = "password"  # the app's WebUI user and password (qBittorrent)
+
+
 @dataclass(frozen=True)
 class WebUI:
     port: int
@@ -76,8 +87,8 @@ class WebUI:
     # The network Traefik reaches the UI on: frontend for apps, monitoring for the monitoring UIs
     # (which then need no route to anything else).
     via: NetworkRole = NetworkRole.frontend
-    # UIs with no login of their own are reachable from the LAN ranges only (Traefik ipAllowList).
-    lan_only: bool = False
+    # None: the UI has no login of its own, so it is never public (Traefik's ipAllowList keeps it on the LAN).
+    login: Login | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,7 @@ def _lsio(
     networks: set[NetworkRole],
     metrics: Metrics | None = None,
     data: tuple[Mount, ...] = (),
+    login: Login | None = None,
     **extra,
 ) -> Service:
     return Service(
@@ -173,7 +185,7 @@ def _lsio(
         description=description,
         health=HealthCheck.http("curl", port, health_path),
         networks=frozenset(networks),
-        web=WebUI(port, name),
+        web=WebUI(port, name, login=login),
         metrics=metrics,
         linuxserver=True,
         cap_add=S6_CAPS,
@@ -227,6 +239,7 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         networks=ARR_NETS,
         data=data,
         writes_data_root=bool(data),
+        login=Login.forms,  # Forms authentication, turned on with generated credentials by the deploy-time wiring
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
         secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
         env={f"{key}__LOG__ANALYTICSENABLED": "False", f"{key}__UPDATE__MECHANISM": "Docker"},
@@ -264,16 +277,19 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         health=HealthCheck.http("wget", 2375, "/_ping", start_period_s=15),
         networks=frozenset({NetworkRole.socket}),
         mounts=(Mount(MountKind.docker_socket, "/var/run/docker.sock", read_only=True),),
-        # Read-only sections for Traefik (containers, networks) and cAdvisor (info, version).
+        # Its one reader is cAdvisor on a single host (Traefik reads a file): cAdvisor's Docker handler calls
+        # /info, /version and /containers/{id}/json (google/cadvisor container/docker/handler.go,
+        # ContainerInspect), so CONTAINERS stays on for it. On a cluster cAdvisor reads cgroups only and
+        # resolve turns these off too. Everything else off; POST=0 makes it read-only.
         env={
             "CONTAINERS": "1",
-            "NETWORKS": "1",
-            "SERVICES": "1",
-            "TASKS": "1",
+            "NETWORKS": "0",
+            "SERVICES": "0",
+            "TASKS": "0",
             "INFO": "1",
             "VERSION": "1",
             "PING": "1",
-            "EVENTS": "1",
+            "EVENTS": "0",
             "POST": "0",
             "LOG_LEVEL": "warning",
         },
@@ -289,7 +305,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         tag="v3.5.3",
         bundle="core",
         tier=TierName.standard,
-        description="Reverse proxy: TLS and one host name per web UI; reads containers through the socket proxy.",
+        description="Reverse proxy: TLS and one host name per web UI; its routes come from a file the program "
+        "generates from the catalog (no Docker API access).",
         # `traefik healthcheck` needs the same ping entry point as the server it checks.
         health=HealthCheck(
             (
@@ -304,8 +321,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             probe_port=8082,
             probe_path="/ping",
         ),
-        networks=frozenset({NetworkRole.frontend, NetworkRole.monitoring, NetworkRole.socket}),
-        web=WebUI(8080, "traefik", lan_only=True),
+        networks=frozenset({NetworkRole.frontend, NetworkRole.monitoring}),
+        web=WebUI(8080, "traefik"),
         metrics=Metrics(
             8082,
             provides=(
@@ -324,18 +341,18 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "--metrics.prometheus.entrypoint=metrics",
             "--ping.entrypoint=metrics",
             "--api.dashboard=true",
-            "--providers.docker.endpoint=tcp://socket-proxy:2375",
-            "--providers.docker.exposedbydefault=false",
-            "--providers.docker.network=mediastack-frontend",
+            # Routes, services and middlewares from the generated traefik/dynamic/mediastack.yml (files.py).
+            f"--providers.file.directory={TRAEFIK_DYNAMIC_DIR}",
+            "--providers.file.watch=true",
             "--global.checknewversion=false",
             "--global.sendanonymoususage=false",
             "--log.level=INFO",
         ),
         published_ports=(80, 443),
+        uploads=("traefik/dynamic/mediastack.yml",),
         role="proxy",
         cap_add=("NET_BIND_SERVICE",),
         read_only_rootfs=True,
-        requires=("socket-proxy",),
         state="files",
     ),
     # -- media ----------------------------------------------------------------------------------
@@ -351,6 +368,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks={NetworkRole.frontend, NetworkRole.backend, NetworkRole.monitoring},
         metrics=Metrics(8096),
         data=(MEDIA_TREE, Mount(MountKind.transcode, "/transcode"), Mount(MountKind.cache, "/cache")),
+        login=Login.accounts,  # Jellyfin's users; the admin account is created at deploy time
         env={"JELLYFIN_PublishedServerUrl": ""},  # filled with https://jellyfin.<domain> by resolve
         gpu=True,
     ),
@@ -399,6 +417,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=ARR_NETS,
         data=(MEDIA_TREE,),
         writes_data_root=True,
+        login=Login.forms,
         # Bazarr reads no settings from the environment: its API key is seeded into config.yaml.
         seeded_secrets=(Secret("bazarr-api-key", "api_key"),),
     ),
@@ -437,6 +456,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(DATA_TREE,),
         writes_data_root=True,
         env={"WEBUI_PORT": "8090", "TORRENTING_PORT": "6881"},
+        login=Login.password,
         seeded_secrets=(Secret("qbittorrent-password", "password", 24),),
     ),
     _lsio(
@@ -451,6 +471,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
+        login=Login.forms,
         seeded_secrets=(Secret("sabnzbd-api-key", "api_key"),),
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
@@ -463,7 +484,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Immich: photo and video library.",
         health=HealthCheck(("CMD", "immich-healthcheck"), 60, probe_port=2283, probe_path="/api/server/ping"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend, NetworkRole.database, NetworkRole.monitoring}),
-        web=WebUI(2283, "photos"),
+        web=WebUI(2283, "photos", login=Login.accounts),  # Immich's users; the admin is created at deploy time
         metrics=Metrics(8081),
         mounts=(Mount(MountKind.photos, "/data"),),
         env={
@@ -537,7 +558,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Tdarr server: plans batch transcodes so Jellyfin does not have to.",
         health=HealthCheck.http("curl", 8266, "/api/v2/status"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
-        web=WebUI(8265, "tdarr", lan_only=True),
+        web=WebUI(8265, "tdarr"),
         mounts=(
             Mount(MountKind.state, "/app/server", sub="server"),
             Mount(MountKind.state, "/app/configs", sub="configs"),
@@ -620,7 +641,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Metrics: scrapes every service and exporter the stack runs.",
         health=HealthCheck.http("wget", 9090, "/-/healthy", start_period_s=30),
         networks=frozenset({NetworkRole.monitoring}),
-        web=WebUI(9090, "prometheus", via=NetworkRole.monitoring, lan_only=True),
+        web=WebUI(9090, "prometheus", via=NetworkRole.monitoring),
         metrics=Metrics(9090, provides=("prometheus_tsdb_head_series",)),
         mounts=(Mount(MountKind.state, "/prometheus"),),
         command=(
@@ -647,7 +668,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Routes Prometheus alerts to people.",
         health=HealthCheck.http("wget", 9093, "/-/healthy", start_period_s=20),
         networks=frozenset({NetworkRole.monitoring, NetworkRole.backend}),  # backend: egress to receivers
-        web=WebUI(9093, "alerts", via=NetworkRole.monitoring, lan_only=True),
+        web=WebUI(9093, "alerts", via=NetworkRole.monitoring),
         metrics=Metrics(9093),
         mounts=(Mount(MountKind.state, "/alertmanager"),),
         command=("--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"),
@@ -667,7 +688,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Dashboards over Prometheus.",
         health=HealthCheck.http("wget", 3000, "/api/health", start_period_s=30),
         networks=frozenset({NetworkRole.monitoring}),
-        web=WebUI(3000, "grafana", via=NetworkRole.monitoring),
+        web=WebUI(3000, "grafana", via=NetworkRole.monitoring, login=Login.accounts),
         metrics=Metrics(3000),
         mounts=(Mount(MountKind.state, "/var/lib/grafana"),),
         env={
@@ -753,13 +774,21 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
                 "container_network_transmit_bytes_total",
             ),
         ),
+        # Only what it reads (google/cadvisor container/docker/handler.go, container/libcontainer/handler.go): the
+        # cgroups under /sys; each container's network counters from /rootfs/proc/<pid>/net/dev; the read-write
+        # layer id from /rootfs/var/lib/docker/image/<driver>/layerdb/mounts/<id>/mount-id. Not `/`, and not
+        # the rest of /var/lib/docker (containers/*/config.v2.json holds every container's environment): disk
+        # usage per container (the `disk` metrics, which walk the layers) is off.
         mounts=(
-            Mount(MountKind.host, "/rootfs", read_only=True, host_path="/"),
             Mount(MountKind.host, "/sys", read_only=True, host_path="/sys"),
-            Mount(MountKind.host, "/var/lib/docker", read_only=True, host_path="/var/lib/docker"),
+            Mount(MountKind.host, "/rootfs/proc", read_only=True, host_path="/proc"),
+            Mount(MountKind.host, "/rootfs/var/lib/docker/image", read_only=True, host_path="/var/lib/docker/image"),
         ),
         command=(
             "--docker=tcp://socket-proxy:2375",
+            # cAdvisor's default set (cmd/cadvisor.go ignoreMetrics) plus disk.
+            "--disable_metrics=advtcp,cpu_topology,cpuset,disk,hugetlb,memory_numa,process,referenced_memory,"
+            "resctrl,sched,tcp,udp",
             "--housekeeping_interval=30s",
             "--docker_only=true",
             "--store_container_labels=false",

@@ -801,6 +801,59 @@ class SharedStorage(Model):
         return self
 
 
+# Where Docker puts networks the program creates without a subnet (moby libnetwork/ipamutils/utils.go, read
+# for Docker 20.10 to 28): bridges take 172.17.0.0/16 to 172.31.0.0/16 first (then 192.168.0.0/16 in /20s, once
+# those 15 are used); Swarm overlays take 10.0.0.0/8 in /24s. A source address in them is a container, or the
+# bridge's gateway standing in for a client Docker's userland proxy forwarded (IPv6 clients of an IPv4 bridge).
+DOCKER_BRIDGE_POOLS = ("172.17.0.0/16", "172.18.0.0/15", "172.20.0.0/14", "172.24.0.0/13")
+DOCKER_OVERLAY_POOLS = ("10.0.0.0/8",)
+LAN_RANGES_SINGLE_HOST = ["10.0.0.0/8", "172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
+LAN_RANGES_CLUSTER = ["172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]  # 10.0.0.0/8 is the overlays' pool
+
+
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except (ValueError, TypeError):
+        raise ValueError(f"{cidr!r} is not a network such as 192.168.0.0/16") from None
+
+
+class Exposure(Model):
+    """Which web UIs the internet may reach; every other UI answers only to `lan_ranges` (docs/security.md)."""
+
+    public: list[str] = Field(
+        ["jellyfin", "immich-server"],
+        description="Catalog services whose web UI is reachable from anywhere. Each must have a login of its own "
+        "(docs/catalog.md); every other UI is LAN-only. [] keeps everything on the LAN.",
+    )
+    docker_ranges: list[str] | None = Field(
+        None,
+        description="Where Docker allocates the stack's networks, which `lan_ranges` must not overlap (a container "
+        "would pass as a LAN client). Default: Docker's own pools, 172.17.0.0/16-172.31.0.0/16, and 10.0.0.0/8 on "
+        "a cluster; set it to the `default-address-pools` (and `swarm init --default-addr-pool`) you configured.",
+    )
+    allow_any_source: bool = Field(
+        False,
+        description="Opt in to `lan_ranges` that cover every address (0.0.0.0/0, ::/0) or overlap `docker_ranges`: "
+        "LAN-only UIs then answer to the internet or to every container.",
+    )
+
+    @field_validator("public")
+    @classmethod
+    def _public(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a catalog service name such as jellyfin")
+        return list(dict.fromkeys(v))
+
+    @field_validator("docker_ranges")
+    @classmethod
+    def _docker_ranges(cls, v: list[str] | None) -> list[str] | None:
+        for cidr in v or ():
+            _network(cidr)
+        return v
+
+
 # Below the line rate, so the queue forms on the host (where streams get priority), not in the ISP's modem.
 LINE_SHARE_MAX = 0.95
 
@@ -840,10 +893,12 @@ class StackConfig(Model):
     reserve_for_host: Size = Field(
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )
+    exposure: Exposure = Field(Exposure(), description="Which web UIs the internet may reach.")
     lan_ranges: list[str] = Field(
-        ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
-        description="Source ranges allowed to reach UIs that have no login of their own (Traefik dashboard, "
-        "Prometheus, Alertmanager, Tdarr).",
+        LAN_RANGES_SINGLE_HOST,
+        description="Source ranges allowed to reach the LAN-only UIs (every UI not in exposure.public). The default "
+        "leaves out Docker's own pools (see exposure.docker_ranges); on a cluster it is "
+        f"{LAN_RANGES_CLUSTER} (10.0.0.0/8 holds Swarm's overlay networks).",
     )
 
     @field_validator("postgres_settings")
@@ -854,15 +909,58 @@ class StackConfig(Model):
                 raise ValueError(f"{key!r} is not a PostgreSQL setting name (lower case, digits, _ and .)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_lan_ranges(cls, data: Any) -> Any:
+        # A cluster's overlays live in 10.0.0.0/8, so its default LAN ranges leave that out.
+        if isinstance(data, dict) and "lan_ranges" not in data and len(data.get("hosts") or ()) > 1:
+            return {**data, "lan_ranges": LAN_RANGES_CLUSTER}
+        return data
+
     @field_validator("lan_ranges")
     @classmethod
     def _ranges(cls, v: list[str]) -> list[str]:
         for cidr in v:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ValueError(f"{cidr!r} is not a network such as 192.168.0.0/16") from None
+            _network(cidr)
         return v
+
+    @property
+    def docker_ranges(self) -> list[str]:
+        """The ranges the stack's Docker networks are allocated from."""
+        if self.exposure.docker_ranges is not None:
+            return self.exposure.docker_ranges
+        return [*DOCKER_BRIDGE_POOLS, *(DOCKER_OVERLAY_POOLS if self.cluster else ())]
+
+    def lan_range_problems(self) -> list[tuple[int, str, str]]:
+        """(index, range, why) for each LAN range that lets in everyone or the stack's own containers."""
+        if self.exposure.allow_any_source:
+            return []
+        found = []
+        docker = [_network(c) for c in self.docker_ranges]
+        for i, cidr in enumerate(self.lan_ranges):
+            net = _network(cidr)
+            if net.prefixlen == 0:
+                found.append(
+                    (
+                        i,
+                        cidr,
+                        "lets every address on the internet reach the LAN-only UIs; list your LAN's ranges, or set "
+                        "mediastack:exposure.allow_any_source: true if that is what you mean",
+                    )
+                )
+                continue
+            hit = next((d for d in docker if d.version == net.version and d.overlaps(net)), None)
+            if hit is not None:
+                found.append(
+                    (
+                        i,
+                        cidr,
+                        f"overlaps {hit}, where Docker allocates the stack's networks, so any container would pass as "
+                        "a LAN client; narrow it to your LAN (e.g. 192.168.1.0/24), set mediastack:exposure."
+                        "docker_ranges to the pools your Docker daemon uses, or set exposure.allow_any_source: true",
+                    )
+                )
+        return found
 
     @field_validator("domain")
     @classmethod

@@ -9,11 +9,12 @@ from __future__ import annotations
 import yaml
 
 from .backup import backup_alerts
+from .catalog import TRAEFIK_DYNAMIC_DIR
 from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
 from .replica import PATHS as REPLICA_PATHS
 from .replica import pg_hba, replica_entrypoint, replica_init
-from .resolve import ResolvedStack
+from .resolve import ResolvedStack, routes
 
 # Where each generated file lands inside its container.
 CONTAINER_PATHS = {
@@ -22,6 +23,7 @@ CONTAINER_PATHS = {
     "prometheus/rules/mediastack.yml": "/etc/prometheus/rules/mediastack.yml",
     "blackbox/config.yml": "/etc/blackbox_exporter/config.yml",
     "artwork-cache/nginx.conf": "/etc/nginx/mediastack.conf",
+    "traefik/dynamic/mediastack.yml": f"{TRAEFIK_DYNAMIC_DIR}/mediastack.yml",
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
     "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
@@ -418,12 +420,49 @@ http {{
 """
 
 
+def traefik_dynamic_config(stack: ResolvedStack) -> str:
+    """Traefik's routes, from the catalog: its file provider reads this instead of the Docker API, so Traefik
+    needs no socket access. The shape is Traefik v3's file provider (doc.traefik.io/traefik/v3.5/routing/
+    providers/file/, reference/dynamic-configuration/file.yaml): http.routers, http.services, http.middlewares.
+    LAN-only routers get an ipAllowList of lan_ranges before compression."""
+    config = stack.config
+    tls: dict[str, str] = {"certResolver": "letsencrypt"} if config.tls.acme_email else {}
+    routers: dict[str, object] = {}
+    services: dict[str, object] = {}
+    middlewares: dict[str, object] = {}
+    for route in routes(stack):
+        chain = []
+        if route.lan_only:
+            middlewares[f"{route.name}-lan"] = {"ipAllowList": {"sourceRange": list(config.lan_ranges)}}
+            chain.append(f"{route.name}-lan")
+        if route.compress:
+            middlewares[f"{route.name}-compress"] = {"compress": {}}
+            chain.append(f"{route.name}-compress")
+        router: dict[str, object] = {"rule": route.rule, "entryPoints": ["websecure"]}
+        if route.priority is not None:
+            router["priority"] = route.priority
+        if chain:
+            router["middlewares"] = chain
+        if route.url == "api@internal":
+            router["service"] = "api@internal"
+        else:
+            router["service"] = route.name
+            services[route.name] = {"loadBalancer": {"servers": [{"url": route.url}]}}
+        router["tls"] = dict(tls)
+        routers[route.name] = router
+    http: dict[str, object] = {"routers": routers, "services": services}
+    if middlewares:
+        http["middlewares"] = middlewares
+    return _dump({"http": http})
+
+
 GENERATORS = {
     "prometheus/prometheus.yml": prometheus_config,
     "alertmanager/alertmanager.yml": alertmanager_config,
     "prometheus/rules/mediastack.yml": alert_rules,
     "blackbox/config.yml": blackbox_config,
     "artwork-cache/nginx.conf": artwork_cache_config,
+    "traefik/dynamic/mediastack.yml": traefik_dynamic_config,
     "grafana/provisioning/datasources/prometheus.yml": grafana_datasources,
     "grafana/provisioning/dashboards/mediastack.yml": dashboards_provider,
     "grafana/dashboards/mediastack-overview.json": dashboard_json,

@@ -20,7 +20,8 @@ from .units import format_size
 GLOBAL_SERVICES = frozenset({"node-exporter", "cadvisor"})
 # One task per GPU node (every node when no host has a GPU): batch transcoding goes where the hardware is.
 PER_GPU_NODE = frozenset({"tdarr-node"})
-# Only managers answer the Swarm API that Traefik's provider reads through the socket proxy.
+# Only managers answer the Swarm API. No reader uses it today (Traefik reads a file; docs/security.md): the proxy
+# stays where a Swarm-aware reader would need it, with every section closed.
 ON_MANAGERS = frozenset({"socket-proxy"})
 
 NODE_LABEL = "node.labels.mediastack"

@@ -8,6 +8,7 @@ layer only translates it into provider inputs.
 from __future__ import annotations
 
 import difflib
+import posixpath
 from dataclasses import dataclass, field, replace
 
 from .catalog import (
@@ -175,6 +176,59 @@ def _layer_problems(path: str, service: Service, resources: Resources, host: Hos
     return problems
 
 
+# The engine's API sockets under both names of the run directory; the policy pack holds the same list.
+ENGINE_SOCKETS = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+)
+
+
+def reached_socket(source: str) -> str | None:
+    """The engine socket a bind of `source` exposes, with the path resolved as the kernel does (`//`, `.`, `..`):
+    the socket itself or any directory above it (`/`, `/var`, `/run`)."""
+    path = posixpath.normpath("/" + source.lstrip("/"))
+    return next((s for s in ENGINE_SOCKETS if path == s or s.startswith(path.rstrip("/") + "/")), None)
+
+
+def exposure_problems(config: StackConfig) -> list[Problem]:
+    """A public UI must exist and have a login of its own; LAN ranges must not let in everyone or the stack's
+    own containers."""
+    problems = [Problem(f"mediastack:lan_ranges[{i}]", cidr, why) for i, cidr, why in config.lan_range_problems()]
+    for name, override in config.services.items():
+        for j, mount in enumerate(override.mounts):
+            socket = reached_socket(mount.source)
+            if socket:
+                problems.append(
+                    Problem(
+                        f"mediastack:services.{name}.mounts[{j}].source",
+                        mount.source,
+                        f"reaches the engine's socket {socket}; only the socket proxy may reach the Docker API, "
+                        "mount a directory that does not contain it",
+                    )
+                )
+    for i, name in enumerate(config.exposure.public):
+        path = f"mediastack:exposure.public[{i}]"
+        service = CATALOG.get(name)
+        if service is None:
+            close = difflib.get_close_matches(name, CATALOG, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(Problem(path, name, f"unknown service; {hint}services are: {', '.join(CATALOG)}"))
+        elif service.web is None:
+            problems.append(Problem(path, name, f"{name} has no web UI to make public; remove it"))
+        elif service.web.login is None:
+            problems.append(
+                Problem(
+                    path,
+                    name,
+                    f"{name}'s UI has no login of its own, so anyone on the internet could use it; remove it from "
+                    "exposure.public (it stays reachable from lan_ranges)",
+                )
+            )
+    return problems
+
+
 def check_against_catalog(config: StackConfig) -> list[Problem]:
     """Problems only the catalog can see: names, dependencies, and whether it all fits the host."""
     problems: list[Problem] = []
@@ -225,6 +279,7 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                     f"host, where streams keep priority; set at most {most}",
                 )
             )
+    problems += exposure_problems(config)
     from .backup import backup_problems
 
     problems += backup_problems(config)
@@ -353,6 +408,10 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
     if "REDIS_ADDR" in env:
         env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
+    if service.name == "socket-proxy" and (config.cluster or "cadvisor" not in enabled):
+        # cAdvisor is the one reader. On a cluster it reads cgroups, not the Docker API (swarm_service.swarm_command),
+        # and Traefik reads its file: with no reader, no section is open but the ping its health check uses.
+        env.update({"CONTAINERS": "0", "INFO": "0", "VERSION": "0"})
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
@@ -389,23 +448,14 @@ def _labels(
             }
         )
     if service.web:
+        # Routes come from Traefik's generated file (files.py); these say what the policies check them against.
         labels["mediastack.web-port"] = str(service.web.port)
-    if service.name == "artwork-cache":
-        # Jellyfin's image endpoints on Jellyfin's host name go through the cache; everything else goes straight.
-        jellyfin_host = web_host_of(config, "jellyfin")
-        labels.update(
-            {
-                "traefik.enable": "true",
-                "traefik.docker.network": network_name(NetworkRole.frontend),
-                "traefik.http.routers.artwork.rule": f"Host(`{jellyfin_host}`) && PathRegexp(`^/Items/[^/]+/Images/`)",
-                "traefik.http.routers.artwork.priority": "100",
-                "traefik.http.routers.artwork.entrypoints": "websecure",
-                "traefik.http.routers.artwork.tls": "true",
-                "traefik.http.services.artwork.loadbalancer.server.port": "8080",
-            }
-        )
-        if config.tls.acme_email:
-            labels["traefik.http.routers.artwork.tls.certresolver"] = "letsencrypt"
+        labels["mediastack.exposure"] = "public" if is_public(config, service.name) else "lan"
+        labels["mediastack.login"] = service.web.login.value if service.web.login else "none"
+    if service.name == ARTWORK_CACHE:
+        # Serves Jellyfin's images on Jellyfin's host name: as reachable as Jellyfin, behind Jellyfin's login.
+        labels["mediastack.fronts"] = "jellyfin"
+        labels["mediastack.exposure"] = "public" if is_public(config, "jellyfin") else "lan"
     if service.writes_data_root:
         labels["mediastack.writes-data"] = "true"
     if service.state:
@@ -420,30 +470,54 @@ def _labels(
     if service.linuxserver:
         ident = config.identity
         labels["mediastack.identity"] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
-    if service.web and web_host:
-        router = service.name
-        labels.update(
-            {
-                "traefik.enable": "true",
-                "traefik.docker.network": network_name(service.web.via),
-                f"traefik.http.routers.{router}.rule": f"Host(`{web_host}`)",
-                f"traefik.http.routers.{router}.entrypoints": "websecure",
-                f"traefik.http.routers.{router}.tls": "true",
-                f"traefik.http.services.{router}.loadbalancer.server.port": str(service.web.port),
-            }
-        )
-        if config.tls.acme_email:
-            labels[f"traefik.http.routers.{router}.tls.certresolver"] = "letsencrypt"
-        # Compression at the proxy for every UI (Traefik skips already-compressed types such as images).
-        middlewares = [f"{router}-compress"]
-        labels[f"traefik.http.middlewares.{router}-compress.compress"] = "true"
-        if service.web.lan_only:
-            labels[f"traefik.http.middlewares.{router}-lan.ipallowlist.sourcerange"] = ",".join(config.lan_ranges)
-            middlewares.insert(0, f"{router}-lan")
-        labels[f"traefik.http.routers.{router}.middlewares"] = ",".join(middlewares)
-        if service.name == "traefik":
-            labels[f"traefik.http.routers.{router}.service"] = "api@internal"
     return labels
+
+
+def is_public(config: StackConfig, name: str) -> bool:
+    """Whether the internet may reach this service's web UI (exposure.public); every other UI is LAN-only."""
+    return name in config.exposure.public
+
+
+ARTWORK_CACHE = "artwork-cache"
+# Jellyfin's image endpoints, which the artwork cache serves on Jellyfin's host name.
+ARTWORK_PATHS = "PathRegexp(`^/Items/[^/]+/Images/`)"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Traefik router and the service behind it, as the generated dynamic config states them."""
+
+    name: str  # the router's name, and its service's
+    rule: str
+    url: str  # where Traefik sends it; "api@internal" for Traefik's own dashboard
+    lan_only: bool
+    compress: bool = True  # Traefik's compress middleware (it skips already-compressed types such as images)
+    priority: int | None = None
+
+
+def routes(stack: ResolvedStack) -> list[Route]:
+    """Every web UI at https://<subdomain>.<domain>, LAN-only unless exposure.public names it; the artwork cache
+    in front of Jellyfin's image endpoints (priority 100, above Jellyfin's own router; as reachable as Jellyfin)."""
+    config = stack.config
+    found: list[Route] = []
+    for service in stack.services:
+        spec = service.spec
+        if spec.web and service.web_host:
+            url = "api@internal" if spec.name == "traefik" else f"http://{spec.name}:{spec.web.port}"
+            found.append(Route(spec.name, f"Host(`{service.web_host}`)", url, not is_public(config, spec.name)))
+        if spec.name == ARTWORK_CACHE and "jellyfin" in stack.enabled:
+            rule = f"Host(`{web_host_of(config, 'jellyfin')}`) && {ARTWORK_PATHS}"
+            found.append(
+                Route(
+                    "artwork",
+                    rule,
+                    "http://artwork-cache:8080",
+                    not is_public(config, "jellyfin"),
+                    compress=False,
+                    priority=100,
+                )
+            )
+    return found
 
 
 def config_secret(config: StackConfig, secret_id: str) -> str | None:
@@ -526,16 +600,13 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
     if vpn is None:
         return services
     clients = [s for s in services if s.spec.role == "download_client"]
-    moved: dict[str, str] = {}
     result = []
     for s in services:
         if s.spec.role != "download_client":
             result.append(s)
             continue
-        moved.update({k: v for k, v in s.labels.items() if k.startswith("traefik.")})
-        if any(k.startswith(f"traefik.http.routers.{s.name}.") for k in s.labels):
-            # One container, several services: each router names its own.
-            moved[f"traefik.http.routers.{s.name}.service"] = s.name
+        # Traefik's route to a client keeps its URL (http://<client>:<port>): the VPN container answers to the
+        # clients' names (aliases below).
         app = s.health.test[1:] if s.health else ("true",)
         alive = f"curl --silent --output /dev/null --max-time 5 http://127.0.0.1:{VPN_CONTROL_PORT}/"
         test = (
@@ -549,7 +620,6 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
                 s,
                 networks=(),
                 network_mode=f"container:{vpn.name}",
-                labels={k: v for k, v in s.labels.items() if not k.startswith("traefik.")},
                 health=replace(s.health, test=test) if s.health else None,
             )
         )
@@ -559,7 +629,6 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
             s = replace(
                 s,
                 env={**s.env, **_vpn_env(config, clients)},
-                labels={**s.labels, **moved},
                 aliases=tuple(c.name for c in clients),
                 devices=("/dev/net/tun",),
             )

@@ -110,7 +110,11 @@ Beyond each key's own type, the program refuses a stack when:
   or their CPU reservations exceed the host's CPUs;
 - `paths.transcode_tmpfs` is more than half of Jellyfin's memory limit (tmpfs pages count against it);
 - an `env` override would replace a generated secret, or an extra mount reuses a catalog mount target;
-- a GPU of kind intel/amd is given without the host's `render_gid`.
+- a GPU of kind intel/amd is given without the host's `render_gid`;
+- a service in `exposure.public` is unknown, has no web UI, or has no login of its own (docs/security.md);
+- an extra mount's source, resolved, is the Docker or containerd socket or a directory above one (`/`, `/run`);
+- a `lan_ranges` entry covers every address (`0.0.0.0/0`, `::/0`) or overlaps `exposure.docker_ranges`, unless
+  `exposure.allow_any_source` is true.
 """
     return head + "\n".join(rows) + notes
 
@@ -130,7 +134,7 @@ def catalog_md() -> str:
             health = "none: distroless image, watched by Prometheus `up`"
         else:
             health = "`" + " ".join(a for a in s.health.test[1:] if not a.startswith("--max-time") and a != "8") + "`"
-        web = f"`{s.web.subdomain}` :{s.web.port}" if s.web else ""
+        web = f"`{s.web.subdomain}` :{s.web.port}, login: {s.web.login or 'none'}" if s.web else ""
         metrics = f":{s.metrics.port}{s.metrics.path}" if s.metrics else ""
         nets = ", ".join(sorted(n.value for n in s.networks))
         lines.append(

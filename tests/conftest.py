@@ -99,3 +99,19 @@ def containers(result: PlanResult) -> dict[str, dict[str, Any]]:
 
 def container_labels(container: dict[str, Any]) -> dict[str, str]:
     return {label["label"]: label["value"] for label in container["labels"]}
+
+
+def traefik_dynamic(result: PlanResult) -> dict[str, Any]:
+    """The routes Traefik's file provider reads: uploaded into its container, or its Swarm config on a cluster."""
+    import base64
+
+    for r in result.resources:
+        if r.type == CONTAINER and r.inputs["name"] == "traefik":
+            (upload,) = [u for u in r.inputs["uploads"] if u["file"].startswith("/etc/traefik/dynamic/")]
+            return yaml.safe_load(upload["content"])
+    for r in result.resources:
+        if r.type == "docker:index/serviceConfig:ServiceConfig" and r.inputs["name"].startswith(
+            "mediastack-traefik-dynamic-"
+        ):
+            return yaml.safe_load(base64.b64decode(r.inputs["data"]).decode())
+    raise AssertionError("no Traefik dynamic config in the plan")

@@ -150,6 +150,7 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "hosts/nas/sysctl-delete.sh",
         "prometheus/prometheus.yml",
         "prometheus/rules/mediastack.yml",
+        "traefik/dynamic/mediastack.yml",
     ]
     assert (tmp_path / "hosts/nas/storage-create.sh").stat().st_mode & 0o111
     # Generated keys stay out of rendered files: the seed script names each one instead.
@@ -174,6 +175,6 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
-    assert len(uploads) == (8 if stack == "prod" else 1)  # dev: only the artwork cache
+    assert len(uploads) == (9 if stack == "prod" else 2)  # dev: the artwork cache and Traefik's routes
     for name, upload in uploads:
         assert (tmp_path / by_container_path[upload["file"]]).read_text() == upload["content"], name

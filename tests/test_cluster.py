@@ -17,7 +17,7 @@ from components.files import CONTAINER_PATHS, generate_files
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
 from components.swarm_stack import encrypted_networks
-from conftest import container_labels, containers, plan, plan_config, raw_config, require_tool
+from conftest import container_labels, containers, plan, plan_config, raw_config, require_tool, traefik_dynamic
 from mediastack_cli.offline import PlanResult, Registration
 from mediastack_cli.synthetic import synthetic_cluster
 
@@ -66,11 +66,12 @@ def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() 
         assert [m for m in spec["mounts"] if m["target"] != "/dev/dri"] == c["mounts"], name
         assert spec["capDrops"] == ["ALL"] and spec.get("capAdds") == c["capabilities"].get("adds"), name
         assert spec.get("user") == c.get("user") and spec["readOnly"] == c["readOnly"], name
-        if isinstance(c["envs"], list) and isinstance(spec["env"], dict):
+        # The socket proxy: on a cluster no reader is left (cAdvisor reads cgroups), so its sections are closed.
+        if isinstance(c["envs"], list) and isinstance(spec["env"], dict) and name != "socket-proxy":
             plain = {k: v for k, v in spec["env"].items() if not k.endswith("_FILE") and not k.startswith("FILE__")}
             assert sorted(f"{k}={v}" for k, v in plain.items()) == sorted(c["envs"]), name
         # The container's CMD is the service's args (commands would replace the entrypoint).
-        if name not in ("traefik", "cadvisor", "immich-postgres"):
+        if name not in ("cadvisor", "immich-postgres"):
             assert spec.get("args") == c.get("command"), name
         if name == "immich-postgres":  # the same tuning, plus what feeding the standby needs
             assert set(c["command"]) < set(spec["args"]) and "wal_level=replica" in spec["args"]
@@ -168,16 +169,26 @@ def test_generated_files_are_swarm_configs_and_passwords_swarm_secrets() -> None
 
 def test_traefik_in_swarm_mode() -> None:
     traefik = services(plan("cluster"))["traefik"]
-    args = traefik["taskSpec"]["containerSpec"]["args"]
-    assert "--providers.swarm.endpoint=tcp://socket-proxy:2375" in args
-    assert not any(a.startswith("--providers.docker.") for a in args)
+    spec = traefik["taskSpec"]["containerSpec"]
+    args = spec["args"]
+    # Routes from the program's file (a Swarm config in the provider's directory); Swarm's VIP behind each name.
+    assert "--providers.file.directory=/etc/traefik/dynamic" in args and "--providers.file.watch=true" in args
+    assert not any(a.startswith(("--providers.swarm", "--providers.docker")) for a in args)
+    assert [c["fileName"] for c in spec["configs"]] == ["/etc/traefik/dynamic/mediastack.yml"]
+    # Host mode keeps the client's address, which the LAN-only routers' allow-lists check.
     assert [(p["publishedPort"], p["publishMode"]) for p in traefik["endpointSpec"]["ports"]] == [
         (80, "host"),
         (443, "host"),
     ]
     sonarr = labels(services(plan("cluster"))["sonarr"]["labels"])
-    assert sonarr["traefik.swarm.network"] == "mediastack-frontend" and "traefik.docker.network" not in sonarr
-    assert sonarr["traefik.http.routers.sonarr.rule"] == "Host(`sonarr.media.example.org`)"
+    assert not any(k.startswith("traefik.") for k in sonarr)
+    http = traefik_dynamic(plan("cluster"))["http"]
+    assert http["routers"]["sonarr"]["rule"] == "Host(`sonarr.media.example.org`)"
+    assert http["services"]["sonarr"]["loadBalancer"]["servers"] == [{"url": "http://sonarr:8989"}]
+    assert "10.0.0.0/8" not in http["middlewares"]["sonarr-lan"]["ipAllowList"]["sourceRange"]  # the overlays' pool
+    # No reader is left for the socket proxy on a cluster: only the ping its health check uses.
+    env = services(plan("cluster"))["socket-proxy"]["taskSpec"]["containerSpec"]["env"]
+    assert sorted(k for k, v in env.items() if v == "1") == ["PING"]
 
 
 def test_storage_and_bootstrap_are_ordered() -> None:

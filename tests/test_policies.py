@@ -287,10 +287,7 @@ STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]
             reg(CONTAINER, labelled(with_(base_container(), name="lidarr"), **{"mediastack.service": "lidarr"}), "x"),
         ],
     ),
-    (
-        "web-ui-routed",
-        lambda rs: replace_container(rs, "sonarr", labelled(base_container(), **{"traefik.enable": "false"})),
-    ),
+    ("web-ui-routed", lambda rs: without_router(rs, "sonarr")),
     (
         "download-bandwidth-limit",
         lambda rs: replace_container(
@@ -349,6 +346,21 @@ STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]
         ],
     ),
 ]
+
+
+def without_router(resources: list[Registration], router: str) -> list[Registration]:
+    """The stack with one router taken out of Traefik's generated dynamic config."""
+    result = []
+    for r in resources:
+        if r.type == CONTAINER and r.inputs.get("name") == "traefik":
+            uploads = []
+            for upload in r.inputs["uploads"]:
+                doc = yaml.safe_load(upload["content"])
+                doc["http"]["routers"].pop(router, None)
+                uploads.append({**upload, "content": yaml.safe_dump(doc)})
+            r = reg(r.type, with_(r.inputs, uploads=uploads), r.name)
+        result.append(r)
+    return result
 
 
 def without_backups(resources: list[Registration]) -> list[Registration]:

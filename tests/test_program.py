@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
-from conftest import CONTAINER, container_labels, containers, plan, plan_config, raw_config
+from conftest import CONTAINER, ROOT, container_labels, containers, plan, plan_config, raw_config, traefik_dynamic
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
@@ -105,22 +106,55 @@ def test_networks_per_service(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_only_the_socket_proxy_reaches_docker_read_only(stack: str) -> None:
+    sys.path.insert(0, str(ROOT / "policies"))
+    from mediastack_policies.resource import reached_socket
+
     for name, c in containers(plan(stack)).items():
-        socket_mounts = [
-            m
-            for m in c.get("mounts", [])
-            if m.get("source", "").endswith("docker.sock") or m.get("source") in ("/var/run", "/run")
-        ]
+        socket_mounts = [m for m in c.get("mounts", []) if reached_socket(m.get("source", ""))]
         if name == "socket-proxy":
             assert socket_mounts == [
                 {"target": "/var/run/docker.sock", "type": "bind", "readOnly": True, "source": "/var/run/docker.sock"}
             ]
+        elif name == "node-exporter":
+            # The host's filesystem, read-only, as an unprivileged user: the socket (root:docker 0660) stays shut.
+            assert [m["source"] for m in socket_mounts] == ["/"] and socket_mounts[0]["readOnly"]
+            assert c["user"] == "65534:65534" and c["capabilities"]["drops"] == ["ALL"]
         else:
             assert socket_mounts == [], name
     traefik = containers(plan(stack))["traefik"]
-    assert "--providers.docker.endpoint=tcp://socket-proxy:2375" in traefik["command"]
+    # Traefik's routes come from the program's file, not the Docker API: no provider that reads it, no socket network.
+    assert "--providers.file.directory=/etc/traefik/dynamic" in traefik["command"]
+    assert "--providers.file.watch=true" in traefik["command"]
+    assert not any(a.startswith(("--providers.docker", "--providers.swarm")) for a in traefik["command"])
+    assert "mediastack-socket" not in {n["name"] for n in traefik["networksAdvanced"]}
     assert [p["external"] for p in traefik["ports"]] == [80, 443]
     assert [n for n, c in containers(plan(stack)).items() if c.get("ports")] == ["traefik"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_socket_proxy_opens_only_what_cadvisor_reads(stack: str) -> None:
+    c = containers(plan(stack))
+    env = dict(line.split("=", 1) for line in c["socket-proxy"]["envs"])
+    opened = sorted(k for k, v in env.items() if v == "1")
+    readers = sorted(n for n, inputs in c.items() if any("socket-proxy:2375" in a for a in inputs.get("command") or []))
+    if "cadvisor" in c:
+        # cAdvisor's Docker handler: /info, /version and /containers/{id}/json; PING for the proxy's health check.
+        assert opened == ["CONTAINERS", "INFO", "PING", "VERSION"] and readers == ["cadvisor"]
+    else:  # no reader: nothing open but the proxy's own health check
+        assert opened == ["PING"] and readers == []
+    assert env["POST"] == "0" and env["EVENTS"] == "0" and env["SERVICES"] == "0" and env["NETWORKS"] == "0"
+
+
+def test_cadvisor_mounts_only_what_it_reads() -> None:
+    cadvisor = containers(plan("prod"))["cadvisor"]
+    mounts = {m["source"]: (m["target"], m["readOnly"]) for m in cadvisor["mounts"]}
+    assert mounts == {
+        "/sys": ("/sys", True),
+        "/proc": ("/rootfs/proc", True),
+        "/var/lib/docker/image": ("/rootfs/var/lib/docker/image", True),
+    }
+    disabled = next(a for a in cadvisor["command"] if a.startswith("--disable_metrics="))
+    assert "disk" in disabled.split("=", 1)[1].split(",")  # per-container disk usage walks the layers: off
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -178,27 +212,38 @@ def test_transcodes_on_tmpfs_or_cache() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_web_ui_is_routed_by_traefik(stack: str) -> None:
     domain = raw_config(stack)["domain"]
+    http = traefik_dynamic(plan(stack))["http"]
+    routers, services = http["routers"], http["services"]
+    expected = {"artwork"} if "artwork-cache" in containers(plan(stack)) else set()
     for name, c in containers(plan(stack)).items():
-        labels = {label["label"]: label["value"] for label in c["labels"]}
+        labels = container_labels(c)
+        assert not any(k.startswith("traefik.") for k in labels), name  # routes live in the file only
         web = CATALOG[name].web
         if name == "artwork-cache":
             jellyfin = f"jellyfin.{domain}"
-            assert (
-                labels["traefik.http.routers.artwork.rule"]
-                == f"Host(`{jellyfin}`) && PathRegexp(`^/Items/[^/]+/Images/`)"
-            )
-            assert int(labels["traefik.http.routers.artwork.priority"]) > len(f"Host(`{jellyfin}`)")  # wins
-            assert labels["traefik.http.services.artwork.loadbalancer.server.port"] == "8080"
+            artwork = routers["artwork"]
+            assert artwork["rule"] == f"Host(`{jellyfin}`) && PathRegexp(`^/Items/[^/]+/Images/`)"
+            assert artwork["priority"] > len(f"Host(`{jellyfin}`)")  # wins over Jellyfin's own router
+            assert services["artwork"] == {"loadBalancer": {"servers": [{"url": "http://artwork-cache:8080"}]}}
             continue
         if web is None:
-            assert "traefik.enable" not in labels, name
             continue
-        assert labels["traefik.enable"] == "true"
-        assert labels[f"traefik.http.routers.{name}.rule"] == f"Host(`{web.subdomain}.{domain}`)"
-        assert labels[f"traefik.http.services.{name}.loadbalancer.server.port"] == str(web.port)
-        assert labels["traefik.docker.network"] == f"mediastack-{web.via}"
-        attached = {n["name"] for n in c["networksAdvanced"]}
-        assert f"mediastack-{web.via}" in attached, name
+        expected.add(name)
+        router = routers[name]
+        assert router["rule"] == f"Host(`{web.subdomain}.{domain}`)"
+        assert router["entryPoints"] == ["websecure"] and "tls" in router
+        assert router["middlewares"][-1] == f"{name}-compress"
+        assert http["middlewares"][f"{name}-compress"] == {"compress": {}}
+        if name == "traefik":
+            assert router["service"] == "api@internal"
+        else:
+            assert services[router["service"]] == {"loadBalancer": {"servers": [{"url": f"http://{name}:{web.port}"}]}}
+            # Traefik reaches it by name on a network they share.
+            attached = {n["name"] for n in c["networksAdvanced"]}
+            assert f"mediastack-{web.via}" in attached, name
+            traefik = {n["name"] for n in containers(plan(stack))["traefik"]["networksAdvanced"]}
+            assert f"mediastack-{web.via}" in traefik, name
+    assert set(routers) == expected
 
 
 def test_secrets_never_appear_in_plain_text() -> None:
@@ -259,10 +304,12 @@ def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.Monk
     )
     monkeypatch.setitem(catalog.CATALOG, "lidarr", extra)
     monkeypatch.setattr(resolve, "CATALOG", catalog.CATALOG)
-    c = containers(plan_config(raw_config("prod"), stack="extra"))
+    result = plan_config(raw_config("prod"), stack="extra")
+    c = containers(result)
     assert c["lidarr"]["image"].startswith("lscr.io/linuxserver/lidarr@sha256:")
-    labels = {label["label"]: label["value"] for label in c["lidarr"]["labels"]}
-    assert labels["traefik.http.routers.lidarr.rule"] == "Host(`lidarr.media.example.org`)"
+    lidarr = traefik_dynamic(result)["http"]["routers"]["lidarr"]
+    assert lidarr["rule"] == "Host(`lidarr.media.example.org`)"
+    assert lidarr["middlewares"] == ["lidarr-lan", "lidarr-compress"]  # no login stated: LAN-only
     assert any(r.type == CONTAINER for r in plan("prod").resources)
 
 
@@ -285,15 +332,42 @@ def test_redis_cache_is_bounded_below_its_container_limit() -> None:
     assert "allkeys-lru" in redis["command"]
 
 
-def test_uis_without_a_login_are_lan_only() -> None:
-    c = containers(plan("prod"))
-    for name in ("traefik", "prometheus", "alertmanager", "tdarr"):
-        labels = {label["label"]: label["value"] for label in c[name]["labels"]}
-        assert labels[f"traefik.http.routers.{name}.middlewares"] == f"{name}-lan,{name}-compress"
-        assert "192.168.0.0/16" in labels[f"traefik.http.middlewares.{name}-lan.ipallowlist.sourcerange"]
-    jellyfin = {label["label"]: label["value"] for label in c["jellyfin"]["labels"]}
-    assert jellyfin["traefik.http.routers.jellyfin.middlewares"] == "jellyfin-compress"  # own login, no LAN limit
-    assert jellyfin["traefik.http.middlewares.jellyfin-compress.compress"] == "true"
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_jellyfin_and_immich_are_public(stack: str) -> None:
+    """As shipped, no admin page answers to the internet: every router but Jellyfin's, Immich's and the artwork
+    cache's (Jellyfin's images) allows only the LAN ranges."""
+    http = traefik_dynamic(plan(stack))["http"]
+    lan = raw_config(stack).get("lan_ranges") or (
+        ["172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
+        if len(raw_config(stack)["hosts"]) > 1
+        else ["10.0.0.0/8", "172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
+    )
+    public = set()
+    for name, router in http["routers"].items():
+        chain = router.get("middlewares", [])
+        allow = [http["middlewares"][m]["ipAllowList"] for m in chain if "ipAllowList" in http["middlewares"][m]]
+        if not allow:
+            public.add(name)
+            continue
+        assert chain[0] == f"{name}-lan", name  # the allow-list runs first
+        assert allow == [{"sourceRange": lan}], name
+    enabled = containers(plan(stack))
+    routed = {*enabled, "artwork"} if "artwork-cache" in enabled else set(enabled)
+    assert public == {"jellyfin", "immich-server", "artwork"} & routed
+    for name in public - {"artwork"}:
+        assert container_labels(enabled[name])["mediastack.login"] == "accounts", name
+    for name, c in enabled.items():
+        labels = container_labels(c)
+        if "mediastack.web-port" in labels:
+            assert labels["mediastack.exposure"] == ("public" if name in public else "lan"), name
+
+
+def test_a_private_jellyfin_keeps_its_images_private() -> None:
+    cfg = raw_config("prod")
+    cfg["exposure"] = {"public": ["immich-server"]}
+    http = traefik_dynamic(plan_config(cfg, stack="private"))["http"]
+    assert http["routers"]["jellyfin"]["middlewares"] == ["jellyfin-lan", "jellyfin-compress"]
+    assert http["routers"]["artwork"]["middlewares"] == ["artwork-lan"]  # the cache is as reachable as Jellyfin
 
 
 def test_download_clients_leave_through_the_shaped_bridge() -> None:

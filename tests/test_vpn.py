@@ -13,7 +13,7 @@ import pytest
 
 from components.config import StackConfig
 from components.vpn_guard import guard_scripts
-from conftest import container_labels, containers, plan_config, raw_config, require_tool
+from conftest import container_labels, containers, plan_config, raw_config, require_tool, traefik_dynamic
 from mediastack_cli.offline import PlanResult
 from netlab import Lab
 
@@ -47,12 +47,12 @@ def test_download_clients_share_the_vpn_namespace_and_nothing_else() -> None:
         assert not any(k.startswith("traefik.") for k in container_labels(inputs))
         test = inputs["healthcheck"]["tests"]
         assert test[0] == "CMD-SHELL" and "127.0.0.1:8000" in test[1] and "kill 1" in test[1]
-    labels = container_labels(gluetun)
-    # The clients' routes ride on the VPN container, each router naming its own service and port.
-    assert labels["traefik.http.routers.qbittorrent.service"] == "qbittorrent"
-    assert labels["traefik.http.services.qbittorrent.loadbalancer.server.port"] == "8090"
-    assert labels["traefik.http.services.sabnzbd.loadbalancer.server.port"] == "8080"
-    assert labels["traefik.docker.network"] == "mediastack-frontend"
+    assert not any(k.startswith("traefik.") for k in container_labels(gluetun))
+    # The clients' routes keep their names: the VPN container answers to them on the frontend network.
+    assert set(nets["mediastack-frontend"]["aliases"]) == {"gluetun", "qbittorrent", "sabnzbd"}
+    http = traefik_dynamic(vpn_plan())["http"]
+    assert http["services"]["qbittorrent"]["loadBalancer"]["servers"] == [{"url": "http://qbittorrent:8090"}]
+    assert http["services"]["sabnzbd"]["loadBalancer"]["servers"] == [{"url": "http://sabnzbd:8080"}]
 
 
 def test_vpn_credentials_stay_secret() -> None:

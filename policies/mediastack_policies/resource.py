@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,7 +29,28 @@ from .shapes import (
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/var/run/docker", "/run/docker")
+# The engine's API sockets, under both names of the run directory (/var/run is a link to /run).
+ENGINE_SOCKETS = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+)
+# Host devices a container may get: GPU render nodes (VAAPI/QSV), the NVIDIA devices, and the tunnel device,
+# which only the VPN container may have.
+ALLOWED_DEVICES = (
+    r"/dev/dri",
+    r"/dev/dri/renderD\d+",
+    r"/dev/dri/card\d+",
+    r"/dev/nvidia\d+",
+    r"/dev/nvidiactl",
+    r"/dev/nvidia-uvm",
+    r"/dev/nvidia-uvm-tools",
+    r"/dev/nvidia-modeset",
+    r"/dev/nvidia-caps/nvidia-cap\d+",
+)
+TUN_DEVICE = "/dev/net/tun"
+VPN_ROLE = "vpn"
 DANGEROUS_CAPS = (
     "ALL",
     "SYS_ADMIN",
@@ -202,19 +224,81 @@ def check_namespaces(w: Workload, cfg: dict[str, Any], report: Report) -> None:
             report(f"{w.service}: shares the host's {what} namespace", None)
 
 
+def normal_path(path: str) -> str:
+    """A host path as the kernel resolves it: repeated slashes, `.` and `..` folded (`//run/./docker.sock`,
+    `/var/run/..`). Not absolute (a named volume): unchanged."""
+    if not path.startswith("/"):
+        return path
+    return posixpath.normpath("/" + path.lstrip("/"))  # normpath keeps a leading `//`; the kernel does not
+
+
+def reached_socket(source: str) -> str | None:
+    """The engine socket a bind of `source` exposes: the socket itself, or a directory above it (`/`, `/run`)."""
+    path = normal_path(source)
+    if not path.startswith("/"):
+        return None
+    for socket in ENGINE_SOCKETS:
+        if path == socket or socket.startswith(path.rstrip("/") + "/"):
+            return socket
+    return None
+
+
+def _user(w: Workload) -> str:
+    raw = w.raw
+    if w.kind == "service":
+        raw = (raw.get("taskSpec") or {}).get("containerSpec") or {}
+    return str(raw.get("user") or "")
+
+
+def _runs_as_root(w: Workload) -> bool:
+    user = _user(w).split(":")[0]
+    return user in ("", "0", "root")
+
+
 def check_socket(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     proxies = set(cfg.get("socket_proxy_services", ["socket-proxy"]))
+    # Readers of the host's whole filesystem that run as an unprivileged user: the socket (root:docker, 0660)
+    # stays closed to them.
+    root_readers = set(cfg.get("host_root_readers", ["node-exporter"]))
     for m in w.mounts:
-        if m.source.rstrip("/") not in DOCKER_SOCKETS:
+        socket = reached_socket(m.source)
+        if socket is None:
             continue
-        if w.service not in proxies:
+        path = normal_path(m.source)
+        if w.service in proxies and path in ENGINE_SOCKETS:
+            if not m.read_only:
+                report(f"{w.service}: mounts {m.source} read-write; mount it read-only", None)
+            continue
+        if path != socket and w.service in root_readers and not _runs_as_root(w) and m.read_only:
+            continue
+        shown = m.source if path == m.source else f"{m.source} (= {path})"
+        report(
+            f"{w.service}: mounts {shown}, which reaches {socket}; only the socket proxy may reach the Docker "
+            "API (a read-only mount of the socket still gives the whole engine)",
+            None,
+        )
+
+
+def check_devices(w: Workload, cfg: dict[str, Any], report: Report) -> None:
+    allowed = [re.compile(p) for p in cfg.get("allowed_devices", list(ALLOWED_DEVICES))]
+    # A Swarm service has no device list: a device reaches it as a bind mount under /dev.
+    paths = [*w.devices, *(m.source for m in w.mounts if normal_path(m.source).startswith("/dev"))]
+    for device in paths:
+        path = normal_path(device)
+        if path == TUN_DEVICE:
+            if w.role != VPN_ROLE:
+                report(
+                    f"{w.service}: gets {TUN_DEVICE}, which only the VPN container may have (role {VPN_ROLE}); "
+                    "share the VPN container's network instead",
+                    None,
+                )
+            continue
+        if not any(p.fullmatch(path) for p in allowed):
             report(
-                f"{w.service}: mounts {m.source}; only the socket proxy may reach the Docker API "
-                "(a read-only mount of the socket still gives the whole engine)",
+                f"{w.service}: gets host device {device}, not on the allow-list (GPU render nodes /dev/dri/*, the "
+                f"NVIDIA devices, {TUN_DEVICE} for the VPN container)",
                 None,
             )
-        elif not m.read_only:
-            report(f"{w.service}: mounts {m.source} read-write; mount it read-only", None)
 
 
 def check_no_new_privileges(w: Workload, cfg: dict[str, Any], report: Report) -> None:
@@ -413,7 +497,16 @@ RESOURCE_POLICIES = [
         "docker-socket-via-proxy",
         "Only the allow-listed socket proxy mounts the Docker socket, read-only.",
         _on_workloads(check_socket),
-        schema={"socket_proxy_services": {**_LIST, "default": ["socket-proxy"]}},
+        schema={
+            "socket_proxy_services": {**_LIST, "default": ["socket-proxy"]},
+            "host_root_readers": {**_LIST, "default": ["node-exporter"]},
+        },
+    ),
+    _policy(
+        "host-devices-allow-list",
+        "Host devices only from the allow-list: GPU render nodes, NVIDIA devices, the tunnel for the VPN container.",
+        _on_workloads(check_devices),
+        schema={"allowed_devices": {**_LIST, "default": list(ALLOWED_DEVICES)}},
     ),
     _policy(
         "no-new-privileges", "no-new-privileges is set on every container.", _on_workloads(check_no_new_privileges)

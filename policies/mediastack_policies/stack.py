@@ -143,19 +143,164 @@ def every_service_monitored(args: StackValidationArgs, report: Report) -> None:
             report(f"{w.service}: neither scraped nor probed by Prometheus, nor watched by a scraped exporter", None)
 
 
+FILE_PROVIDER = "--providers.file.directory="
+
+
+def _command(w: Workload) -> list[str]:
+    if w.kind == "service":
+        spec = (w.raw.get("taskSpec") or {}).get("containerSpec") or {}
+        return [str(a) for a in (spec.get("command") or []) + (spec.get("args") or [])]
+    return [str(a) for a in w.raw.get("command") or []]
+
+
+def _traefik_files(args: StackValidationArgs, proxy: Workload) -> list[str] | None:
+    """The dynamic config files Traefik's file provider reads: uploaded into its container, or Swarm configs
+    mounted in the provider's directory. None when it has no file provider, or a file is not known yet."""
+    directory = next((a[len(FILE_PROVIDER) :] for a in _command(proxy) if a.startswith(FILE_PROVIDER)), None)
+    if directory is None:
+        return None
+    inside = directory.rstrip("/") + "/"
+    texts = []
+    for upload in proxy.raw.get("uploads") or []:
+        if str(upload.get("file", "")).startswith(inside):
+            content = upload.get("content")
+            if content in (None, SECRET, UNKNOWN):
+                return None
+            texts.append(str(content))
+    spec = (proxy.raw.get("taskSpec") or {}).get("containerSpec") or {}
+    wanted = {
+        str(c.get("configName")) for c in spec.get("configs") or [] if str(c.get("fileName", "")).startswith(inside)
+    }
+    for r in args.resources:
+        if r.resource_type == SERVICE_CONFIG and wanted:
+            props = plain(r.props)
+            if str(props.get("name")) in wanted:
+                data = props.get("data")
+                if data in (None, SECRET, UNKNOWN):
+                    return None
+                texts.append(base64.b64decode(str(data)).decode())
+    return texts
+
+
+def _traefik_routes(
+    args: StackValidationArgs, workloads: list[Workload], proxies: set[str]
+) -> tuple[Workload, list[tuple[str, dict[str, Any], dict[str, Any]]]] | None:
+    """(the proxy, [(router name, router, its middlewares by name)]) from the proxy's file provider."""
+    proxy = next((w for w in workloads if w.service in proxies), None)
+    if proxy is None:
+        return None
+    texts = _traefik_files(args, proxy)
+    if texts is None:
+        return None
+    routers: dict[str, dict[str, Any]] = {}
+    services: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
+    for text in texts:
+        http = (yaml.safe_load(text) or {}).get("http") or {}
+        routers.update(http.get("routers") or {})
+        services.update(http.get("services") or {})
+        middlewares.update(http.get("middlewares") or {})
+    found = []
+    for name, router in sorted(routers.items()):
+        target = str(router.get("service"))
+        backend = dict(services.get(target) or {}) if target != "api@internal" else {"internal": proxy.service}
+        chain = {m: middlewares.get(m) or {} for m in router.get("middlewares") or []}
+        found.append((name, {**router, "backend": backend}, chain))
+    return proxy, found
+
+
+def _route_hosts(router: dict[str, Any]) -> list[str]:
+    """The names a router sends its requests to (the host part of each server URL)."""
+    backend = router.get("backend") or {}
+    if "internal" in backend:
+        return [backend["internal"]]
+    servers = (backend.get("loadBalancer") or {}).get("servers") or []
+    return [re.sub(r"^[a-z]+://", "", str(s.get("url", ""))).split("/")[0].split(":")[0] for s in servers]
+
+
+def _lan_only(chain: dict[str, dict[str, Any]]) -> bool:
+    """A router is LAN-only when one of its middlewares is an IP allow-list that does not allow everyone."""
+    for middleware in chain.values():
+        ranges = (middleware.get("ipAllowList") or {}).get("sourceRange") or []
+        if ranges and not any(str(r).endswith("/0") for r in ranges):
+            return True
+    return False
+
+
+def _by_name(workloads: list[Workload]) -> dict[str, Workload]:
+    """Workloads by every name they answer to on the networks: service, container name, and VPN aliases."""
+    found: dict[str, Workload] = {}
+    for w in workloads:
+        found.setdefault(w.service, w)
+        found.setdefault(w.name, w)
+    # An alias names the container that answers for another (the VPN container for its clients): the client's
+    # own workload, found above, is what the route means.
+    for w in workloads:
+        for net in w.raw.get("networksAdvanced") or []:
+            for alias in net.get("aliases") or [] if isinstance(net, dict) else []:
+                found.setdefault(str(alias), w)
+    return found
+
+
 def web_ui_routed(args: StackValidationArgs, report: Report) -> None:
     proxies = set(_config(args).get("proxy_services", ["traefik"]))
-    for w, _ in _workloads(args):
+    workloads = [w for w, _ in _workloads(args)]
+    table = _traefik_routes(args, workloads, proxies)
+    by_name = _by_name(workloads)
+    routed = {by_name[h].service for _, r, _ in (table[1] if table else []) for h in _route_hosts(r) if h in by_name}
+    for w in workloads:
         port = w.labels.get("mediastack.web-port")
         if not port or w.service in proxies:
             continue
-        routed = w.labels.get("traefik.enable") == "true" and any(
-            k.startswith("traefik.http.routers.") and k.endswith(".rule") for k in w.labels
-        )
-        if not routed:
+        if table is None:
+            report(
+                f"{w.service}: web UI on port {port}, but the reverse proxy's routes (its file provider) are not "
+                "in this stack",
+                None,
+            )
+        elif w.service not in routed:
             report(f"{w.service}: web UI on port {port} is not routed through the reverse proxy", None)
         if w.published_ports:
             report(f"{w.service}: web UI is published on the host, bypassing the reverse proxy", None)
+
+
+NO_LOGIN = ("", "none")
+
+
+def public_routes_need_login(args: StackValidationArgs, report: Report) -> None:
+    """A router without an IP allow-list is open to the internet: what it reaches must ask who you are."""
+    proxies = set(_config(args).get("proxy_services", ["traefik"]))
+    workloads = [w for w, _ in _workloads(args)]
+    table = _traefik_routes(args, workloads, proxies)
+    if table is None:
+        if any(w.service in proxies for w in workloads):
+            report(
+                "the reverse proxy's routes cannot be read from the plan (no file provider, or its file unknown): "
+                "which routes are public is unknown",
+                None,
+            )
+        return
+    by_name = _by_name(workloads)
+    for name, router, chain in table[1]:
+        if _lan_only(chain):
+            continue
+        for host in _route_hosts(router):
+            w = by_name.get(host)
+            if w is None:
+                report(
+                    f"router {name}: public route to {host or '?'}, which is no workload of this stack (unknown)", None
+                )
+                continue
+            fronts = w.labels.get("mediastack.fronts")
+            login_of = by_name.get(fronts) if fronts else w
+            login = (login_of.labels.get("mediastack.login", "") if login_of else "").lower()
+            if login in NO_LOGIN:
+                via = f" (in front of {fronts})" if fronts else ""
+                report(
+                    f"router {name}: public route (no ipAllowList) to {w.service}{via}, which has no login of its "
+                    "own; keep it LAN-only (remove it from mediastack:exposure.public)",
+                    None,
+                )
 
 
 def download_bandwidth(args: StackValidationArgs, report: Report) -> None:
@@ -328,6 +473,12 @@ STACK_POLICIES = [
         "web-ui-routed",
         "Every web UI is routed through the reverse proxy, not published.",
         web_ui_routed,
+        schema={"proxy_services": {"type": "array", "items": {"type": "string"}, "default": ["traefik"]}},
+    ),
+    _policy(
+        "public-route-needs-login",
+        "A route the internet reaches (no IP allow-list) leads only to a service with a login of its own.",
+        public_routes_need_login,
         schema={"proxy_services": {"type": "array", "items": {"type": "string"}, "default": ["traefik"]}},
     ),
     _policy("download-bandwidth-limit", "Download clients have a bandwidth limit.", download_bandwidth, level=ADVISORY),
