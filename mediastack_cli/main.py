@@ -248,6 +248,28 @@ def render(
 
 
 @app.command()
+def graph(
+    stack: StackOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Picture to write: a .svg or .png file.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Draw the stack's topology (hosts, networks, services, exposure, VPN, socket readers, storage) from its plan."""
+    from components.resolve import resolve
+
+    from .graph import GraphError, build
+    from .graph import render as render_graph
+
+    files, config = _load(project, stack)
+    result = run_program(files)
+    try:
+        written = render_graph(build(result, resolve(config, stack)), out_file)
+    except GraphError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    out.print(f"wrote {written} ({written.stat().st_size} bytes)", soft_wrap=True)
+
+
+@app.command()
 def backups(stack: StackOpt, project: ProjectOpt = Path(".")) -> None:
     """Show what the stack's backups cover and how (derived from the catalog), with the schedule and retention."""
     from components.backup import backup_plan, coverage, too_old_after
