@@ -432,6 +432,15 @@ class Thresholds(Model):
     certificate_days: int = Field(14, ge=1, description="Alert when a TLS certificate expires within this many days.")
     library_scan_seconds: float = Field(300, gt=0, description="A Jellyfin library scan that took longer than this.")
     transcode_queue: int = Field(10, ge=0, description="Files waiting in Tdarr's transcode queue for 30 minutes.")
+    host_cpu_peak_percent: float = Field(
+        70, gt=0, le=100, description="Host CPU busy above this for 5 minutes (a peak): a warning before saturation."
+    )
+    host_iowait_percent: float = Field(
+        10, gt=0, le=100, description="Host CPU time waiting on I/O above this for 10 minutes."
+    )
+    probe_latency_ms: float = Field(
+        50, gt=0, description="A blackbox probe of a service's health URL slower than this on average for 10 minutes."
+    )
 
 
 class Email(Model):
