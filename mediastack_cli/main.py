@@ -132,6 +132,32 @@ def print_policy(report: PolicyReport) -> None:
     out.print(f"{len(report.mandatory)} mandatory, {len(report.diagnostics) - len(report.mandatory)} advisory")
 
 
+def _read_earlier(path: Path) -> dict[str, Any]:
+    from .upgrades import PlanFileError, read_plan
+
+    try:
+        return read_plan(path)
+    except PlanFileError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def print_image_changes(earlier: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    from .upgrades import image_changes
+
+    changes = image_changes(earlier, current)
+    if not changes:
+        out.print(f"images: none changed against {path}", soft_wrap=True)
+        return
+    table = Table(title=f"images changed against {path}")
+    for column in ("resource", "change", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for c in changes:
+        table.add_row(c.resource, c.kind, c.old or "-", c.new or "-")
+    out.print(table)
+    out.print(f"{len(changes)} image(s) changed", soft_wrap=True)
+
+
 @app.command()
 def plan(
     stack: StackOpt,
@@ -145,9 +171,13 @@ def plan(
         Path | None, typer.Option("--policy-config", help="Pack config, as `pulumi preview --policy-pack-config`.")
     ] = None,
     no_policy: Annotated[bool, typer.Option("--no-policy", help="Do not run the policy pack.")] = False,
+    against: Annotated[
+        Path | None, typer.Option("--against", help="An earlier `--json` plan: list the images that changed since.")
+    ] = None,
 ) -> None:
     """Show every resource the stack would deploy, and run the policy pack over it as `pulumi preview` would."""
     files, _ = _load(project, stack)
+    earlier = _read_earlier(against) if against is not None else None
     result = run_program(files)
     if quiet:
         out.print(f"stack {stack}: {len(result.resources)} resources")
@@ -164,6 +194,8 @@ def plan(
             err.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(EXIT_CONFIG) from None
         print_policy(report)
+    if earlier is not None and against is not None:
+        print_image_changes(earlier, result.to_json(), against)
     if json_path is not None:
         doc = result.to_json()
         if report is not None:
