@@ -499,6 +499,11 @@ class Slo(Model):
     search_p95_ms: float = Field(500, gt=0, description="A library search (needs jellyfin_api_key).")
     page_p95_ms: float = Field(1000, gt=0, description="The web UI's page.")
     max_error_ratio: float = Field(0.01, ge=0, le=1, description="Share of failed requests allowed per endpoint.")
+    transcode_start_ms: float = Field(
+        2000,
+        gt=0,
+        description="Time to the first transcoded HLS segment of a video (needs jellyfin_api_key), worst of the runs.",
+    )
 
 
 class VpnType(StrEnum):

@@ -337,12 +337,19 @@ def verify(
     duration: Annotated[float, typer.Option(min=1, max=3600, help="Stop after this many seconds.")] = 60.0,
     warmup: Annotated[int, typer.Option(min=0, max=1000, help="Unmeasured requests per endpoint first.")] = 5,
     insecure: Annotated[bool, typer.Option("--insecure", help="Accept a self-signed certificate.")] = False,
+    transcode_item: Annotated[
+        str | None,
+        typer.Option("--transcode-item", help="Jellyfin item id of the video to transcode (default: first)."),
+    ] = None,
+    transcode_runs: Annotated[
+        int, typer.Option(min=0, max=20, help="Transcode starts to time (0: do not measure).")
+    ] = 3,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Load-test the running stack (bounded, async) and check it against the stack's SLOs; exit 1 on a miss."""
     import asyncio
 
-    from .verify import run
+    from .verify import run, transcode_start
 
     _, config = _load(project, stack)
     url = base_url or f"https://jellyfin.{config.domain}"
@@ -382,6 +389,25 @@ def verify(
             out.print(f"{r.endpoint.name} errors, e.g.: {', '.join(r.error_samples)}")
     if not config.jellyfin_api_key:
         out.print("search not measured: set mediastack:jellyfin_api_key (a secret) to include it")
+    if transcode_runs:
+        started = asyncio.run(
+            transcode_start(url, config, transcode_item, runs=transcode_runs, verify_tls=not insecure)
+        )
+        if not started.measured:
+            out.print(f"transcode start not measured: {started.not_measured}", soft_wrap=True)
+        else:
+            ok = started.passed()
+            times = ", ".join(f"{t:.0f}" for t in started.times_ms) or "-"
+            verdict = "[green]ok[/green]" if ok else "[red]missed[/red]"
+            out.print(
+                f"transcode start of {escape(started.item or '?')}: {times} ms over {transcode_runs} runs, worst "
+                f"{started.worst_ms:.0f} ms, SLO {started.target_ms:g} ms: {verdict}",
+                soft_wrap=True,
+            )
+            for error in started.errors[:3]:
+                out.print(f"transcode errors, e.g.: {escape(error)}", soft_wrap=True)
+            if not ok:
+                missed.append("transcode")
     if missed:
         err.print(f"SLO missed: {', '.join(missed)}")
         raise typer.Exit(EXIT_POLICY)
