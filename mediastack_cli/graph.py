@@ -59,7 +59,12 @@ def _health(tests: list[str] | None) -> str:
     if not tests:
         return "none (Prometheus up)"
     if tests[0] == "CMD-SHELL":
-        return "shell: " + tests[1].split(";")[-1].strip()[:40]
+        last = tests[1].split(";")[-1].strip()
+        words = last.split()
+        url = next((w for w in words if w.startswith("http://")), None)
+        check = f"{words[0]} {url.split('127.0.0.1', 1)[-1]}" if url and words else last[:40]
+        # A VPN client's check also restarts it when the namespace it joined is gone.
+        return check + (" + VPN namespace alive" if "kill 1" in tests[1] else "")
     url = next((t for t in tests if t.startswith("http://")), None)
     if url:
         return f"{tests[1]} {url.split('127.0.0.1', 1)[-1]}"

@@ -124,6 +124,10 @@ def test_vpn_clients_are_drawn_inside_the_vpn_namespace() -> None:
     assert inside <= cluster_members(doc, "cluster_host_nas")
     routes = edges(doc)
     assert routes[("svc__traefik", "svc__qbittorrent")]["label"] == "public via gluetun"
+    drawn = {o["name"]: o for o in doc["objects"]}
+    assert "health: curl :8090/ + VPN namespace alive" in drawn["svc__qbittorrent"]["label"]
+    # A client has no network of its own: no edge from it to any network.
+    assert not any(tail == "svc__qbittorrent" and head.startswith("net__") for tail, head in routes)
 
 
 def test_a_cluster_shows_its_nodes_and_the_shared_data_root() -> None:

@@ -103,8 +103,11 @@ def project(tmp_path: Path, slo_ms: float | None = None, key: bool = True) -> st
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     if key:
         doc["config"]["mediastack:jellyfin_api_key"] = KEY
+    # Loose request SLOs: a loaded test machine must not fail these tests for the endpoints they do not study.
+    slo: dict[str, float] = {f"{e}_p95_ms": 30_000 for e in ("health", "api", "search", "page")}
     if slo_ms is not None:
-        doc["config"]["mediastack:slo"] = {"transcode_start_ms": slo_ms}
+        slo["transcode_start_ms"] = slo_ms
+    doc["config"]["mediastack:slo"] = slo
     (target / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
     return str(target)
 
