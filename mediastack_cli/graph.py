@@ -8,6 +8,7 @@ Graphviz's `dot` lays it out and renders SVG or PNG.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,10 +146,16 @@ def exposure(stack: Any) -> dict[str, tuple[str, str]]:
     found = {}
     for s in stack.services:
         web = s.spec.web
-        if web is None or not s.web_host:
-            found[s.name] = ("internal", "")
-        else:
+        if web is not None and s.web_host:
             found[s.name] = ("LAN-only" if web.lan_only else "public", s.web_host)
+            continue
+        # No UI of its own, but routed: the artwork cache answers part of Jellyfin's host name.
+        rules = [v for k, v in s.labels.items() if k.startswith("traefik.http.routers.") and k.endswith(".rule")]
+        hosts = sorted({m.group(1) for rule in rules for m in [re.search(r"Host\(`([^`]+)`\)", rule)] if m})
+        if hosts and not any(k.endswith(".ipallowlist.sourcerange") for k in s.labels):
+            found[s.name] = ("public", f"{hosts[0]} (part)")
+        else:
+            found[s.name] = ("internal", "")
     return found
 
 

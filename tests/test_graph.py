@@ -101,6 +101,16 @@ def test_public_lan_only_and_internal_are_marked() -> None:
     assert "public: https://jellyfin.media.example.org" in drawn["svc__jellyfin"]["label"]
     assert "LAN-only: https://prometheus.media.example.org" in drawn["svc__prometheus"]["label"]
     assert "internal" in drawn["svc__immich-postgres"]["label"]
+    # Routed without a UI of its own: the artwork cache answers Jellyfin's image paths.
+    assert routes[("svc__traefik", "svc__artwork-cache")]["label"] == "public"
+    assert "public: https://jellyfin.media.example.org (part)" in drawn["svc__artwork-cache"]["label"]
+
+
+def test_the_readmes_picture_shows_every_prod_service() -> None:
+    """docs/prod-stack.svg is what `mediastack graph --stack prod` draws; a new service must appear in it."""
+    text = " ".join(ET.fromstring((ROOT / "docs" / "prod-stack.svg").read_text()).itertext())
+    for name in containers(plan("prod")):
+        assert name in text, f"{name} is missing: .venv/bin/mediastack graph --stack prod --out docs/prod-stack.svg"
 
 
 def test_socket_proxy_readers_and_storage() -> None:
