@@ -743,6 +743,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
                 "node_filesystem_size_bytes",
                 "node_network_receive_bytes_total",
                 "node_network_transmit_bytes_total",
+                # /proc/vmstat's oom_kill, in the vmstat collector's default fields (prometheus/node_exporter
+                # collector/vmstat_linux.go at v1.10.2: "^(oom_kill|pgpg|pswp|pg.*fault).*").
+                "node_vmstat_oom_kill",
             ),
         ),
         mounts=(Mount(MountKind.host, "/host", read_only=True, host_path="/"),),
@@ -772,6 +775,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
                 "container_start_time_seconds",
                 "container_network_receive_bytes_total",
                 "container_network_transmit_bytes_total",
+                # OOMMetrics ("oom_event") is not in the default --disable_metrics set (google/cadvisor
+                # cmd/cadvisor.go, metrics/prometheus.go at v0.52.1); counted from the kernel log, /dev/kmsg.
+                "container_oom_events_total",
             ),
         ),
         # Only what it reads (google/cadvisor container/docker/handler.go, container/libcontainer/handler.go): the

@@ -432,6 +432,15 @@ class Thresholds(Model):
     certificate_days: int = Field(14, ge=1, description="Alert when a TLS certificate expires within this many days.")
     library_scan_seconds: float = Field(300, gt=0, description="A Jellyfin library scan that took longer than this.")
     transcode_queue: int = Field(10, ge=0, description="Files waiting in Tdarr's transcode queue for 30 minutes.")
+    host_cpu_peak_percent: float = Field(
+        70, gt=0, le=100, description="Host CPU busy above this for 5 minutes (a peak): a warning before saturation."
+    )
+    host_iowait_percent: float = Field(
+        10, gt=0, le=100, description="Host CPU time waiting on I/O above this for 10 minutes."
+    )
+    probe_latency_ms: float = Field(
+        50, gt=0, description="A blackbox probe of a service's health URL slower than this on average for 10 minutes."
+    )
 
 
 class Email(Model):
@@ -490,6 +499,11 @@ class Slo(Model):
     search_p95_ms: float = Field(500, gt=0, description="A library search (needs jellyfin_api_key).")
     page_p95_ms: float = Field(1000, gt=0, description="The web UI's page.")
     max_error_ratio: float = Field(0.01, ge=0, le=1, description="Share of failed requests allowed per endpoint.")
+    transcode_start_ms: float = Field(
+        2000,
+        gt=0,
+        description="Time to the first transcoded HLS segment of a video (needs jellyfin_api_key), worst of the runs.",
+    )
 
 
 class VpnType(StrEnum):

@@ -160,6 +160,10 @@ def alert_rules(stack: ResolvedStack) -> str:
             "expr": '1 - avg by (host) (rate(node_cpu_seconds_total{mode="idle"}[5m]))',
         },
         {
+            "record": "host:cpu_iowait:ratio5m",
+            "expr": 'avg by (host) (rate(node_cpu_seconds_total{mode="iowait"}[5m]))',
+        },
+        {
             "record": "host:memory_used:ratio",
             "expr": "1 - sum by (host) (node_memory_MemAvailable_bytes) / sum by (host) (node_memory_MemTotal_bytes)",
         },
@@ -214,12 +218,46 @@ def alert_rules(stack: ResolvedStack) -> str:
             "The blackbox probe of {{ $labels.instance }} has failed for 5 minutes.",
         ),
         alert(
+            "ProbeLatencyHigh",
+            f'avg_over_time(probe_duration_seconds{{job="blackbox-health"}}[5m]) > {t.probe_latency_ms / 1000:g}',
+            "10m",
+            "warning",
+            "Internal latency to {{ $labels.instance }} above " + f"{t.probe_latency_ms:g} ms",
+            "The health probe from inside the stack averages {{ $value | humanizeDuration }} for 10 minutes.",
+        ),
+        alert(
             "HostCpuHigh",
             f"host:cpu_busy:ratio5m > {t.host_cpu_percent / 100:g}",
             "15m",
             "warning",
             "CPU on {{ $labels.host }} above " + f"{t.host_cpu_percent:g}%",
             "{{ $value | humanizePercentage }} busy for 15 minutes.",
+        ),
+        alert(
+            "HostCpuPeak",
+            f"host:cpu_busy:ratio5m > {t.host_cpu_peak_percent / 100:g}",
+            "5m",
+            "warning",
+            "CPU on {{ $labels.host }} peaked above " + f"{t.host_cpu_peak_percent:g}%",
+            "{{ $value | humanizePercentage }} busy for 5 minutes: the headroom for a transcode is going.",
+        ),
+        alert(
+            "HostIoWaitHigh",
+            f"host:cpu_iowait:ratio5m > {t.host_iowait_percent / 100:g}",
+            "10m",
+            "warning",
+            "I/O wait on {{ $labels.host }} above " + f"{t.host_iowait_percent:g}%",
+            "{{ $value | humanizePercentage }} of CPU time waits on disks for 10 minutes.",
+        ),
+        alert(
+            # Any OOM kill on the host (the kernel's own counter, /proc/vmstat), named or not by cAdvisor.
+            "HostOomKill",
+            "increase(node_vmstat_oom_kill[5m]) > 0",
+            "0m",
+            "critical",
+            "The kernel OOM-killed a process on {{ $labels.host }}",
+            "A memory limit or the host's memory was exhausted; ContainerOomKilled names the container when cAdvisor "
+            "sees it.",
         ),
         alert(
             "HostMemoryHigh",
@@ -244,6 +282,14 @@ def alert_rules(stack: ResolvedStack) -> str:
             "warning",
             "{{ $labels.name }} is restarting in a loop",
             "{{ $value }} starts in the last 15 minutes.",
+        ),
+        alert(
+            "ContainerOomKilled",
+            'increase(container_oom_events_total{name!=""}[5m]) > 0',
+            "0m",
+            "critical",
+            "{{ $labels.name }} was OOM-killed",
+            "It hit its memory limit; raise services.<name>.resources.memory or find the leak.",
         ),
         alert(
             "ContainerNearMemoryLimit",

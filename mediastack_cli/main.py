@@ -132,6 +132,32 @@ def print_policy(report: PolicyReport) -> None:
     out.print(f"{len(report.mandatory)} mandatory, {len(report.diagnostics) - len(report.mandatory)} advisory")
 
 
+def _read_earlier(path: Path) -> dict[str, Any]:
+    from .upgrades import PlanFileError, read_plan
+
+    try:
+        return read_plan(path)
+    except PlanFileError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def print_image_changes(earlier: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    from .upgrades import image_changes
+
+    changes = image_changes(earlier, current)
+    if not changes:
+        out.print(f"images: none changed against {path}", soft_wrap=True)
+        return
+    table = Table(title=f"images changed against {path}")
+    for column in ("resource", "change", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for c in changes:
+        table.add_row(c.resource, c.kind, c.old or "-", c.new or "-")
+    out.print(table)
+    out.print(f"{len(changes)} image(s) changed", soft_wrap=True)
+
+
 @app.command()
 def plan(
     stack: StackOpt,
@@ -145,9 +171,13 @@ def plan(
         Path | None, typer.Option("--policy-config", help="Pack config, as `pulumi preview --policy-pack-config`.")
     ] = None,
     no_policy: Annotated[bool, typer.Option("--no-policy", help="Do not run the policy pack.")] = False,
+    against: Annotated[
+        Path | None, typer.Option("--against", help="An earlier `--json` plan: list the images that changed since.")
+    ] = None,
 ) -> None:
     """Show every resource the stack would deploy, and run the policy pack over it as `pulumi preview` would."""
     files, _ = _load(project, stack)
+    earlier = _read_earlier(against) if against is not None else None
     result = run_program(files)
     if quiet:
         out.print(f"stack {stack}: {len(result.resources)} resources")
@@ -164,6 +194,8 @@ def plan(
             err.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(EXIT_CONFIG) from None
         print_policy(report)
+    if earlier is not None and against is not None:
+        print_image_changes(earlier, result.to_json(), against)
     if json_path is not None:
         doc = result.to_json()
         if report is not None:
@@ -248,6 +280,28 @@ def render(
 
 
 @app.command()
+def graph(
+    stack: StackOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Picture to write: a .svg or .png file.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Draw the stack's topology (hosts, networks, services, exposure, VPN, socket readers, storage) from its plan."""
+    from components.resolve import resolve
+
+    from .graph import GraphError, build
+    from .graph import render as render_graph
+
+    files, config = _load(project, stack)
+    result = run_program(files)
+    try:
+        written = render_graph(build(result, resolve(config, stack)), out_file)
+    except GraphError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    out.print(f"wrote {written} ({written.stat().st_size} bytes)", soft_wrap=True)
+
+
+@app.command()
 def backups(stack: StackOpt, project: ProjectOpt = Path(".")) -> None:
     """Show what the stack's backups cover and how (derived from the catalog), with the schedule and retention."""
     from components.backup import backup_plan, coverage, too_old_after
@@ -283,12 +337,19 @@ def verify(
     duration: Annotated[float, typer.Option(min=1, max=3600, help="Stop after this many seconds.")] = 60.0,
     warmup: Annotated[int, typer.Option(min=0, max=1000, help="Unmeasured requests per endpoint first.")] = 5,
     insecure: Annotated[bool, typer.Option("--insecure", help="Accept a self-signed certificate.")] = False,
+    transcode_item: Annotated[
+        str | None,
+        typer.Option("--transcode-item", help="Jellyfin item id of the video to transcode (default: first)."),
+    ] = None,
+    transcode_runs: Annotated[
+        int, typer.Option(min=0, max=20, help="Transcode starts to time (0: do not measure).")
+    ] = 3,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Load-test the running stack (bounded, async) and check it against the stack's SLOs; exit 1 on a miss."""
     import asyncio
 
-    from .verify import run
+    from .verify import run, transcode_start
 
     _, config = _load(project, stack)
     url = base_url or f"https://jellyfin.{config.domain}"
@@ -328,6 +389,25 @@ def verify(
             out.print(f"{r.endpoint.name} errors, e.g.: {', '.join(r.error_samples)}")
     if not config.jellyfin_api_key:
         out.print("search not measured: set mediastack:jellyfin_api_key (a secret) to include it")
+    if transcode_runs:
+        started = asyncio.run(
+            transcode_start(url, config, transcode_item, runs=transcode_runs, verify_tls=not insecure)
+        )
+        if not started.measured:
+            out.print(f"transcode start not measured: {started.not_measured}", soft_wrap=True)
+        else:
+            ok = started.passed()
+            times = ", ".join(f"{t:.0f}" for t in started.times_ms) or "-"
+            verdict = "[green]ok[/green]" if ok else "[red]missed[/red]"
+            out.print(
+                f"transcode start of {escape(started.item or '?')}: {times} ms over {transcode_runs} runs, worst "
+                f"{started.worst_ms:.0f} ms, SLO {started.target_ms:g} ms: {verdict}",
+                soft_wrap=True,
+            )
+            for error in started.errors[:3]:
+                out.print(f"transcode errors, e.g.: {escape(error)}", soft_wrap=True)
+            if not ok:
+                missed.append("transcode")
     if missed:
         err.print(f"SLO missed: {', '.join(missed)}")
         raise typer.Exit(EXIT_POLICY)

@@ -196,6 +196,51 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], str, dict[str
         "1m",
         {**HOST, "severity": "critical"},
     ),
+    # The success criteria: no OOM kill, I/O wait under 10 %, internal latency under 50 ms, CPU under 70 % at peak.
+    "HostCpuPeak": (  # 80 % busy: above the 70 % peak, below HostCpuHigh's 80 %; healthy 60 %
+        [{"series": 'node_cpu_seconds_total{mode="idle",cpu="0",host="nas"}', "values": "0+6x60"}],
+        [{"series": 'node_cpu_seconds_total{mode="idle",cpu="0",host="nas"}', "values": "0+12x60"}],
+        "15m",
+        {**HOST, "severity": "warning"},
+    ),
+    "HostIoWaitHigh": (  # 20 % of CPU time in iowait; healthy 5 %
+        [{"series": 'node_cpu_seconds_total{mode="iowait",cpu="0",host="nas"}', "values": "0+6x60"}],
+        [{"series": 'node_cpu_seconds_total{mode="iowait",cpu="0",host="nas"}', "values": "0+1.5x60"}],
+        "20m",
+        {**HOST, "severity": "warning"},
+    ),
+    "HostOomKill": (  # the kernel's counter steps once at 5m30s
+        [{"series": 'node_vmstat_oom_kill{job="node-exporter",host="nas"}', "values": "3x10 4x10"}],
+        [{"series": 'node_vmstat_oom_kill{job="node-exporter",host="nas"}', "values": "3x20"}],
+        "6m",
+        {"job": "node-exporter", **HOST, "severity": "critical"},
+    ),
+    "ContainerOomKilled": (
+        [{"series": 'container_oom_events_total{name="immich-machine-learning",host="nas"}', "values": "0x10 1x10"}],
+        [
+            {"series": 'container_oom_events_total{name="immich-machine-learning",host="nas"}', "values": "0x20"},
+            # the root cgroup (no container name) is HostOomKill's
+            {"series": 'container_oom_events_total{name="",id="/",host="nas"}', "values": "0x10 1x10"},
+        ],
+        "6m",
+        {"name": "immich-machine-learning", **HOST, "severity": "critical"},
+    ),
+    "ProbeLatencyHigh": (  # 120 ms per probe; healthy 10 ms
+        [
+            {
+                "series": 'probe_duration_seconds{job="blackbox-health",instance="http://sonarr:8989/ping"}',
+                "values": "0.12x40",
+            }
+        ],
+        [
+            {
+                "series": 'probe_duration_seconds{job="blackbox-health",instance="http://sonarr:8989/ping"}',
+                "values": "0.01x40",
+            }
+        ],
+        "15m",
+        {"job": "blackbox-health", "instance": "http://sonarr:8989/ping", "severity": "warning"},
+    ),
 }
 
 
@@ -278,9 +323,19 @@ def test_thresholds_come_from_the_stack_config() -> None:
     from conftest import raw_config
 
     cfg = raw_config("prod")
-    cfg["alerting"] = {"thresholds": {"host_cpu_percent": 70, "api_p95_ms": 350}}
+    cfg["alerting"] = {
+        "thresholds": {
+            "host_cpu_percent": 70,
+            "api_p95_ms": 350,
+            "host_cpu_peak_percent": 65,
+            "host_iowait_percent": 12.5,
+            "probe_latency_ms": 80,
+        }
+    }
     text = alert_rules(resolve(parse_stack_config(cfg, "prod"), "prod"))
     assert "host:cpu_busy:ratio5m > 0.7" in text and "p95_5m > 0.35" in text
+    assert "host:cpu_busy:ratio5m > 0.65" in text and "host:cpu_iowait:ratio5m > 0.125" in text
+    assert "[5m]) > 0.08" in text
 
 
 def test_receivers_routing_and_inhibition_pass_amtool(tmp_path: Path) -> None:

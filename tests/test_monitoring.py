@@ -22,6 +22,7 @@ FUNCTIONS = {
     "irate",
     "increase",
     "avg",
+    "avg_over_time",
     "min",
     "max",
     "count",
