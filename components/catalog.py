@@ -134,6 +134,8 @@ class Service:
     state: str | None = None  # sqlite | postgres | redis | files: what a backup must treat with care
     # Generated secrets the app reads from its first-start config file (components/seeds.py), not its env.
     seeded_secrets: tuple[Secret, ...] = ()
+    # The generated password of the login the deploy-time wiring makes in the app (components/wiring.py).
+    login_secrets: tuple[Secret, ...] = ()
     # Paths under its state directory that a backup skips: rebuilt by the app, or never consistent on disk.
     backup_exclude: tuple[str, ...] = ()
     cluster_only: bool = False  # runs only on a cluster stack (a standby on a second node)
@@ -229,6 +231,7 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         writes_data_root=bool(data),
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
         secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
+        login_secrets=(Secret(f"{name}-admin-password"),),
         env={f"{key}__LOG__ANALYTICSENABLED": "False", f"{key}__UPDATE__MECHANISM": "Docker"},
     )
 
@@ -353,6 +356,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(MEDIA_TREE, Mount(MountKind.transcode, "/transcode"), Mount(MountKind.cache, "/cache")),
         env={"JELLYFIN_PublishedServerUrl": ""},  # filled with https://jellyfin.<domain> by resolve
         gpu=True,
+        login_secrets=(Secret("jellyfin-admin-password"),),
     ),
     Service(
         name="artwork-cache",
@@ -399,8 +403,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=ARR_NETS,
         data=(MEDIA_TREE,),
         writes_data_root=True,
-        # Bazarr reads no settings from the environment: its API key is seeded into config.yaml.
-        seeded_secrets=(Secret("bazarr-api-key", "api_key"),),
+        # Bazarr reads no settings from the environment: its API key and login are seeded into config.yaml.
+        seeded_secrets=(Secret("bazarr-api-key", "api_key"), Secret("bazarr-password")),
     ),
     # -- download clients -------------------------------------------------------------------------
     Service(
@@ -451,7 +455,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         networks=CLIENT_NETS,
         data=(DATA_TREE,),
         writes_data_root=True,
-        seeded_secrets=(Secret("sabnzbd-api-key", "api_key"),),
+        seeded_secrets=(Secret("sabnzbd-api-key", "api_key"), Secret("sabnzbd-password")),
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
     Service(
@@ -475,6 +479,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "IMMICH_MACHINE_LEARNING_URL": "http://immich-machine-learning:3003",
         },
         secret_env={"DB_PASSWORD": Secret("immich-db-password")},
+        login_secrets=(Secret("immich-admin-password"),),
         requires=("immich-postgres", "immich-redis", "immich-machine-learning"),
         role="app",
         state="files",

@@ -566,7 +566,7 @@ class Downloads(Model):
     )
 
 
-WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd")
+WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server")
 
 
 class Wiring(Model):
