@@ -28,6 +28,7 @@ changing it calls nothing in the app.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -525,10 +526,13 @@ class BazarrLogin(BazarrArr):
     replace_on = ("app",)
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
-        form = {"settings-auth-type": "form", "settings-auth-username": props["username"],
-                "settings-auth-password": props["password"]}  # fmt: skip
-        with self.client(props) as api:
-            api.request("POST", "/api/system/settings", data=form)
+        auth = self._settings(props).get("auth") or {}
+        stored = hashlib.md5(str(props["password"]).encode()).hexdigest()  # Bazarr stores the MD5 hex
+        if (auth.get("type"), auth.get("username"), auth.get("password")) != ("form", props["username"], stored):
+            form = {"settings-auth-type": "form", "settings-auth-username": props["username"],
+                    "settings-auth-password": props["password"]}  # fmt: skip
+            with self.client(props) as api:
+                api.request("POST", "/api/system/settings", data=form)
         return props["username"]
 
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:

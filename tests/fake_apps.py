@@ -46,9 +46,13 @@ class FakeApp:
         if self.not_ready_for > 0:
             self.not_ready_for -= 1
             return _text(503, "Service Unavailable")
-        if method == "GET" and path == self.health.split("?")[0]:
+        if method == "GET" and self._is_health(path, query):
             return _json(200, {"status": "OK"})
         return self.handle(method, path, query, headers, body)
+
+    def _is_health(self, path: str, query: dict[str, str]) -> bool:
+        health = urllib.parse.urlsplit(self.health)
+        return path == health.path and dict(urllib.parse.parse_qsl(health.query)).items() <= query.items()
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         raise NotImplementedError
@@ -60,7 +64,7 @@ class FakeApp:
     @property
     def calls(self) -> list[tuple[str, str]]:
         """The requests that reached the app itself, not its health path."""
-        return [r for r in self.requests if r[1] != self.health.split("?")[0]]
+        return [r for r in self.requests if r[1] != urllib.parse.urlsplit(self.health).path]
 
 
 # -- Sonarr, Radarr, Prowlarr -------------------------------------------------------------------------
