@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -13,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
@@ -394,7 +396,7 @@ def test_an_unchanged_qbittorrent_category_is_not_edited(apps: Apps) -> None:
 def test_names_are_matched_ignoring_case_as_the_apps_do(apps: Apps) -> None:
     """Item 3: an existing `qbittorrent` or `Sabnzbd` is adopted, not refused as "Should be unique"."""
     items = {i.suffix: i for i in apps.items()}
-    up([items["sonarr-root-folder"], items["qbittorrent-tv-category"], items["qbittorrent-auto-tmm"]])
+    up([items["sonarr-root-folder"], items["qbittorrent-tv-category"]])
     apps.sonarr.collections["downloadclient"] = {
         7: {"id": 7, "name": "qbittorrent", "enable": True, "implementation": "QBittorrent", "protocol": "torrent",
             "configContract": "QBittorrentSettings", "priority": 3, "removeCompletedDownloads": True,
@@ -540,3 +542,67 @@ def test_an_app_with_its_own_admin_is_adopted_as_it_is(apps: Apps) -> None:
     outs = up([i for i in apps.items() if i.suffix in ("jellyfin-admin", "immich-admin")])
     assert outs["jellyfin-admin"]["item_id"] == outs["immich-admin"]["item_id"] == "existing"
     assert apps.jellyfin.users == {"me": "my-own"} and apps.immich.admin["email"] == "me@example.org"
+
+
+# -- state written by the previous version ------------------------------------------------------------
+# The commit whose wiring deployed stacks before issue 21: its provider is pickled in their state.
+PREVIOUS = "ddde1929a34e7343f6df232c999a070f70a60663"
+_OLD_PROGRAM = """
+import base64, json, sys
+sys.path.insert(0, sys.argv[1])
+from pulumi.dynamic.dynamic import serialize_provider
+from components.config import StackConfig
+from components.resolve import resolve
+from components.wiring import WiringProvider, pipeline_items
+import components.wiring
+assert components.wiring.__file__.startswith(sys.argv[1]), components.wiring.__file__
+raw, secrets, retry = (json.loads(a) for a in sys.argv[2:5])
+cfg = StackConfig.model_validate(raw)
+provider = WiringProvider()
+outs = {}
+for item in pipeline_items(cfg, resolve(cfg, "prod").enabled, secrets):
+    outs[item.suffix] = provider.create({**item.props, "retry": retry}).outs
+print(json.dumps({"provider": serialize_provider(provider), "outs": outs}))
+"""
+
+
+def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: Any) -> None:
+    """The engine unpickles the provider stored with each resource (the previous code's pickle for a delete
+    or refresh) and calls it with the state the previous code wrote: both must work with this code."""
+    archive = subprocess.run(["git", "archive", PREVIOUS, "components"], cwd=ROOT, capture_output=True, timeout=60)
+    if archive.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"commit {PREVIOUS} is needed (a full clone): {archive.stderr.decode().strip()}")
+        pytest.skip(f"commit {PREVIOUS} is not in this clone")
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich")}
+    raw = {**raw_config("prod"), "wiring": {"urls": old_urls}}
+    old_secrets = {
+        k: v for k, v in SECRETS.items() if "admin" not in k and k not in ("sabnzbd-password", "bazarr-password")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _OLD_PROGRAM, str(tmp_path), json.dumps(raw), json.dumps(old_secrets), json.dumps(FAST)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    old_outs: dict[str, dict[str, Any]] = written["outs"]
+    assert set(old_outs) == EARLIER_WIRINGS
+    provider = dill.loads(base64.b64decode(written["provider"]))
+    assert type(provider) is WiringProvider  # by reference: this code runs for the old state
+    # Refresh: everything the previous version made is found.
+    assert all(provider.read(f"id-{s}", o).id == f"id-{s}" for s, o in old_outs.items())
+    # The first `up` with this code: an update in place for each, never a replacement, no duplicates.
+    news = {i.suffix: i.props for i in apps.items()}
+    for suffix, olds in old_outs.items():
+        diff = provider.diff("id", olds, news[suffix])
+        assert diff.replaces == [], suffix
+        outs = provider.update("id", olds, news[suffix]).outs or {}
+        assert outs["item_id"] == olds["item_id"], suffix
+    for fake in (apps.sonarr, apps.radarr, apps.prowlarr):
+        assert all(len(items) == len({i["name"] if "name" in i else i["path"] for i in items.values()})
+                   for items in fake.collections.values())  # fmt: skip
+    assert len(apps.sonarr.collections["downloadclient"]) == 2 and len(apps.prowlarr.collections["applications"]) == 2
+    # A delete from the old state (the engine uses the old pickle and the old outputs).
+    provider.delete("id", old_outs["sonarr-sabnzbd"])
+    assert not apps.sonarr.find("downloadclient", "name", "SABnzbd")
