@@ -20,10 +20,10 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from components.config import StackConfig
 from components.resolve import resolve
-from components.seeds import QBITTORRENT_USER
+from components.seeds import QBITTORRENT_CONF, QBITTORRENT_USER, qbittorrent_conf
 from components.wiring import Item, WiringProvider, pipeline_items
-from components.wiring_api import AppClient, Retry, WiringError
-from conftest import ROOT, plan, plan_config, raw_config
+from components.wiring_api import AppClient, QbittorrentCategory, Retry, WiringError
+from conftest import ROOT, plan, plan_config, raw_config, require_tool
 from fake_apps import (
     SETTINGS,
     FakeApp,
@@ -606,3 +606,66 @@ def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: A
     # A delete from the old state (the engine uses the old pickle and the old outputs).
     provider.delete("id", old_outs["sonarr-sabnzbd"])
     assert not apps.sonarr.find("downloadclient", "name", "SABnzbd")
+
+
+# -- the real qBittorrent -------------------------------------------------------------------------------
+# Debian 12 ships qbittorrent-nox 4.5.2; the stack pins 5.1.2. Every call the wiring makes is implemented
+# alike in both (release-4.5.2 and release-5.1.2 src/webui/api/{auth,torrents,app}controller.cpp:
+# auth/login "Ok."/"Fails.", torrents/categories, createCategory, editCategory (409 on unchanged options),
+# removeCategories, app/preferences auto_tmm_enabled; DisableAutoTMMByDefault true in both).
+
+
+@pytest.fixture
+def real_qbittorrent(tmp_path: Any) -> Iterator[str]:
+    """qbittorrent-nox on loopback with the file components/seeds.py writes before the first start."""
+    binary = require_tool("qbittorrent-nox")
+    with serve(FakeApp()) as url:
+        pass  # a free loopback port, closed again
+    port = int(url.rsplit(":", 1)[1])
+    config = StackConfig.model_validate(raw_config("prod"))
+    conf = tmp_path / "config" / QBITTORRENT_CONF
+    conf.parent.mkdir(parents=True)
+    conf.write_text(qbittorrent_conf(config, port, SECRETS["qbittorrent-password"]))
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}  # fmt: skip
+    process = subprocess.Popen(
+        [binary, f"--webui-port={port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_qbittorrent_wiring_against_the_real_program(real_qbittorrent: str) -> None:
+    cfg = StackConfig.model_validate({**raw_config("prod"), "wiring": {"urls": {"qbittorrent": real_qbittorrent}}})
+    items = {i.suffix: i for i in pipeline_items(cfg, resolve(cfg, "prod").enabled, SECRETS) if i.app == "qbittorrent"}
+    for item in items.values():
+        item.props["retry"] = {**FAST, "attempts": 40, "first_delay_s": 0.25, "max_delay_s": 0.5}
+    assert set(items) == {"qbittorrent-tv-category", "qbittorrent-movies-category", "qbittorrent-auto-tmm"}
+    outs = up(list(items.values()))  # waits for the program to listen, logs in with the seeded password
+    provider = WiringProvider()
+    api = QbittorrentCategory().client(items["qbittorrent-tv-category"].props)
+    with api:
+        categories = api.json("GET", "/api/v2/torrents/categories")
+        assert {k: v["savePath"] for k, v in categories.items()} == {
+            "tv": "/data/torrents/tv", "movies": "/data/torrents/movies"}  # fmt: skip
+        assert api.json("GET", "/api/v2/app/preferences")["auto_tmm_enabled"] is True  # item 5
+        # Item 2: the real program answers 409 to an edit that changes nothing...
+        same = {"category": "tv", "savePath": "/data/torrents/tv"}
+        assert api.request("POST", "/api/v2/torrents/editCategory", data=same, ok=(409,)).status_code == 409
+    # ...so adoption (state lost) and an update that keeps the path must not edit.
+    again = up(list(items.values()))
+    assert {k: v["item_id"] for k, v in again.items()} == {k: v["item_id"] for k, v in outs.items()}
+    provider.update("id", outs["qbittorrent-tv-category"], {**items["qbittorrent-tv-category"].props, "retry": FAST})
+    moved = {**items["qbittorrent-tv-category"].props, "save_path": "/data/torrents/series"}
+    provider.update("id", outs["qbittorrent-tv-category"], moved)
+    # Item 8: a new URL calls nothing (the category and its torrents stay).
+    elsewhere = {**items["qbittorrent-movies-category"].props, "url": real_qbittorrent + "/"}
+    assert provider.diff("id", outs["qbittorrent-movies-category"], elsewhere).replaces == []
+    assert provider.read("id", outs["qbittorrent-movies-category"]).id == "id"
+    provider.delete("id", outs["qbittorrent-movies-category"])
+    with QbittorrentCategory().client(items["qbittorrent-tv-category"].props) as api:
+        categories = api.json("GET", "/api/v2/torrents/categories")
+    assert {k: v["savePath"] for k, v in categories.items()} == {"tv": "/data/torrents/series"}
