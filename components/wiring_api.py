@@ -250,7 +250,7 @@ class ArrItem(Kind):
     """props: app, url, api_key, api (/api/v3), collection (rootfolder), key (path|name), body (the fields the
     stack owns), defaults (sent on create only: the user may change them)."""
 
-    replace_on = ("app", "api", "collection", "key")
+    replace_on: tuple[str, ...] = ("app", "api", "collection", "key")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props, {"X-Api-Key": props["api_key"]})
@@ -314,7 +314,7 @@ class _QbittorrentLogin(Kind):
 class QbittorrentCategory(_QbittorrentLogin):
     """props: app, url, username, password, name, save_path."""
 
-    replace_on = ("app", "name")
+    replace_on: tuple[str, ...] = ("app", "name")
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
@@ -373,7 +373,7 @@ class QbittorrentPreferences(_QbittorrentLogin):
 class SabnzbdCategory(Kind):
     """props: app, url, api_key, name, dir (relative to SABnzbd's complete folder)."""
 
-    replace_on = ("app", "name")
+    replace_on: tuple[str, ...] = ("app", "name")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props)
@@ -414,7 +414,7 @@ class SabnzbdCategory(Kind):
 class BazarrArr(Kind):
     """props: app, url, api_key, target (sonarr|radarr), settings ({ip, port, apikey, base_url, ssl})."""
 
-    replace_on = ("app", "target")
+    replace_on: tuple[str, ...] = ("app", "target")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props, {"X-API-KEY": props["api_key"]})

@@ -208,7 +208,7 @@ class FakeArr(FakeApp):
         kept = {f["name"]: f["value"] for f in (stored or {}).get("fields", [])}
         fields = []
         for name, (default, privacy) in self._schema(item).items():
-            value = given[name] if name in given else default
+            value = given.get(name, default)
             if privacy and value == MASK and stored is not None:
                 value = kept.get(name)
             fields.append({"name": name, "value": value})

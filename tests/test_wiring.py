@@ -327,8 +327,9 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
 
     # Recorded dependencies: categories, root folders and qBittorrent's preferences before the clients that
     # use them; each wiring after its app's container.
-    assert {"media-wiring-qbittorrent-tv-category", "media-wiring-sonarr-root-folder",
-            "media-wiring-qbittorrent-auto-tmm", "media-sonarr-container"} <= waits_for("sonarr-qbittorrent")  # fmt: skip
+    first = {"media-wiring-qbittorrent-tv-category", "media-wiring-sonarr-root-folder",
+             "media-wiring-qbittorrent-auto-tmm", "media-sonarr-container"}  # fmt: skip
+    assert first <= waits_for("sonarr-qbittorrent")
     assert "media-wiring-sonarr-root-folder" in waits_for("prowlarr-sonarr")
     assert "media-jellyfin-container" in waits_for("jellyfin-admin")
     assert "media-immich-server-container" in waits_for("immich-admin")
@@ -463,8 +464,8 @@ def test_updates_and_adoptions_keep_what_the_user_set(apps: Apps) -> None:
     up([items["prowlarr-radarr"]])
     (client,) = apps.radarr.find("downloadclient", "name", "qBittorrent")
     assert {k: client[k] for k in user_set} == user_set
-    assert (field(client, "initialState"), field(client, "sequentialOrder"), field(client, "movieImportedCategory")) == (
-        2, True, "done")  # fmt: skip
+    kept = ("initialState", "sequentialOrder", "movieImportedCategory")
+    assert [field(client, name) for name in kept] == [2, True, "done"]
     assert field(client, "password") == "new-qbt-password" and field(client, "movieCategory") == "movies"
     (application,) = apps.prowlarr.find("applications", "name", "Radarr")
     assert application["syncLevel"] == "addOnly"
