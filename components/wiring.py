@@ -2,10 +2,12 @@
 
 Sonarr and Radarr get their root folder in the one data tree and both download clients, each with a
 category whose save path lies in the same tree; qBittorrent and SABnzbd get those categories; Prowlarr
-gets Sonarr and Radarr as applications (so indexers sync); Bazarr is connected to both. Every item is
-a `Wiring` resource: created (or adopted when the app already has it), updated in place, deleted with
-the stack, and unchanged on a second `pulumi up` (its inputs are its whole state). The calls are in
-`wiring_api.py`; this module only decides what to wire and in which order.
+gets Sonarr and Radarr as applications (so indexers sync); Bazarr is connected to both; and every UI gets
+its login with a generated password (Forms for the *arr apps, SABnzbd's and Bazarr's own, Jellyfin's
+startup wizard, Immich's first admin). Every item is a `Wiring` resource: created (or adopted when the
+app already has it), updated in place, deleted with the stack, and unchanged on a second `pulumi up`
+(its inputs are its whole state). The calls are in `wiring_api.py`; this module only decides what to
+wire and in which order.
 
 Names the apps use for each other are their container names on the backend network (with a VPN,
 gluetun answers to the download clients' names). The machine running Pulumi reaches each app at
@@ -107,7 +109,7 @@ CLIENT_DEFAULTS = {"enable": True, "priority": 1, "removeCompletedDownloads": Tr
 # Sonarr or Radarr adds with its category saves to the category's path (qBittorrent's own default is
 # off: SessionImpl `DisableAutoTMMByDefault` true; Sonarr and Radarr send no autoTMM of their own).
 QBITTORRENT_PREFERENCES = {"auto_tmm_enabled": True}
-# Jellyfin's and Immich's admin: Immich names its users by e-mail address.
+# Immich names its users by e-mail address (admin@<domain>); this is the name it shows.
 IMMICH_ADMIN_NAME = "Admin"
 
 
@@ -293,7 +295,8 @@ class PipelineWiringArgs:
 
 
 class PipelineWiring(pulumi.ComponentResource):
-    """Every connection between the *arr apps and the download clients that the stack's apps allow."""
+    """Every connection between the *arr apps and the download clients that the stack's apps allow, and
+    each app's login (`logins`, by app: what a route to the app can wait for)."""
 
     def __init__(self, name: str, args: PipelineWiringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:wiring:PipelineWiring", name, None, opts)

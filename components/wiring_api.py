@@ -19,6 +19,7 @@ What each kind of wiring does (its `props` are the resource's inputs, all plain 
 - `sabnzbd_category`: a SABnzbd category and its folder (`/api?mode=get_config|set_config|del_config`).
 - `bazarr_arr`: Bazarr's connection to Sonarr or Radarr (`/api/system/settings`, form fields).
 - `arr_login`: Forms login for Sonarr, Radarr or Prowlarr (`/api/v{1,3}/config/host`).
+- `sabnzbd_login`, `bazarr_login`: SABnzbd's and Bazarr's own web login (also seeded before their first start).
 - `jellyfin_admin`: Jellyfin's startup wizard, run with the stack's admin user.
 - `immich_admin`: Immich's first admin (`/api/auth/admin-sign-up`).
 
