@@ -232,7 +232,14 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
         secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
         login_secrets=(Secret(f"{name}-admin-password"),),
-        env={f"{key}__LOG__ANALYTICSENABLED": "False", f"{key}__UPDATE__MECHANISM": "Docker"},
+        # Forms login required for every address from the first start (no user yet: nobody logs in) until the
+        # wiring sets the stack's user (ConfigFileProvider reads AuthOptions Method and Required).
+        env={
+            f"{key}__LOG__ANALYTICSENABLED": "False",
+            f"{key}__UPDATE__MECHANISM": "Docker",
+            f"{key}__AUTH__METHOD": "Forms",
+            f"{key}__AUTH__REQUIRED": "Enabled",
+        },
     )
 
 

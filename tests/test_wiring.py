@@ -18,6 +18,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.catalog import CATALOG
 from components.config import StackConfig
 from components.resolve import resolve
 from components.seeds import QBITTORRENT_CONF, QBITTORRENT_USER, qbittorrent_conf
@@ -536,6 +537,14 @@ def test_logins_exist_after_the_first_up(apps: Apps) -> None:
     assert apps.sonarr.logs_in("admin", SECRETS["sonarr-admin-password"]) and apps.jellyfin.wizard_completed
 
 
+def test_the_arr_apps_are_closed_before_their_user_exists() -> None:
+    """Sonarr, Radarr and Prowlarr start with Forms login required (their AuthOptions from the environment,
+    parsed as AuthenticationType/AuthenticationRequiredType names); with no user yet nobody logs in."""
+    for arr in ("sonarr", "radarr", "prowlarr"):
+        env = CATALOG[arr].env
+        assert (env[f"{arr.upper()}__AUTH__METHOD"], env[f"{arr.upper()}__AUTH__REQUIRED"]) == ("Forms", "Enabled")
+
+
 def test_an_app_with_its_own_admin_is_adopted_as_it_is(apps: Apps) -> None:
     apps.jellyfin.wizard_completed = True
     apps.jellyfin.users = {"me": "my-own"}
@@ -552,6 +561,7 @@ _OLD_PROGRAM = """
 import base64, json, sys
 sys.path.insert(0, sys.argv[1])
 from pulumi.dynamic.dynamic import serialize_provider
+from components.catalog import CATALOG
 from components.config import StackConfig
 from components.resolve import resolve
 from components.wiring import WiringProvider, pipeline_items
