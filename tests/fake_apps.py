@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
+import subprocess
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -466,9 +469,8 @@ class FakeImmich(FakeApp):
         return _json(404, {"message": f"Cannot {method} {path}", "error": "Not Found", "statusCode": 404})
 
 
-@contextmanager
-def serve(app: FakeApp) -> Iterator[str]:
-    """Serve the stand-in on a loopback port; yields its base URL."""
+def _handler(route: Callable[[str], FakeApp | None]) -> type[BaseHTTPRequestHandler]:
+    """A request handler that hands each request to the stand-in `route` picks by Host (None: Traefik's 404)."""
 
     class Handler(BaseHTTPRequestHandler):
         def _any(self) -> None:
@@ -476,9 +478,12 @@ def serve(app: FakeApp) -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, payload = app.answer(
-                self.command, url.path, dict(urllib.parse.parse_qsl(url.query)), headers, body
-            )
+            app = route(headers.get("host", "").rsplit(":", 1)[0])
+            if app is None:
+                status, extra, payload = _text(404, "404 page not found")
+            else:
+                query = dict(urllib.parse.parse_qsl(url.query))
+                status, extra, payload = app.answer(self.command, url.path, query, headers, body)
             self.send_response(status)
             for k, v in extra.items():
                 self.send_header(k, v)
@@ -491,8 +496,37 @@ def serve(app: FakeApp) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with loopback(Handler) as url:
+    return Handler
+
+
+@contextmanager
+def serve(app: FakeApp) -> Iterator[str]:
+    """Serve the stand-in on a loopback port; yields its base URL."""
+    with loopback(_handler(lambda _host: app)) as url:
         yield url
+
+
+@contextmanager
+def traefik(routes: dict[str, FakeApp], workdir: Path) -> Iterator[int]:
+    """A stand-in of Traefik: HTTPS on a loopback port (a self-signed certificate, as Traefik serves without
+    ACME), routing by host name to the stand-ins; a host without a router gets Traefik's 404. Yields the port."""
+    key, cert = workdir / "traefik.key", workdir / "traefik.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=TRAEFIK DEFAULT CERT",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes.get))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -35,6 +36,7 @@ from fake_apps import (
     FakeQbittorrent,
     FakeSabnzbd,
     serve,
+    traefik,
 )
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
@@ -374,6 +376,49 @@ def test_a_first_up_waits_until_traefik_routes_each_app(apps: Apps) -> None:
         f"radarr at {apps.urls['radarr']} was not ready after 4 attempts: HTTP 404 for /ping (not routed yet); "
         "check that the radarr container is running and healthy and that its URL is right"
     )
+
+
+def test_a_first_up_with_the_default_urls_waits_behind_traefik(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Done when of issue 21: no `wiring.urls`, so every call goes to https://<app>.<domain> through Traefik
+    (self-signed without ACME: dev), which answers 404 for an app until its container is healthy."""
+    cfg = StackConfig.model_validate(raw_config("dev"))
+    items = pipeline_items(cfg, resolve(cfg, "dev").enabled, SECRETS)
+    fakes: dict[str, FakeApp] = {
+        "sonarr": FakeArr(name="sonarr", api_key=SECRETS["sonarr-api-key"]),
+        "radarr": FakeArr(name="radarr", api_key=SECRETS["radarr-api-key"]),
+        "prowlarr": FakeArr(name="prowlarr", api_key=SECRETS["prowlarr-api-key"], api="/api/v1"),
+        "qbittorrent": FakeQbittorrent(password=SECRETS["qbittorrent-password"]),
+        "sabnzbd": FakeSabnzbd(api_key=SECRETS["sabnzbd-api-key"]),
+        "jellyfin": FakeJellyfin(),  # dev has no photos: no Immich
+    }
+    hosts = {}
+    for item in items:
+        url = urllib.parse.urlsplit(item.props["url"])
+        assert (url.scheme, url.port, item.props["verify_tls"]) == ("https", None, False)
+        hosts[url.hostname or ""] = fakes[item.app]
+        item.props["retry"] = FAST
+    for number, fake in enumerate(fakes.values()):
+        fake.unrouted_for = 1 + number % 3  # each becomes healthy after its own time
+    with traefik(hosts, tmp_path) as port:
+        resolve_name = socket.getaddrinfo
+
+        def to_traefik(host: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
+            # The names resolve to the host running Traefik (here loopback, on the stand-in's port).
+            return (
+                resolve_name("127.0.0.1", port, *args, **kwargs)
+                if host in hosts
+                else resolve_name(host, service, *args, **kwargs)
+            )
+
+        monkeypatch.setattr(socket, "getaddrinfo", to_traefik)
+        outs = up(items)
+    assert set(outs) == {i.suffix for i in items} and len(outs) == 18
+    assert {i.app for i in items} == set(fakes)
+    for name, fake in fakes.items():
+        waited = 1 + list(fakes).index(name) % 3
+        assert fake.requests[: waited + 1] == [("GET", urllib.parse.urlsplit(fake.health).path)] * (waited + 1), name
+    assert fakes["jellyfin"].wizard_completed  # type: ignore[attr-defined]
+    assert fakes["qbittorrent"].preferences["auto_tmm_enabled"] is True  # type: ignore[attr-defined]
 
 
 def test_an_unchanged_qbittorrent_category_is_not_edited(apps: Apps) -> None:
