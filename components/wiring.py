@@ -59,7 +59,9 @@ class WiringProvider(ResourceProvider):
         keys = (set(olds) | set(news)) - {"__provider", "item_id", *_TRANSPORT, *_LOCATION}
         if all(olds.get(k) == news.get(k) for k in keys):
             return UpdateResult(outs={**news, "item_id": olds.get("item_id")})  # only how Pulumi reaches the app
-        item_id = KINDS[news["kind"]].apply(news, olds.get("item_id"))
+        # A login whose password changes is changed with the previous one (not kept in the new state).
+        given = {**news, "previous_password": olds.get("password")} if news["kind"] in LOGIN_KINDS else news
+        item_id = KINDS[news["kind"]].apply(given, olds.get("item_id"))
         return UpdateResult(outs={**news, "item_id": item_id})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

@@ -549,26 +549,37 @@ _JELLYFIN_CLIENT = 'MediaBrowser Client="mediastack", Device="pulumi", DeviceId=
 
 
 class JellyfinAdmin(Kind):
-    """props: app, url, username, password. Runs Jellyfin's startup wizard (StartupController, which
-    allows anonymous calls until the wizard is complete): GET /Startup/User (makes the first user),
-    POST /Startup/User with the name and password, POST /Startup/Complete."""
+    """props: app, url, username, password (and, on an update, `previous_password`). Runs Jellyfin's startup
+    wizard (StartupController, which allows anonymous calls until the wizard is complete): GET /Startup/User
+    (makes the first user), POST /Startup/User with the name and password, POST /Startup/Complete. A new
+    password is set with the previous one (UserController POST /Users/Password, as the user itself)."""
 
-    replace_on = ("app",)
+    replace_on: tuple[str, ...] = ("app",)
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props, {"Authorization": _JELLYFIN_CLIENT})
 
-    def _logs_in(self, api: AppClient, props: Mapping[str, Any]) -> bool:
-        answer = api.request(
-            "POST", "/Users/AuthenticateByName", json={"Username": props["username"], "Pw": props["password"]},
-            ok=(401,),
-        )  # fmt: skip
-        return answer.status_code < 300
+    def _token(self, api: AppClient, username: str, password: Any) -> str | None:
+        login = {"Username": username, "Pw": password}
+        answer = api.request("POST", "/Users/AuthenticateByName", json=login, ok=(401,))
+        return str(answer.json().get("AccessToken")) if answer.status_code < 300 else None
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
             if api.json("GET", "/System/Info/Public").get("StartupWizardCompleted"):
-                return props["username"] if self._logs_in(api, props) else EXISTING
+                if self._token(api, props["username"], props["password"]):
+                    return props["username"]
+                token = props.get("previous_password") and self._token(
+                    api, props["username"], props["previous_password"]
+                )
+                if not token:
+                    return EXISTING
+                change = {"CurrentPw": props["previous_password"], "NewPw": props["password"]}
+                api.request(
+                    "POST", "/Users/Password", json=change,
+                    headers={"Authorization": f'{_JELLYFIN_CLIENT}, Token="{token}"'},
+                )  # fmt: skip
+                return props["username"]
             api.json("GET", "/Startup/User")
             api.request("POST", "/Startup/User", json={"Name": props["username"], "Password": props["password"]})
             api.request("POST", "/Startup/Complete")
@@ -583,21 +594,28 @@ class JellyfinAdmin(Kind):
 
 
 class ImmichAdmin(Kind):
-    """props: app, url, email, name, password. Immich's first user is its admin, made by
-    POST /api/auth/admin-sign-up (AuthService.adminSignUp; 400 "The server already has an admin" after)."""
+    """props: app, url, email, name, password (and, on an update, `previous_password`). Immich's first user is
+    its admin, made by POST /api/auth/admin-sign-up (AuthService.adminSignUp; 400 "The server already has an
+    admin" after). A new password is set with the previous one (POST /api/auth/change-password)."""
 
-    replace_on = ("app",)
+    replace_on: tuple[str, ...] = ("app",)
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props)
 
-    def _logs_in(self, api: AppClient, props: Mapping[str, Any]) -> bool:
-        login = {"email": props["email"], "password": props["password"]}
-        return api.request("POST", "/api/auth/login", json=login, ok=(401,)).status_code < 300
+    def _token(self, api: AppClient, email: str, password: Any) -> str | None:
+        answer = api.request("POST", "/api/auth/login", json={"email": email, "password": password}, ok=(401,))
+        return str(answer.json().get("accessToken")) if answer.status_code < 300 else None
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
-            if self._logs_in(api, props):
+            if self._token(api, props["email"], props["password"]):
+                return props["email"]
+            token = props.get("previous_password") and self._token(api, props["email"], props["previous_password"])
+            if token:
+                change = {"password": props["previous_password"], "newPassword": props["password"]}
+                headers = {"Authorization": f"Bearer {token}"}
+                api.request("POST", "/api/auth/change-password", json=change, headers=headers)
                 return props["email"]
             signup = {"email": props["email"], "password": props["password"], "name": props["name"]}
             answer = api.request("POST", "/api/auth/admin-sign-up", json=signup, ok=(400,))
@@ -614,7 +632,7 @@ class ImmichAdmin(Kind):
         if item_id == EXISTING:
             return True
         with self.client(props) as api:
-            return self._logs_in(api, props)
+            return self._token(api, props["email"], props["password"]) is not None
 
 
 KINDS: dict[str, Kind] = {

@@ -418,7 +418,16 @@ class FakeJellyfin(FakeApp):
                 return _text(401, "Unauthorized")
             if self.users.get(sent.get("Username", "")) != sent.get("Pw") or not sent.get("Pw"):
                 return _text(401, "Error processing request.")
-            return _json(200, {"AccessToken": "token", "User": {"Name": sent["Username"]}})
+            return _json(200, {"AccessToken": f"token-{sent['Username']}", "User": {"Name": sent["Username"]}})
+        if path == "/Users/Password" and method == "POST":  # UserController.UpdateUserPassword, as the user
+            token = headers.get("authorization", "").partition('Token="')[2].rstrip('"')
+            name = token.removeprefix("token-")
+            if not token or name not in self.users:
+                return _text(401, "Unauthorized")
+            if self.users[name] != sent.get("CurrentPw"):
+                return _text(403, "Invalid user or password entered.")
+            self.users[name] = sent.get("NewPw", "")
+            return _text(204, "")
         if path.startswith("/Startup/"):
             if self.wizard_completed:
                 return _text(401, "Unauthorized")
@@ -465,7 +474,14 @@ class FakeImmich(FakeApp):
                 return _json(
                     401, {"message": "Incorrect email or password", "error": "Unauthorized", "statusCode": 401}
                 )
-            return _json(201, {"accessToken": "token", "userEmail": sent["email"], "isAdmin": True})
+            return _json(201, {"accessToken": "admin-token", "userEmail": sent["email"], "isAdmin": True})
+        if path == "/api/auth/change-password" and method == "POST":
+            if self.admin is None or headers.get("authorization") != "Bearer admin-token":
+                return _json(401, {"message": "Authentication required", "statusCode": 401})
+            if sent.get("password") != self.admin["password"]:
+                return _json(400, {"message": "Wrong password", "statusCode": 400})
+            self.admin["password"] = sent.get("newPassword", "")
+            return _json(200, {"email": self.admin["email"]})
         return _json(404, {"message": f"Cannot {method} {path}", "error": "Not Found", "statusCode": 404})
 
 

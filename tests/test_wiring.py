@@ -590,6 +590,21 @@ def test_the_arr_apps_are_closed_before_their_user_exists() -> None:
         assert (env[f"{arr.upper()}__AUTH__METHOD"], env[f"{arr.upper()}__AUTH__REQUIRED"]) == ("Forms", "Enabled")
 
 
+def test_a_new_password_is_set_with_the_previous_one(apps: Apps) -> None:
+    """A replaced generated password (e.g. `pulumi up --replace` on it) reaches every login."""
+    items = {i.suffix: i for i in apps.items() if i.suffix in LOGINS}
+    outs = up(list(items.values()))
+    provider = WiringProvider()
+    for suffix, item in items.items():
+        news = {**item.props, "password": f"{suffix}-rotated"}
+        updated = provider.update("id", outs[suffix], news).outs or {}
+        assert updated["item_id"] == outs[suffix]["item_id"] and "previous_password" not in updated, suffix
+    assert apps.jellyfin.users == {"admin": "jellyfin-admin-rotated"}
+    assert apps.immich.admin is not None and apps.immich.admin["password"] == "immich-admin-rotated"
+    assert apps.sonarr.logs_in("admin", "sonarr-login-rotated") and apps.bazarr.logs_in("admin", "bazarr-login-rotated")
+    assert apps.sabnzbd.misc["password"] == "sabnzbd-login-rotated"
+
+
 def test_an_app_with_its_own_admin_is_adopted_as_it_is(apps: Apps) -> None:
     apps.jellyfin.wizard_completed = True
     apps.jellyfin.users = {"me": "my-own"}
