@@ -190,7 +190,8 @@ class FakeArr(FakeApp):
             return _json(404, {"message": "NotFound"})
         item = self._read(parts[0], sent, stored)
         # Create tests an enabled provider; update tests it only when the definition changed; ?forceSave=true skips.
-        if self._enabled(parts[0], item) and query.get("forceSave") != "true" and item != stored:
+        changed = stored is None or {**item, "id": item_id} != stored
+        if self._enabled(parts[0], item) and query.get("forceSave") != "true" and changed:
             failure = self._test(parts[0], item)
             if failure:
                 return _json(400, [failure])

@@ -548,6 +548,15 @@ def test_connection_tests_on_save_are_passed_or_named(apps: Apps) -> None:
     apps.prowlarr.unreachable = set()
     up([items["prowlarr-sonarr"]])
     assert apps.prowlarr.find("applications", "name", "Sonarr")
+    # An update that leaves the saved item as it is is not tested again (the app compares definitions).
+    outs = up([items["qbittorrent-tv-category"], items["sonarr-qbittorrent"]])
+    apps.sonarr.unreachable = {"qbittorrent"}
+    olds = {**outs["sonarr-qbittorrent"], "defaults": {}}
+    WiringProvider().update("id", olds, items["sonarr-qbittorrent"].props)
+    changed = json.loads(json.dumps(items["sonarr-qbittorrent"].props))
+    next(f for f in changed["body"]["fields"] if f["name"] == "port")["value"] = 8091
+    with pytest.raises(WiringError, match=r"sonarr refused PUT /api/v3/downloadclient/\d+ \(HTTP 400\): Host: Unable"):
+        WiringProvider().update("id", outs["sonarr-qbittorrent"], changed)
 
 
 def test_logins_exist_after_the_first_up(apps: Apps) -> None:
