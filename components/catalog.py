@@ -145,6 +145,8 @@ class Service:
     state: str | None = None  # sqlite | postgres | redis | files: what a backup must treat with care
     # Generated secrets the app reads from its first-start config file (components/seeds.py), not its env.
     seeded_secrets: tuple[Secret, ...] = ()
+    # The generated password of the login the deploy-time wiring makes in the app (components/wiring.py).
+    login_secrets: tuple[Secret, ...] = ()
     # Paths under its state directory that a backup skips: rebuilt by the app, or never consistent on disk.
     backup_exclude: tuple[str, ...] = ()
     cluster_only: bool = False  # runs only on a cluster stack (a standby on a second node)
@@ -242,7 +244,15 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         login=Login.forms,  # Forms authentication, turned on with generated credentials by the deploy-time wiring
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
         secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
-        env={f"{key}__LOG__ANALYTICSENABLED": "False", f"{key}__UPDATE__MECHANISM": "Docker"},
+        login_secrets=(Secret(f"{name}-admin-password"),),
+        # Forms login required for every address from the first start (no user yet: nobody logs in) until the
+        # wiring sets the stack's user (ConfigFileProvider reads AuthOptions Method and Required).
+        env={
+            f"{key}__LOG__ANALYTICSENABLED": "False",
+            f"{key}__UPDATE__MECHANISM": "Docker",
+            f"{key}__AUTH__METHOD": "Forms",
+            f"{key}__AUTH__REQUIRED": "Enabled",
+        },
     )
 
 
@@ -371,6 +381,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         login=Login.accounts,  # Jellyfin's users; the admin account is created at deploy time
         env={"JELLYFIN_PublishedServerUrl": ""},  # filled with https://jellyfin.<domain> by resolve
         gpu=True,
+        login_secrets=(Secret("jellyfin-admin-password"),),
     ),
     Service(
         name="artwork-cache",
@@ -418,8 +429,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(MEDIA_TREE,),
         writes_data_root=True,
         login=Login.forms,
-        # Bazarr reads no settings from the environment: its API key is seeded into config.yaml.
-        seeded_secrets=(Secret("bazarr-api-key", "api_key"),),
+        # Bazarr reads no settings from the environment: its API key and login are seeded into config.yaml.
+        seeded_secrets=(Secret("bazarr-api-key", "api_key"), Secret("bazarr-password")),
     ),
     # -- download clients -------------------------------------------------------------------------
     Service(
@@ -472,7 +483,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(DATA_TREE,),
         writes_data_root=True,
         login=Login.forms,
-        seeded_secrets=(Secret("sabnzbd-api-key", "api_key"),),
+        seeded_secrets=(Secret("sabnzbd-api-key", "api_key"), Secret("sabnzbd-password")),
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
     Service(
@@ -496,6 +507,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "IMMICH_MACHINE_LEARNING_URL": "http://immich-machine-learning:3003",
         },
         secret_env={"DB_PASSWORD": Secret("immich-db-password")},
+        login_secrets=(Secret("immich-admin-password"),),
         requires=("immich-postgres", "immich-redis", "immich-machine-learning"),
         role="app",
         state="files",

@@ -580,7 +580,7 @@ class Downloads(Model):
     )
 
 
-WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd")
+WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server")
 
 
 class Wiring(Model):
@@ -589,12 +589,12 @@ class Wiring(Model):
     enabled: bool = Field(
         True,
         description="Wire the pipeline on `pulumi up`: root folders, download clients and categories, Prowlarr's "
-        "applications, Bazarr. Set false to configure the apps by hand.",
+        "applications, Bazarr, and the apps' logins. Set false to configure the apps (and make their logins) by hand.",
     )
     urls: dict[str, str] = Field(
         default_factory=dict,
         description="Where the machine running Pulumi reaches an app, by name (sonarr, radarr, prowlarr, bazarr, "
-        "qbittorrent, sabnzbd); default https://<its web host> through Traefik.",
+        "qbittorrent, sabnzbd, jellyfin, immich-server); default https://<its web host> through Traefik.",
     )
     verify_tls: bool | None = Field(
         None,

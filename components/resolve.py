@@ -92,7 +92,7 @@ class ResolvedStack:
     def secrets(self) -> dict[str, Secret]:
         found: dict[str, Secret] = {}
         for service in self.services:
-            for secret in (*service.secret_env.values(), *service.spec.seeded_secrets):
+            for secret in (*service.secret_env.values(), *service.spec.seeded_secrets, *service.spec.login_secrets):
                 found.setdefault(secret.id, secret)
         return dict(sorted(found.items()))
 

@@ -11,9 +11,12 @@ that the file is the app's (and the user's) and the stack never touches it again
   login: user `admin` with the stack's generated password, stored as qBittorrent stores it
   (PBKDF2-HMAC-SHA512, 100000 rounds, 16-byte salt).
 - SABnzbd (`sabnzbd.ini`): incomplete and complete folders in the data tree, `bandwidth_max` from
-  `downloads.max_down` (MB/s; Usenet has no upload), the stack's generated API key, and the host names
-  it answers to (its container name for Sonarr and Radarr, its web host for Traefik).
-- Bazarr (`config/config.yaml`): the stack's generated API key; Bazarr fills in every other default.
+  `downloads.max_down` (MB/s; Usenet has no upload), the stack's generated API key, the host names
+  it answers to (its container name for Sonarr and Radarr, its web host for Traefik), and its web
+  login (`[misc] username`/`password`, sabnzbd 4.5.3 sabnzbd/cfg.py; a plain password is read as is).
+- Bazarr (`config/config.yaml`): the stack's generated API key and its form login (`auth.type: form`,
+  `auth.username`, `auth.password` as the MD5 hex Bazarr compares, bazarr 1.5 bazarr/app/config.py
+  save_settings); Bazarr fills in every other default.
 
 The script never overwrites an existing file and its delete leaves the files in place: they are app
 state from the first start on. The files hold secrets, so they are written with mode 0600, and the
@@ -34,6 +37,7 @@ QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
 BAZARR_CONFIG = "config/config.yaml"
 QBITTORRENT_USER = "admin"
+ADMIN_USER = "admin"  # every login the stack makes (docs/pipeline.md, Logins)
 PBKDF2_ROUNDS = 100_000
 
 
@@ -80,7 +84,7 @@ WebUI\\Password_PBKDF2="{stored}"
 """
 
 
-def sabnzbd_ini(config: StackConfig, api_key: str, web_host: str) -> str:
+def sabnzbd_ini(config: StackConfig, api_key: str, web_host: str, password: str) -> str:
     down, _ = config.download_caps()
     limit = f"{max(down // 8 // 1_000_000, 1)}M" if down else ""
     return f"""[misc]
@@ -89,13 +93,22 @@ complete_dir = /data/usenet/complete
 bandwidth_max = {limit}
 api_key = {api_key}
 host_whitelist = sabnzbd, {web_host}
+username = {ADMIN_USER}
+password = {password}
 """
 
 
-def bazarr_config(api_key: str) -> str:
+def bazarr_config(api_key: str, password: str) -> str:
+    # A placeholder (render) is shown as itself, not hashed into something that looks real.
+    stored = (
+        password if password == PLACEHOLDER.format("bazarr-password") else hashlib.md5(password.encode()).hexdigest()
+    )
     # Quoted: a hex key of digits only would otherwise be read back as a number.
     return f"""auth:
   apikey: {json.dumps(api_key)}
+  type: form
+  username: {json.dumps(ADMIN_USER)}
+  password: {json.dumps(stored)}
 """
 
 
@@ -120,10 +133,10 @@ def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[st
         )
     if "sabnzbd" in enabled:
         files[f"{root}/sabnzbd/{SABNZBD_INI}"] = sabnzbd_ini(
-            config, secrets["sabnzbd-api-key"], web_host_of(config, "sabnzbd")
+            config, secrets["sabnzbd-api-key"], web_host_of(config, "sabnzbd"), secrets["sabnzbd-password"]
         )
     if "bazarr" in enabled:
-        files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"])
+        files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"], secrets["bazarr-password"])
     return files
 
 

@@ -2,10 +2,12 @@
 
 Sonarr and Radarr get their root folder in the one data tree and both download clients, each with a
 category whose save path lies in the same tree; qBittorrent and SABnzbd get those categories; Prowlarr
-gets Sonarr and Radarr as applications (so indexers sync); Bazarr is connected to both. Every item is
-a `Wiring` resource: created (or adopted when the app already has it), updated in place, deleted with
-the stack, and unchanged on a second `pulumi up` (its inputs are its whole state). The calls are in
-`wiring_api.py`; this module only decides what to wire and in which order.
+gets Sonarr and Radarr as applications (so indexers sync); Bazarr is connected to both; and every UI gets
+its login with a generated password (Forms for the *arr apps, SABnzbd's and Bazarr's own, Jellyfin's
+startup wizard, Immich's first admin). Every item is a `Wiring` resource: created (or adopted when the
+app already has it), updated in place, deleted with the stack, and unchanged on a second `pulumi up`
+(its inputs are its whole state). The calls are in `wiring_api.py`; this module only decides what to
+wire and in which order.
 
 Names the apps use for each other are their container names on the backend network (with a VPN,
 gluetun answers to the download clients' names). The machine running Pulumi reaches each app at
@@ -24,11 +26,14 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 from .catalog import CATALOG
 from .config import StackConfig
 from .resolve import ResolvedStack, web_host_of
-from .seeds import QBITTORRENT_USER
-from .wiring_api import KINDS
+from .seeds import ADMIN_USER, QBITTORRENT_USER
+from .wiring_api import KINDS, LOGIN_KINDS
 
 # Inputs that say how to reach an app, not what it should hold: a change needs no call of its own.
 _TRANSPORT = ("retry", "verify_tls")
+# Where Pulumi reaches the app and what it polls first: recorded in the state when they change (a later
+# delete or refresh must use the new URL), but no call to the app and never another item.
+_LOCATION = ("url", "health")
 # Inputs that are secrets wherever they appear in a wiring's state.
 SECRET_INPUTS = ["api_key", "password", "body", "settings"]
 
@@ -44,14 +49,19 @@ class WiringProvider(ResourceProvider):
         kind = KINDS[news["kind"]]
         keys = (set(olds) | set(news)) - {"__provider", "item_id", *_TRANSPORT}
         changed = sorted(k for k in keys if olds.get(k) != news.get(k))
-        replaces = kind.replaces(olds, news) if changed else []
+        replaces = kind.replaces(olds, news) if set(changed) - set(_LOCATION) else []
         return DiffResult(
             changes=bool(changed), replaces=replaces, stables=["item_id"] if not replaces else [],
             delete_before_replace=True,
         )  # fmt: skip
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        item_id = KINDS[news["kind"]].apply(news, olds.get("item_id"))
+        keys = (set(olds) | set(news)) - {"__provider", "item_id", *_TRANSPORT, *_LOCATION}
+        if all(olds.get(k) == news.get(k) for k in keys):
+            return UpdateResult(outs={**news, "item_id": olds.get("item_id")})  # only how Pulumi reaches the app
+        # A login whose password changes is changed with the previous one (not kept in the new state).
+        given = {**news, "previous_password": olds.get("password")} if news["kind"] in LOGIN_KINDS else news
+        item_id = KINDS[news["kind"]].apply(given, olds.get("item_id"))
         return UpdateResult(outs={**news, "item_id": item_id})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -86,16 +96,36 @@ class ArrFacts:
     api: str = "/api/v3"
 
 
+# Prowlarr's own defaults (Prowlarr v2.1.5 src/NzbDrone.Core/Applications/{Sonarr,Radarr}/*Settings.cs):
+# TV incl. UHD and x265 (5045, 5090), Movies incl. DVD, WEB-DL and x265 (2070, 2080, 2090).
 ARR = {
-    "sonarr": ArrFacts("tv", "tvCategory", (5000, 5010, 5020, 5030, 5040, 5045, 5050)),
-    "radarr": ArrFacts("movies", "movieCategory", (2000, 2010, 2020, 2030, 2040, 2045, 2050, 2060)),
+    "sonarr": ArrFacts("tv", "tvCategory", (5000, 5010, 5020, 5030, 5040, 5045, 5050, 5090)),
+    "radarr": ArrFacts("movies", "movieCategory", (2000, 2010, 2020, 2030, 2040, 2045, 2050, 2060, 2070, 2080, 2090)),
 }
+# What the arr apps' download clients get on create only (the user may change them later): the apps'
+# own defaults (DownloadClientDefinition: Priority 1, RemoveCompletedDownloads and RemoveFailedDownloads
+# true), which a field left out of a POST would turn into 0/false.
+CLIENT_DEFAULTS = {"enable": True, "priority": 1, "removeCompletedDownloads": True, "removeFailedDownloads": True,
+                   "tags": []}  # fmt: skip
+# qBittorrent's preferences the pipeline needs: automatic torrent management on by default, so a torrent
+# Sonarr or Radarr adds with its category saves to the category's path (qBittorrent's own default is
+# off: SessionImpl `DisableAutoTMMByDefault` true; Sonarr and Radarr send no autoTMM of their own).
+QBITTORRENT_PREFERENCES = {"auto_tmm_enabled": True}
+# Immich names its users by e-mail address (admin@<domain>); this is the name it shows.
+IMMICH_ADMIN_NAME = "Admin"
 
 
 def _port(app: str) -> int:
     web = CATALOG[app].web
     assert web is not None
     return web.port
+
+
+def _health(app: str) -> str:
+    """The path the app's own container health check asks: answered once the app is up."""
+    health = CATALOG[app].health
+    assert health is not None and health.probe_path is not None
+    return health.probe_path
 
 
 def _internal_url(app: str) -> str:
@@ -127,10 +157,11 @@ def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mappin
 
     def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
         url = config.wiring.urls.get(app) or f"https://{web_host_of(config, app)}"
-        items.append(
-            Item(suffix, app, kind, {"kind": kind, "app": app, "url": url, "verify_tls": verify, **props}, after)
-        )
+        located = {"kind": kind, "app": app, "url": url, "health": _health(app), "verify_tls": verify}
+        items.append(Item(suffix, app, kind, {**located, **props}, after))
         return suffix
+
+    _logins(config, enabled, secrets, wire)
 
     for arr, facts in ARR.items():
         if arr not in enabled:
@@ -139,27 +170,42 @@ def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mappin
         arr_key = secrets[f"{arr}-api-key"]
 
         def arr_item(
-            collection: str, key: str, body: dict[str, Any], arr_key: Any = arr_key, api: str = api
+            collection: str,
+            key: str,
+            body: dict[str, Any],
+            arr_key: Any = arr_key,
+            api: str = api,
+            defaults: dict[str, Any] | None = None,
         ) -> dict[str, Any]:
-            return {"api_key": arr_key, "api": api, "collection": collection, "key": key, "body": body}
+            item = {"api_key": arr_key, "api": api, "collection": collection, "key": key, "body": body}
+            return {**item, "defaults": defaults} if defaults else item
 
         root = wire(
             f"{arr}-root-folder", arr, "arr_item", arr_item("rootfolder", "path", {"path": f"/data/media/{media}"})
         )
         if "qbittorrent" in enabled:
             password = secrets["qbittorrent-password"]
+            if "qbittorrent-auto-tmm" not in {i.suffix for i in items}:
+                wire(
+                    "qbittorrent-auto-tmm", "qbittorrent", "qbittorrent_preferences",
+                    {"username": QBITTORRENT_USER, "password": password, "preferences": QBITTORRENT_PREFERENCES},
+                )  # fmt: skip
             category = wire(
                 f"qbittorrent-{media}-category", "qbittorrent", "qbittorrent_category",
                 {"username": QBITTORRENT_USER, "password": password, "name": media,
                  "save_path": f"/data/torrents/{media}"},
             )  # fmt: skip
             body = {
-                "name": "qBittorrent", "enable": True, "protocol": "torrent", "priority": 1,
-                "implementation": "QBittorrent", "configContract": "QBittorrentSettings", "tags": [],
+                "name": "qBittorrent", "protocol": "torrent",
+                "implementation": "QBittorrent", "configContract": "QBittorrentSettings",
                 "fields": _fields(host="qbittorrent", port=_port("qbittorrent"), useSsl=False,
                                   username=QBITTORRENT_USER, password=password, **{category_field: media}),
             }  # fmt: skip
-            wire(f"{arr}-qbittorrent", arr, "arr_item", arr_item("downloadclient", "name", body), (root, category))
+            wire(
+                f"{arr}-qbittorrent", arr, "arr_item",
+                arr_item("downloadclient", "name", body, defaults=CLIENT_DEFAULTS),
+                (root, category, "qbittorrent-auto-tmm"),
+            )  # fmt: skip
         if "sabnzbd" in enabled:
             sab_key = secrets["sabnzbd-api-key"]
             # SABnzbd's category folders are relative to its complete folder, /data/usenet/complete.
@@ -170,24 +216,26 @@ def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mappin
                 {"api_key": sab_key, "name": media, "dir": media},
             )
             body = {
-                "name": "SABnzbd", "enable": True, "protocol": "usenet", "priority": 1,
-                "implementation": "Sabnzbd", "configContract": "SabnzbdSettings", "tags": [],
+                "name": "SABnzbd", "protocol": "usenet",
+                "implementation": "Sabnzbd", "configContract": "SabnzbdSettings",
                 "fields": _fields(host="sabnzbd", port=_port("sabnzbd"), useSsl=False, apiKey=sab_key,
                                   **{category_field: media}),
             }  # fmt: skip
-            wire(f"{arr}-sabnzbd", arr, "arr_item", arr_item("downloadclient", "name", body), (root, category))
+            wire(
+                f"{arr}-sabnzbd", arr, "arr_item", arr_item("downloadclient", "name", body, defaults=CLIENT_DEFAULTS),
+                (root, category),
+            )  # fmt: skip
         if "prowlarr" in enabled:
             title = arr.capitalize()
             body = {
-                "name": title, "syncLevel": "fullSync", "implementation": title,
-                "configContract": f"{title}Settings", "tags": [],
+                "name": title, "implementation": title, "configContract": f"{title}Settings",
                 "fields": _fields(prowlarrUrl=_internal_url("prowlarr"), baseUrl=_internal_url(arr), apiKey=arr_key,
                                   syncCategories=list(facts.sync)),
             }  # fmt: skip
             wire(
                 f"prowlarr-{arr}", "prowlarr", "arr_item",
                 {"api_key": secrets["prowlarr-api-key"], "api": "/api/v1", "collection": "applications", "key": "name",
-                 "body": body},
+                 "body": body, "defaults": {"syncLevel": "fullSync", "tags": []}},
                 (root,),
             )  # fmt: skip
         if "bazarr" in enabled:
@@ -200,6 +248,46 @@ def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mappin
     return items
 
 
+def _logins(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, Any], wire: Any) -> dict[str, str]:
+    """Each enabled app's login, made with the stack's generated password (docs/pipeline.md, Logins)."""
+    made = {}
+    for arr, api in (("sonarr", "/api/v3"), ("radarr", "/api/v3"), ("prowlarr", "/api/v1")):
+        if arr in enabled:
+            made[arr] = wire(
+                f"{arr}-login", arr, "arr_login",
+                {"api_key": secrets[f"{arr}-api-key"], "api": api, "username": ADMIN_USER,
+                 "password": secrets[f"{arr}-admin-password"]},
+            )  # fmt: skip
+    if "sabnzbd" in enabled:
+        made["sabnzbd"] = wire(
+            "sabnzbd-login",
+            "sabnzbd",
+            "sabnzbd_login",
+            {"api_key": secrets["sabnzbd-api-key"], "username": ADMIN_USER, "password": secrets["sabnzbd-password"]},
+        )
+    if "bazarr" in enabled:
+        made["bazarr"] = wire(
+            "bazarr-login",
+            "bazarr",
+            "bazarr_login",
+            {"api_key": secrets["bazarr-api-key"], "username": ADMIN_USER, "password": secrets["bazarr-password"]},
+        )
+    if "jellyfin" in enabled:
+        made["jellyfin"] = wire(
+            "jellyfin-admin",
+            "jellyfin",
+            "jellyfin_admin",
+            {"username": ADMIN_USER, "password": secrets["jellyfin-admin-password"]},
+        )
+    if "immich-server" in enabled:
+        made["immich-server"] = wire(
+            "immich-admin", "immich-server", "immich_admin",
+            {"email": f"{ADMIN_USER}@{config.domain}", "name": IMMICH_ADMIN_NAME,
+             "password": secrets["immich-admin-password"]},
+        )  # fmt: skip
+    return made
+
+
 @dataclass(frozen=True)
 class PipelineWiringArgs:
     stack: ResolvedStack
@@ -209,14 +297,19 @@ class PipelineWiringArgs:
 
 
 class PipelineWiring(pulumi.ComponentResource):
-    """Every connection between the *arr apps and the download clients that the stack's apps allow."""
+    """Every connection between the *arr apps and the download clients that the stack's apps allow, and
+    each app's login (`logins`, by app: what a route to the app can wait for)."""
 
     def __init__(self, name: str, args: PipelineWiringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:wiring:PipelineWiring", name, None, opts)
         self.items: dict[str, Wiring] = {}
+        # Each app's login, by app: what a route to the app can depend on.
+        self.logins: dict[str, Wiring] = {}
         for item in pipeline_items(args.stack.config, args.stack.enabled, args.secrets):
             depends = [args.services[item.app], *(self.items[a] for a in item.after)]
             self.items[item.suffix] = Wiring(
                 f"{name}-{item.suffix}", item.props, pulumi.ResourceOptions(parent=self, depends_on=depends)
             )
+            if item.kind in LOGIN_KINDS:
+                self.logins[item.app] = self.items[item.suffix]
         self.register_outputs({"items": sorted(self.items)})

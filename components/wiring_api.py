@@ -1,21 +1,36 @@
 """The apps' own HTTP APIs, as the deploy-time wiring uses them: wait, read, create, update, delete.
 
 Plain Python over httpx, with no Pulumi in it, so it runs in the dynamic provider and in tests alike.
-Every call waits for an app that is not up yet (connection refused, 502/503/504 from Traefik) with
-bounded retries and backoff; anything else the app answers that is not a success ends the call with a
-`WiringError` that names the app, what was asked and what it answered.
+Before its first call to an app, a wiring polls the app's own health path (the one its container's
+health check uses) until it answers: Traefik has no router for a container until its first health check
+passes and answers 404 meanwhile, so there a 404 means "not routed yet", like connection refused and
+502/503/504. Every call after that still retries 502/503/504 and connection errors (bounded, with
+backoff); anything else the app answers that is not a success ends the call with a `WiringError` that
+names the app, what was asked and what it answered.
 
 What each kind of wiring does (its `props` are the resource's inputs, all plain JSON):
 - `arr_item`: an item of an *arr collection (Sonarr/Radarr `/api/v3/rootfolder`, `/api/v3/downloadclient`,
-  Prowlarr `/api/v1/applications`), found by its natural key (a root folder's path, a client's name),
-  adopted when it already exists, updated in place, deleted by id.
+  Prowlarr `/api/v1/applications`), found by its natural key (a root folder's path; a client's name,
+  ignoring case as the apps do), adopted when it already exists, updated in place, deleted by id. Only
+  the fields in `body` are the stack's: an update or adoption puts them over the item read back, so the
+  user's own settings survive (the apps replace the whole item on PUT). `defaults` are sent on create only.
 - `qbittorrent_category`: a qBittorrent category and its save path (WebUI API v2, cookie login).
+- `qbittorrent_preferences`: qBittorrent preferences the pipeline needs (automatic torrent management).
 - `sabnzbd_category`: a SABnzbd category and its folder (`/api?mode=get_config|set_config|del_config`).
 - `bazarr_arr`: Bazarr's connection to Sonarr or Radarr (`/api/system/settings`, form fields).
+- `arr_login`: Forms login for Sonarr, Radarr or Prowlarr (`/api/v{1,3}/config/host`).
+- `sabnzbd_login`, `bazarr_login`: SABnzbd's and Bazarr's own web login (also seeded before their first start).
+- `jellyfin_admin`: Jellyfin's startup wizard, run with the stack's admin user.
+- `immich_admin`: Immich's first admin (`/api/auth/admin-sign-up`).
+
+An app's URL (and how its TLS is checked) says how Pulumi reaches the app, not which item it holds:
+changing it calls nothing in the app.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +39,8 @@ from typing import Any
 import httpx
 
 NOT_READY = frozenset({502, 503, 504})
+# Traefik answers 404 for a host it has no router for: a container whose health check has not passed yet.
+NOT_ROUTED = 404
 
 
 class WiringError(Exception):
@@ -113,6 +130,30 @@ class AppClient:
             f"check that the {self.app} container is running and healthy and that its URL is right"
         )
 
+    def wait_ready(self, health_path: str) -> None:
+        """Polls the app's own health path through the proxy until it answers (bounded like every call)."""
+        delay = self.retry.first_delay_s
+        last = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = self._http.request("GET", health_path)
+            except httpx.TransportError as error:
+                last = f"no answer ({type(error).__name__}: {error})"
+            else:
+                if response.status_code != NOT_ROUTED and response.status_code not in NOT_READY:
+                    return
+                status = response.status_code
+                last = f"HTTP {status} for {health_path} " + (
+                    "(not routed yet)" if status == NOT_ROUTED else "(not ready)"
+                )
+            if attempt < self.retry.attempts:
+                self._sleep(delay)
+                delay = min(delay * 2, self.retry.max_delay_s)
+        raise WiringError(
+            f"{self.app} at {self.base_url} was not ready after {self.retry.attempts} attempts: {last}; "
+            f"check that the {self.app} container is running and healthy and that its URL is right"
+        )
+
     def _checked(self, method: str, path: str, response: httpx.Response, ok: tuple[int, ...]) -> httpx.Response:
         status = response.status_code
         if status < 300 or status in ok:
@@ -164,19 +205,53 @@ class Kind:
 
 
 def _client(props: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> AppClient:
-    return AppClient(
+    api = AppClient(
         props["app"],
         props["url"],
         headers=headers,
         verify_tls=bool(props.get("verify_tls", True)),
         retry=Retry.from_props(props),
     )
+    if props.get("health"):  # absent from the state of wirings made before the wait existed
+        try:
+            api.wait_ready(props["health"])
+        except BaseException:
+            api.close()
+            raise
+    return api
+
+
+def _same_key(key: str, have: Any, wanted: Any) -> bool:
+    """Whether an item's natural key matches: names ignore case (the apps' "Should be unique" rule,
+    ProviderControllerBase: `p.Name.EqualsIgnoreCase(c)`); paths ignore a trailing slash."""
+    if not isinstance(have, str) or not isinstance(wanted, str):
+        return False
+    if key == "name":
+        return have.casefold() == wanted.casefold()
+    return have.rstrip("/") == wanted.rstrip("/")
+
+
+def _fields_over(base: list[Any], over: list[Any]) -> list[Any]:
+    """Provider fields (`[{name, value}, ...]`): `over`'s values replace `base`'s by name, the rest stay
+    (a secret the app masks as ******** stays masked, and the app keeps its stored value)."""
+    wanted = {f["name"]: f["value"] for f in over}
+    merged = [{**f, "value": wanted.pop(f["name"])} if f.get("name") in wanted else f for f in base]
+    return merged + [{"name": k, "value": v} for k, v in wanted.items()]
+
+
+def merge_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over`'s top-level keys and fields put over `base`: what the stack owns over what the app holds."""
+    merged = {**base, **{k: v for k, v in over.items() if k != "fields"}}
+    if "fields" in over:
+        merged["fields"] = _fields_over(list(base.get("fields") or []), list(over["fields"]))
+    return merged
 
 
 class ArrItem(Kind):
-    """props: app, url, api_key, api (/api/v3), collection (rootfolder), key (path|name), body."""
+    """props: app, url, api_key, api (/api/v3), collection (rootfolder), key (path|name), body (the fields the
+    stack owns), defaults (sent on create only: the user may change them)."""
 
-    replace_on = ("app", "url", "api", "collection", "key")
+    replace_on: tuple[str, ...] = ("app", "api", "collection", "key")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props, {"X-Api-Key": props["api_key"]})
@@ -184,26 +259,29 @@ class ArrItem(Kind):
     def replaces(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         found = super().replaces(olds, news)
         key = news["key"]
-        if (olds.get("body") or {}).get(key) != news["body"].get(key):
+        if not _same_key(key, (olds.get("body") or {}).get(key), news["body"].get(key)):
             found.append("body")  # another path or name: another item
         return found
 
     def _find(self, api: AppClient, props: Mapping[str, Any]) -> dict[str, Any] | None:
         items = api.json("GET", f"{props['api']}/{props['collection']}")
-        wanted = props["body"][props["key"]]
-        return next((i for i in items if isinstance(i, dict) and i.get(props["key"]) == wanted), None)
+        key, wanted = props["key"], props["body"][props["key"]]
+        return next((i for i in items if isinstance(i, dict) and _same_key(key, i.get(key), wanted)), None)
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         base = f"{props['api']}/{props['collection']}"
         with self.client(props) as api:
             existing = self._find(api, props)
             if existing is None:
-                created = api.json("POST", base, json=props["body"])
+                created = api.json("POST", base, json=merge_over(props.get("defaults") or {}, props["body"]))
                 return str(created["id"])
             if props["collection"] == "rootfolder":
                 return str(existing["id"])  # a root folder is its path: nothing to update
-            body = {**existing, **props["body"], "id": existing["id"]}
-            api.json("PUT", f"{base}/{existing['id']}", json=body)
+            # The item keeps its own name spelling (the apps match names ignoring case) and everything the
+            # stack does not own; the apps replace the whole item on PUT, so the PUT carries all of it.
+            body = {**merge_over(existing, props["body"]), "id": existing["id"], "name": existing["name"]}
+            if body != existing:
+                api.json("PUT", f"{base}/{existing['id']}", json=body)
             return str(existing["id"])
 
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
@@ -216,10 +294,8 @@ class ArrItem(Kind):
         return any(isinstance(i, dict) and str(i.get("id")) == item_id for i in items)
 
 
-class QbittorrentCategory(Kind):
-    """props: app, url, username, password, name, save_path."""
-
-    replace_on = ("app", "url", "name")
+class _QbittorrentLogin(Kind):
+    """qBittorrent's WebUI API v2 behind its cookie login."""
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         api = _client(props)
@@ -235,13 +311,27 @@ class QbittorrentCategory(Kind):
             )
         return api
 
+
+class QbittorrentCategory(_QbittorrentLogin):
+    """props: app, url, username, password, name, save_path."""
+
+    replace_on: tuple[str, ...] = ("app", "name")
+
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
             categories = api.json("GET", "/api/v2/torrents/categories")
-            action = "editCategory" if props["name"] in categories else "createCategory"
-            api.request(
-                "POST", f"/api/v2/torrents/{action}", data={"category": props["name"], "savePath": props["save_path"]}
-            )
+            current = categories.get(props["name"])
+            form = {"category": props["name"], "savePath": props["save_path"]}
+            if current is None:
+                api.request("POST", "/api/v2/torrents/createCategory", data=form)
+            elif current.get("savePath") != props["save_path"]:
+                # editCategory answers 409 when nothing changes (SessionImpl::editCategory returns false for
+                # equal options), so it is only called for a new save path; the user's download path stays.
+                kept = current.get("download_path")
+                if kept is not None:
+                    form["downloadPathEnabled"] = "false" if kept is False else "true"
+                    form["downloadPath"] = "" if kept is False else str(kept)
+                api.request("POST", "/api/v2/torrents/editCategory", data=form)
         return props["name"]
 
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
@@ -253,10 +343,38 @@ class QbittorrentCategory(Kind):
             return item_id in api.json("GET", "/api/v2/torrents/categories")
 
 
+class QbittorrentPreferences(_QbittorrentLogin):
+    """props: app, url, username, password, preferences ({key: value} as /api/v2/app/preferences names them).
+
+    Only the keys that differ are set (setPreferences changes only the keys it is given). Deleting the
+    wiring leaves the preferences as they are: they are the client's settings, and turning automatic
+    torrent management off again would scatter the next downloads."""
+
+    replace_on = ("app",)
+
+    def _differing(self, api: AppClient, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        current = api.json("GET", "/api/v2/app/preferences")
+        return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            differing = self._differing(api, props["preferences"])
+            if differing:
+                api.request("POST", "/api/v2/app/setPreferences", data={"json": json.dumps(differing)})
+        return "preferences"
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            return not self._differing(api, props["preferences"])
+
+
 class SabnzbdCategory(Kind):
     """props: app, url, api_key, name, dir (relative to SABnzbd's complete folder)."""
 
-    replace_on = ("app", "url", "name")
+    replace_on: tuple[str, ...] = ("app", "name")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props)
@@ -297,7 +415,7 @@ class SabnzbdCategory(Kind):
 class BazarrArr(Kind):
     """props: app, url, api_key, target (sonarr|radarr), settings ({ip, port, apikey, base_url, ssl})."""
 
-    replace_on = ("app", "url", "target")
+    replace_on: tuple[str, ...] = ("app", "target")
 
     def client(self, props: Mapping[str, Any]) -> AppClient:
         return _client(props, {"X-API-KEY": props["api_key"]})
@@ -330,9 +448,203 @@ class BazarrArr(Kind):
         return (self._settings(props).get("general") or {}).get(f"use_{item_id}") is True
 
 
+# -- logins ------------------------------------------------------------------------------------------
+# A login outlives its wiring: deleting one leaves the app's account and its login as they are (deleting
+# them would open the app to the first visitor again).
+
+EXISTING = "existing"  # an app that already had its own admin: adopted as it is, its password not the stack's
+
+
+class ArrLogin(Kind):
+    """props: app, url, api_key, api (/api/v3 or /api/v1), username, password.
+
+    Sonarr/Radarr/Prowlarr keep their one user in their database and the method in config.xml; both are
+    set by PUT <api>/config/host (HostConfigController.SaveHostConfig: the whole resource is saved, then
+    `_userService.Upsert(username, password)`), so the host config read back carries everything else.
+    "enabled" (not "disabledForLocalAddresses"): behind Traefik every visitor comes from a local address."""
+
+    replace_on = ("app", "api")
+
+    def client(self, props: Mapping[str, Any]) -> AppClient:
+        return _client(props, {"X-Api-Key": props["api_key"]})
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            host = api.json("GET", f"{props['api']}/config/host")
+            wanted = {
+                "authenticationMethod": "forms", "authenticationRequired": "enabled",
+                "username": props["username"], "password": props["password"],
+                "passwordConfirmation": props["password"],
+            }  # fmt: skip
+            api.json("PUT", f"{props['api']}/config/host/{host.get('id', 1)}", json={**host, **wanted})
+        return props["username"]
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            host = api.json("GET", f"{props['api']}/config/host")
+        # The apps store the user name in lower case (UserService.Upsert).
+        return host.get("authenticationMethod") == "forms" and host.get("username") == str(item_id).lower()
+
+
+class SabnzbdLogin(SabnzbdCategory):
+    """props: app, url, api_key, username, password: SABnzbd's web login (`[misc] username`/`password`,
+    sabnzbd/cfg.py; neither is `protect`ed, so `mode=set_config&section=misc` sets them). The password
+    goes in the POST body, not the URL. get_config shows a set password as stars."""
+
+    replace_on = ("app",)
+
+    def _misc(self, api: AppClient, props: Mapping[str, Any]) -> dict[str, Any]:
+        return (self._call(api, props, mode="get_config", section="misc").get("config") or {}).get("misc") or {}
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            self._call(api, props, mode="set_config", section="misc", keyword="username", value=props["username"])
+            answer = api.json(
+                "POST", "/api", params={"mode": "set_config", "section": "misc", "keyword": "password",
+                                        "apikey": props["api_key"], "output": "json"},
+                data={"value": props["password"]},
+            )  # fmt: skip
+            if isinstance(answer, dict) and answer.get("status") is False:
+                raise WiringError(f"{props['app']} refused its password: {answer.get('error', 'refused')}")
+        return props["username"]
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            misc = self._misc(api, props)
+        return misc.get("username") == item_id and bool(misc.get("password"))
+
+
+class BazarrLogin(BazarrArr):
+    """props: app, url, api_key, username, password: Bazarr's form login (`auth.type` form, `auth.username`,
+    `auth.password`, bazarr/app/config.py; save_settings stores the password's MD5, as Bazarr checks it)."""
+
+    replace_on = ("app",)
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        auth = self._settings(props).get("auth") or {}
+        stored = hashlib.md5(str(props["password"]).encode()).hexdigest()  # Bazarr stores the MD5 hex
+        if (auth.get("type"), auth.get("username"), auth.get("password")) != ("form", props["username"], stored):
+            form = {"settings-auth-type": "form", "settings-auth-username": props["username"],
+                    "settings-auth-password": props["password"]}  # fmt: skip
+            with self.client(props) as api:
+                api.request("POST", "/api/system/settings", data=form)
+        return props["username"]
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        auth = self._settings(props).get("auth") or {}
+        return auth.get("type") == "form" and auth.get("username") == item_id
+
+
+# Jellyfin takes its client's identity from this header (AuthorizationContext: scheme "MediaBrowser").
+_JELLYFIN_CLIENT = 'MediaBrowser Client="mediastack", Device="pulumi", DeviceId="mediastack-wiring", Version="1"'
+
+
+class JellyfinAdmin(Kind):
+    """props: app, url, username, password (and, on an update, `previous_password`). Runs Jellyfin's startup
+    wizard (StartupController, which allows anonymous calls until the wizard is complete): GET /Startup/User
+    (makes the first user), POST /Startup/User with the name and password, POST /Startup/Complete. A new
+    password is set with the previous one (UserController POST /Users/Password, as the user itself)."""
+
+    replace_on: tuple[str, ...] = ("app",)
+
+    def client(self, props: Mapping[str, Any]) -> AppClient:
+        return _client(props, {"Authorization": _JELLYFIN_CLIENT})
+
+    def _token(self, api: AppClient, username: str, password: Any) -> str | None:
+        login = {"Username": username, "Pw": password}
+        answer = api.request("POST", "/Users/AuthenticateByName", json=login, ok=(401,))
+        return str(answer.json().get("AccessToken")) if answer.status_code < 300 else None
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            if api.json("GET", "/System/Info/Public").get("StartupWizardCompleted"):
+                if self._token(api, props["username"], props["password"]):
+                    return props["username"]
+                token = props.get("previous_password") and self._token(
+                    api, props["username"], props["previous_password"]
+                )
+                if not token:
+                    return EXISTING
+                change = {"CurrentPw": props["previous_password"], "NewPw": props["password"]}
+                api.request(
+                    "POST", "/Users/Password", json=change,
+                    headers={"Authorization": f'{_JELLYFIN_CLIENT}, Token="{token}"'},
+                )  # fmt: skip
+                return props["username"]
+            api.json("GET", "/Startup/User")
+            api.request("POST", "/Startup/User", json={"Name": props["username"], "Password": props["password"]})
+            api.request("POST", "/Startup/Complete")
+        return props["username"]
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        with self.client(props) as api:
+            return bool(api.json("GET", "/System/Info/Public").get("StartupWizardCompleted"))
+
+
+class ImmichAdmin(Kind):
+    """props: app, url, email, name, password (and, on an update, `previous_password`). Immich's first user is
+    its admin, made by POST /api/auth/admin-sign-up (AuthService.adminSignUp; 400 "The server already has an
+    admin" after). A new password is set with the previous one (POST /api/auth/change-password)."""
+
+    replace_on: tuple[str, ...] = ("app",)
+
+    def client(self, props: Mapping[str, Any]) -> AppClient:
+        return _client(props)
+
+    def _token(self, api: AppClient, email: str, password: Any) -> str | None:
+        answer = api.request("POST", "/api/auth/login", json={"email": email, "password": password}, ok=(401,))
+        return str(answer.json().get("accessToken")) if answer.status_code < 300 else None
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            if self._token(api, props["email"], props["password"]):
+                return props["email"]
+            token = props.get("previous_password") and self._token(api, props["email"], props["previous_password"])
+            if token:
+                change = {"password": props["previous_password"], "newPassword": props["password"]}
+                headers = {"Authorization": f"Bearer {token}"}
+                api.request("POST", "/api/auth/change-password", json=change, headers=headers)
+                return props["email"]
+            signup = {"email": props["email"], "password": props["password"], "name": props["name"]}
+            answer = api.request("POST", "/api/auth/admin-sign-up", json=signup, ok=(400,))
+            if answer.status_code < 300:
+                return props["email"]
+            if "already has an admin" in _answer(answer):
+                return EXISTING
+            raise WiringError(f"{props['app']} refused POST /api/auth/admin-sign-up (HTTP 400): {_answer(answer)}")
+
+    def remove(self, props: Mapping[str, Any], item_id: str) -> None:
+        pass
+
+    def exists(self, props: Mapping[str, Any], item_id: str) -> bool:
+        if item_id == EXISTING:
+            return True
+        with self.client(props) as api:
+            return self._token(api, props["email"], props["password"]) is not None
+
+
 KINDS: dict[str, Kind] = {
     "arr_item": ArrItem(),
     "qbittorrent_category": QbittorrentCategory(),
+    "qbittorrent_preferences": QbittorrentPreferences(),
     "sabnzbd_category": SabnzbdCategory(),
     "bazarr_arr": BazarrArr(),
+    "arr_login": ArrLogin(),
+    "sabnzbd_login": SabnzbdLogin(),
+    "bazarr_login": BazarrLogin(),
+    "jellyfin_admin": JellyfinAdmin(),
+    "immich_admin": ImmichAdmin(),
 }
+LOGIN_KINDS = frozenset({"arr_login", "sabnzbd_login", "bazarr_login", "jellyfin_admin", "immich_admin"})

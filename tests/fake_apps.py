@@ -1,21 +1,26 @@
-"""Loopback stand-ins for the apps the pipeline wiring talks to, speaking their documented APIs and keeping state.
+"""Loopback stand-ins for the apps the deploy-time wiring talks to, speaking their APIs and keeping state.
 
-Each stand-in answers like its app: Sonarr/Radarr (`/api/v3`) and Prowlarr (`/api/v1`) collections with
-`X-Api-Key` and *arr-style validation errors, qBittorrent's WebUI API v2 with a cookie login, SABnzbd's
-`/api?mode=...` with its `apikey` parameter, Bazarr's `/api/system/settings` with `X-API-KEY`. Knobs make
-an app not ready for its first requests (503, as Traefik answers for a container that is still starting)
-or refuse a write the way the app does.
+Each stand-in answers like its pinned app, as read in the app's own source (cited where it matters):
+Sonarr v4.0.15 / Radarr v5.27.5 (`/api/v3`) and Prowlarr v2.1.5 (`/api/v1`) provider collections with
+`X-Api-Key`; qBittorrent 5.1.2's WebUI API v2 with a cookie login; SABnzbd 4.5.3's `/api?mode=...`;
+Bazarr 1.5's `/api/system/settings`; Jellyfin 10.11.2's startup wizard; Immich v2.2.3's admin sign-up.
+Every stand-in sits behind a stand-in of Traefik: `unrouted_for` requests get Traefik's 404 (no router
+until the container's first health check passes), `not_ready_for` requests get 503.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import ssl
+import subprocess
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -31,76 +36,249 @@ def _text(status: int, body: str, headers: dict[str, str] | None = None) -> Answ
 
 @dataclass
 class FakeApp:
-    not_ready_for: int = 0  # the first N requests get 503
+    unrouted_for: int = 0  # the first N requests get Traefik's 404: no router for a container not yet healthy
+    not_ready_for: int = 0  # the next N requests get 503
     requests: list[tuple[str, str]] = field(default_factory=list)
+    health: str = "/"  # the path its container's health check asks
 
     def answer(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         self.requests.append((method, path))
+        if self.unrouted_for > 0:
+            self.unrouted_for -= 1
+            return _text(404, "404 page not found")  # Traefik's own answer for a host without a router
         if self.not_ready_for > 0:
             self.not_ready_for -= 1
             return _text(503, "Service Unavailable")
+        if method == "GET" and self._is_health(path, query):
+            return _json(200, {"status": "OK"})
         return self.handle(method, path, query, headers, body)
+
+    def _is_health(self, path: str, query: dict[str, str]) -> bool:
+        health = urllib.parse.urlsplit(self.health)
+        return path == health.path and dict(urllib.parse.parse_qsl(health.query)).items() <= query.items()
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         raise NotImplementedError
 
     @property
     def writes(self) -> list[tuple[str, str]]:
-        return [r for r in self.requests if r[0] != "GET" and not r[1].endswith("/auth/login")]
+        return [r for r in self.requests if r[0] != "GET" and not r[1].endswith(("/auth/login", "AuthenticateByName"))]
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """The requests that reached the app itself, not its health path."""
+        return [r for r in self.requests if r[1] != urllib.parse.urlsplit(self.health).path]
+
+
+# -- Sonarr, Radarr, Prowlarr -------------------------------------------------------------------------
+# Settings classes: field name -> (default, privacy). ReadFromSchema (Sonarr.Http/ClientSchema/
+# SchemaBuilder.cs) starts from a new settings object, so a field left out of a request gets the class's
+# default; ToSchema answers every field, with ApiKey/Password privacy masked as ******** when set; on PUT,
+# a masked value keeps what is stored. Unknown field names are ignored.
+PW, KEY = "password", "apiKey"
+SETTINGS: dict[str, dict[str, tuple[Any, str | None]]] = {
+    # Sonarr v4.0.15 src/NzbDrone.Core/Download/Clients/QBittorrent/QBittorrentSettings.cs
+    "sonarr:QBittorrentSettings": {
+        "host": ("localhost", None), "port": (8080, None), "useSsl": (False, None), "urlBase": (None, None),
+        "username": (None, None), "password": (None, PW), "tvCategory": ("tv-sonarr", None),
+        "tvImportedCategory": (None, None), "recentTvPriority": (0, None), "olderTvPriority": (0, None),
+        "initialState": (0, None), "sequentialOrder": (False, None), "firstAndLast": (False, None),
+        "contentLayout": (0, None),
+    },
+    # Sonarr v4.0.15 .../Clients/Sabnzbd/SabnzbdSettings.cs (SabnzbdPriority.Default = -100)
+    "sonarr:SabnzbdSettings": {
+        "host": ("localhost", None), "port": (8080, None), "useSsl": (False, None), "urlBase": (None, None),
+        "apiKey": (None, KEY), "username": (None, None), "password": (None, PW), "tvCategory": ("tv", None),
+        "recentTvPriority": (-100, None), "olderTvPriority": (-100, None),
+    },
+    # Radarr v5.27.5 src/NzbDrone.Core/Download/Clients/QBittorrent/QBittorrentSettings.cs
+    "radarr:QBittorrentSettings": {
+        "host": ("localhost", None), "port": (8080, None), "useSsl": (False, None), "urlBase": (None, None),
+        "username": (None, None), "password": (None, PW), "movieCategory": ("radarr", None),
+        "movieImportedCategory": (None, None), "recentMoviePriority": (0, None), "olderMoviePriority": (0, None),
+        "initialState": (0, None), "sequentialOrder": (False, None), "firstAndLast": (False, None),
+        "contentLayout": (0, None),
+    },
+    # Radarr v5.27.5 .../Clients/Sabnzbd/SabnzbdSettings.cs
+    "radarr:SabnzbdSettings": {
+        "host": ("localhost", None), "port": (8080, None), "useSsl": (False, None), "urlBase": (None, None),
+        "apiKey": (None, KEY), "username": (None, None), "password": (None, PW), "movieCategory": ("movies", None),
+        "recentMoviePriority": (-100, None), "olderMoviePriority": (-100, None),
+    },
+    # Prowlarr v2.1.5 src/NzbDrone.Core/Applications/Sonarr/SonarrSettings.cs
+    "prowlarr:SonarrSettings": {
+        "prowlarrUrl": ("http://localhost:9696", None), "baseUrl": ("http://localhost:8989", None),
+        "apiKey": (None, KEY), "syncCategories": ([5000, 5010, 5020, 5030, 5040, 5045, 5050, 5090], None),
+        "animeSyncCategories": ([5070], None), "syncAnimeStandardFormatSearch": (False, None),
+        "syncRejectBlocklistedTorrentHashesWhileGrabbing": (False, None),
+    },
+    # Prowlarr v2.1.5 .../Applications/Radarr/RadarrSettings.cs
+    "prowlarr:RadarrSettings": {
+        "prowlarrUrl": ("http://localhost:9696", None), "baseUrl": ("http://localhost:7878", None),
+        "apiKey": (None, KEY),
+        "syncCategories": ([2000, 2010, 2020, 2030, 2040, 2045, 2050, 2060, 2070, 2080, 2090], None),
+        "syncRejectBlocklistedTorrentHashesWhileGrabbing": (False, None),
+    },
+}  # fmt: skip
+# The resource's own properties: one left out of the JSON is the type's zero value (DownloadClientResource
+# ToModel copies `resource.RemoveCompletedDownloads` etc. as they came; ApplicationResource `SyncLevel`).
+RESOURCE_ZERO: dict[str, dict[str, Any]] = {
+    "downloadclient": {"enable": False, "protocol": "unknown", "priority": 0, "removeCompletedDownloads": False,
+                       "removeFailedDownloads": False, "tags": []},
+    "applications": {"syncLevel": "disabled", "tags": []},
+}  # fmt: skip
+MASK = "********"  # SchemaBuilder.PRIVATE_VALUE
+
+
+def _hash(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
 
 
 @dataclass
 class FakeArr(FakeApp):
-    """Sonarr, Radarr (api /api/v3) or Prowlarr (/api/v1): id-keyed collections."""
+    """Sonarr, Radarr (api /api/v3) or Prowlarr (/api/v1): root folders, providers and the host config."""
 
+    name: str = "sonarr"  # which app's settings classes it uses
     api_key: str = ""
     api: str = "/api/v3"
+    health: str = "/ping"
     collections: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
-    refuse: str | None = None  # a validation message the next writes get, as when the app cannot reach a client
+    refuse: str | None = None  # a validation message the next writes get
+    unreachable: set[str] = field(default_factory=set)  # hosts its connection test on save cannot reach
     next_id: int = 1
+    # HostConfigController: the one user (name lower-cased, password hashed) and the auth settings.
+    host: dict[str, Any] = field(
+        default_factory=lambda: {"id": 1, "bindAddress": "*", "port": 8989, "authenticationMethod": "none",
+                                 "authenticationRequired": "enabled", "username": "", "password": "",
+                                 "passwordConfirmation": "", "instanceName": "Sonarr", "logLevel": "info"}
+    )  # fmt: skip
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         if headers.get("x-api-key") != self.api_key:
             return _text(401, "Unauthorized")
-        parts = path.removeprefix(self.api + "/").split("/")
+        rest = path.removeprefix(self.api + "/")
+        if rest.startswith("config/host"):
+            return self._host(method, json.loads(body) if body else {})
+        parts = rest.split("/")
         items = self.collections.setdefault(parts[0], {})
         item_id = int(parts[1]) if len(parts) > 1 else None
         if method == "GET" and item_id is None:
-            return _json(200, list(items.values()))
+            return _json(200, [self._shown(parts[0], i) for i in items.values()])
         if method == "DELETE":
             return _json(200, {}) if items.pop(item_id or 0, None) is not None else _json(404, {"message": "NotFound"})
-        if method in ("POST", "PUT"):
-            item = json.loads(body)
-            if self.refuse:
-                return _json(400, [{"propertyName": "Host", "errorMessage": self.refuse}])
-            key = "path" if parts[0] == "rootfolder" else "name"
-            if not item.get(key):
-                return _json(400, [{"propertyName": key.capitalize(), "errorMessage": f"'{key}' must not be empty."}])
-            clash = [i for i in items.values() if i[key] == item[key] and i["id"] != item_id]
-            if clash:
-                return _json(400, [{"propertyName": key.capitalize(), "errorMessage": "Should be unique"}])
-            if method == "PUT":
-                if item_id not in items:
-                    return _json(404, {"message": "NotFound"})
-                items[item_id] = {**item, "id": item_id}
-                return _json(202, items[item_id])
-            new = {**item, "id": self.next_id}
-            if parts[0] == "rootfolder":
-                new["accessible"] = True  # what the app adds of its own
+        if method not in ("POST", "PUT"):
+            return _json(405, {"message": "Method not allowed"})
+        sent = json.loads(body)
+        if self.refuse:
+            return _json(400, [{"propertyName": "Host", "errorMessage": self.refuse}])
+        key = "path" if parts[0] == "rootfolder" else "name"
+        if not sent.get(key):
+            return _json(
+                400, [{"propertyName": key.capitalize(), "errorMessage": f"'{key.capitalize()}' must not be empty."}]
+            )
+        # ProviderControllerBase: `p.Name.EqualsIgnoreCase(c) && p.Id != v.Id` -> "Should be unique".
+        same = (lambda a, b: a.casefold() == b.casefold()) if key == "name" else (lambda a, b: a == b)
+        if any(same(i[key], sent[key]) and i["id"] != item_id for i in items.values()):
+            return _json(400, [{"propertyName": key.capitalize(), "errorMessage": "Should be unique"}])
+        if parts[0] == "rootfolder":
+            new = {"path": sent["path"], "accessible": True, "id": self.next_id}
             items[self.next_id] = new
             self.next_id += 1
             return _json(201, new)
-        return _json(405, {"message": "Method not allowed"})
+        stored = items.get(item_id or 0) if method == "PUT" else None
+        if method == "PUT" and stored is None:
+            return _json(404, {"message": "NotFound"})
+        item = self._read(parts[0], sent, stored)
+        # Create tests an enabled provider; update tests it only when the definition changed; ?forceSave=true skips.
+        changed = stored is None or {**item, "id": item_id} != stored
+        if self._enabled(parts[0], item) and query.get("forceSave") != "true" and changed:
+            failure = self._test(parts[0], item)
+            if failure:
+                return _json(400, [failure])
+        if method == "PUT":
+            items[item_id or 0] = {**item, "id": item_id}
+            return _json(202, self._shown(parts[0], items[item_id or 0]))
+        items[self.next_id] = {**item, "id": self.next_id}
+        self.next_id += 1
+        return _json(201, self._shown(parts[0], items[self.next_id - 1]))
+
+    def _schema(self, item: dict[str, Any]) -> dict[str, tuple[Any, str | None]]:
+        return SETTINGS.get(f"{self.name}:{item.get('configContract')}", {})
+
+    def _read(self, collection: str, sent: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+        """The provider as the app keeps it: the whole object replaced, unsent parts at their defaults."""
+        item = {**RESOURCE_ZERO.get(collection, {}), **{k: v for k, v in sent.items() if k not in ("id", "fields")}}
+        given = {f["name"]: f.get("value") for f in sent.get("fields") or []}
+        kept = {f["name"]: f["value"] for f in (stored or {}).get("fields", [])}
+        fields = []
+        for name, (default, privacy) in self._schema(item).items():
+            value = given.get(name, default)
+            if privacy and value == MASK and stored is not None:
+                value = kept.get(name)
+            fields.append({"name": name, "value": value})
+        item["fields"] = fields
+        return item
+
+    def _shown(self, collection: str, item: dict[str, Any]) -> dict[str, Any]:
+        if collection == "rootfolder":
+            return item
+        schema = self._schema(item)
+        masked = [
+            {**f, "value": MASK} if schema.get(f["name"], (None, None))[1] and f["value"] not in (None, "") else f
+            for f in item["fields"]
+        ]
+        return {**item, "fields": masked}
+
+    @staticmethod
+    def _enabled(collection: str, item: dict[str, Any]) -> bool:
+        if collection == "applications":  # ApplicationDefinition.Enable: AddOnly or FullSync
+            return item.get("syncLevel") in ("addOnly", "fullSync")
+        return bool(item.get("enable"))
+
+    def _test(self, collection: str, item: dict[str, Any]) -> dict[str, str] | None:
+        values = {f["name"]: f["value"] for f in item["fields"]}
+        target = str(values.get("host") or urllib.parse.urlsplit(str(values.get("baseUrl"))).hostname)
+        if target in self.unreachable:
+            return {"propertyName": "Host" if "host" in values else "BaseUrl",
+                    "errorMessage": f"Unable to connect to {item.get('implementation')}"}  # fmt: skip
+        return None
+
+    def _host(self, method: str, sent: dict[str, Any]) -> Answer:
+        if method == "GET":
+            return _json(200, {**self.host, "passwordConfirmation": ""})
+        if sent.get("authenticationMethod") in ("basic", "forms") and not (
+            sent.get("username") and sent.get("password")
+        ):
+            return _json(400, [{"propertyName": "Username", "errorMessage": "'Username' must not be empty."}])
+        # IsMatchingPassword: the stored hash sent back, or a password equal to its confirmation.
+        if sent.get("password") != self.host["password"] and sent.get("password") != sent.get("passwordConfirmation"):
+            return _json(400, [{"propertyName": "PasswordConfirmation", "errorMessage": "Must match Password"}])
+        self.host.update({k: v for k, v in sent.items() if k in self.host and k not in ("username", "password")})
+        if sent.get("username") and sent.get("password"):  # UserService.Upsert
+            if sent["password"] != self.host["password"]:
+                self.host["password"] = _hash(sent["password"])
+            self.host["username"] = sent["username"].lower()
+        return _json(202, {**self.host})
 
     def find(self, collection: str, key: str, value: Any) -> list[dict[str, Any]]:
         return [i for i in self.collections.get(collection, {}).values() if i.get(key) == value]
 
+    def logs_in(self, username: str, password: str) -> bool:
+        return self.host["authenticationMethod"] == "forms" and (username.lower(), _hash(password)) == (
+            self.host["username"], self.host["password"])  # fmt: skip
+
 
 @dataclass
 class FakeQbittorrent(FakeApp):
+    """qBittorrent 5.1.2 src/webui/api/{authcontroller,torrentscontroller,appcontroller}.cpp."""
+
     username: str = "admin"
     password: str = ""
-    categories: dict[str, dict[str, str]] = field(default_factory=dict)
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SessionImpl: `DisableAutoTMMByDefault` true, so the preference auto_tmm_enabled starts false.
+    preferences: dict[str, Any] = field(
+        default_factory=lambda: {"auto_tmm_enabled": False, "save_path": "/data/torrents"}
+    )
     sessions: set[str] = field(default_factory=set)
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
@@ -116,37 +294,73 @@ class FakeQbittorrent(FakeApp):
             return _text(403, "Forbidden")
         if path == "/api/v2/torrents/categories" and method == "GET":
             return _json(200, self.categories)
-        if path in ("/api/v2/torrents/createCategory", "/api/v2/torrents/editCategory") and method == "POST":
+        if path == "/api/v2/torrents/createCategory" and method == "POST":
             name = form.get("category", "")
-            exists = name in self.categories
-            if not name or exists == path.endswith("createCategory"):
-                return _text(409, "Category name is invalid" if not name else "Category already exists")
+            if not name:
+                return _text(409, "Incorrect category name")
+            if name in self.categories:
+                return _text(409, "Unable to create category")
             self.categories[name] = {"name": name, "savePath": form.get("savePath", "")}
+            return _text(200, "")
+        if path == "/api/v2/torrents/editCategory" and method == "POST":
+            name = form.get("category", "")
+            if not name:
+                return _text(400, "Category cannot be empty")
+            options: dict[str, Any] = {"name": name, "savePath": form.get("savePath", "")}
+            if "downloadPathEnabled" in form:
+                enabled = form["downloadPathEnabled"] == "true"
+                options["download_path"] = form.get("downloadPath", "") if enabled else False
+            # SessionImpl::editCategory returns false for an unknown category or unchanged options -> 409.
+            if name not in self.categories or self.categories[name] == options:
+                return _text(409, "Unable to edit category")
+            self.categories[name] = options
             return _text(200, "")
         if path == "/api/v2/torrents/removeCategories" and method == "POST":
             for name in form.get("categories", "").split("\n"):
                 self.categories.pop(name, None)
+            return _text(200, "")
+        if path == "/api/v2/app/preferences" and method == "GET":
+            return _json(200, self.preferences)
+        if path == "/api/v2/app/setPreferences" and method == "POST":
+            changes = json.loads(form.get("json", "{}"))
+            self.preferences.update({k: v for k, v in changes.items() if k in self.preferences})  # hasKey(...)
             return _text(200, "")
         return _text(404, "Not Found")
 
 
 @dataclass
 class FakeSabnzbd(FakeApp):
+    """SABnzbd 4.5.3 sabnzbd/api.py (get_config, set_config, del_config); a POST body counts like the query."""
+
     api_key: str = ""
+    health: str = "/api?mode=version"
     categories: dict[str, dict[str, Any]] = field(default_factory=lambda: {"*": {"name": "*", "dir": ""}})
+    misc: dict[str, Any] = field(
+        default_factory=lambda: {"username": "", "password": "", "complete_dir": "/data/usenet/complete"}
+    )
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         if path != "/api":
             return _text(404, "Not Found")
+        query = {**query, **dict(urllib.parse.parse_qsl(body.decode()))}
         if query.get("apikey") != self.api_key:
             return _json(200, {"status": False, "error": "API Key Incorrect"})
         mode, section = query.get("mode"), query.get("section")
         if mode == "get_config" and section == "categories":
             return _json(200, {"config": {"categories": list(self.categories.values())}})
+        if mode == "get_config" and section == "misc":  # OptionPassword.get_dict(for_public_api=True): stars
+            return _json(
+                200, {"config": {"misc": {**self.misc, "password": "*" * 10 if self.misc["password"] else ""}}}
+            )
         if mode == "set_config" and section == "categories":
             name = query.get("keyword", "")
             self.categories[name] = {**self.categories.get(name, {}), "name": name, "dir": query.get("dir", "")}
             return _json(200, {"config": {"categories": [self.categories[name]]}})
+        if mode == "set_config" and section == "misc":
+            if query.get("keyword") not in self.misc:
+                return _json(200, {"status": False, "error": "not implemented"})
+            self.misc[query["keyword"]] = query.get("value", "")
+            return _json(200, {"config": {"misc": {query["keyword"]: "*" * 10}}})
         if mode == "del_config" and section == "categories":
             return _json(200, {"status": self.categories.pop(query.get("keyword", ""), None) is not None})
         return _json(200, {"status": False, "error": "not implemented"})
@@ -154,10 +368,15 @@ class FakeSabnzbd(FakeApp):
 
 @dataclass
 class FakeBazarr(FakeApp):
+    """Bazarr 1.5 bazarr/api/system/settings.py and bazarr/app/config.py save_settings (form fields
+    `settings-<section>-<key>`; a new auth password is stored as its MD5 hex)."""
+
     api_key: str = ""
+    health: str = "/api/system/ping"
     settings: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"general": {"use_sonarr": False, "use_radarr": False}, "sonarr": {}, "radarr": {}}
-    )
+        default_factory=lambda: {"general": {"use_sonarr": False, "use_radarr": False}, "sonarr": {}, "radarr": {},
+                                 "auth": {"type": None, "username": "", "password": ""}}
+    )  # fmt: skip
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         if headers.get("x-api-key") != self.api_key:
@@ -169,13 +388,106 @@ class FakeBazarr(FakeApp):
         for key, value in urllib.parse.parse_qsl(body.decode()):
             _, section, name = key.split("-", 2)  # settings-<section>-<key>, as Bazarr's save_settings reads it
             parsed: Any = {"true": True, "false": False}.get(value, value)
-            self.settings.setdefault(section, {})[name] = int(value) if value.isdigit() else parsed
+            if key == "settings-auth-password" and value != self.settings["auth"]["password"]:
+                parsed = hashlib.md5(value.encode()).hexdigest()
+            elif value.isdigit():
+                parsed = int(value)
+            self.settings.setdefault(section, {})[name] = parsed
         return _text(204, "")
 
+    def logs_in(self, username: str, password: str) -> bool:
+        auth = self.settings["auth"]
+        return auth["type"] == "form" and (auth["username"], auth["password"]) == (
+            username, hashlib.md5(password.encode()).hexdigest())  # fmt: skip
 
-@contextmanager
-def serve(app: FakeApp) -> Iterator[str]:
-    """Serve the stand-in on a loopback port; yields its base URL."""
+
+@dataclass
+class FakeJellyfin(FakeApp):
+    """Jellyfin 10.11.2 Jellyfin.Api/Controllers/StartupController.cs (anonymous until the wizard is complete:
+    FirstTimeSetupHandler) and UserController AuthenticateByName (needs the MediaBrowser client header)."""
+
+    health: str = "/health"
+    wizard_completed: bool = False
+    users: dict[str, str] = field(default_factory=dict)  # name -> password
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
+        sent = json.loads(body) if body else {}
+        if path == "/System/Info/Public" and method == "GET":
+            return _json(200, {"Version": "10.11.2", "StartupWizardCompleted": self.wizard_completed})
+        if path == "/Users/AuthenticateByName" and method == "POST":
+            if not headers.get("authorization", "").startswith("MediaBrowser "):
+                return _text(401, "Unauthorized")
+            if self.users.get(sent.get("Username", "")) != sent.get("Pw") or not sent.get("Pw"):
+                return _text(401, "Error processing request.")
+            return _json(200, {"AccessToken": f"token-{sent['Username']}", "User": {"Name": sent["Username"]}})
+        if path == "/Users/Password" and method == "POST":  # UserController.UpdateUserPassword, as the user
+            token = headers.get("authorization", "").partition('Token="')[2].rstrip('"')
+            name = token.removeprefix("token-")
+            if not token or name not in self.users:
+                return _text(401, "Unauthorized")
+            if self.users[name] != sent.get("CurrentPw"):
+                return _text(403, "Invalid user or password entered.")
+            self.users[name] = sent.get("NewPw", "")
+            return _text(204, "")
+        if path.startswith("/Startup/"):
+            if self.wizard_completed:
+                return _text(401, "Unauthorized")
+            if path == "/Startup/User" and method == "GET":
+                if not self.users:  # UserManager.InitializeAsync makes the first user
+                    self.users["root"] = ""
+                return _json(200, {"Name": next(iter(self.users))})
+            if path == "/Startup/User" and method == "POST":
+                if not sent.get("Password", "").strip():
+                    return _text(400, "Password must not be empty")
+                first = next(iter(self.users))  # `_userManager.Users.First()`: fails without GET first
+                del self.users[first]
+                self.users[sent.get("Name") or first] = sent["Password"]
+                return _text(204, "")
+            if path == "/Startup/Complete" and method == "POST":
+                self.wizard_completed = True
+                return _text(204, "")
+        return _text(404, "Not Found")
+
+
+@dataclass
+class FakeImmich(FakeApp):
+    """Immich v2.2.3 server/src/controllers/auth.controller.ts and services/auth.service.ts."""
+
+    health: str = "/api/server/ping"
+    admin: dict[str, str] | None = None  # email, password, name
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
+        sent = json.loads(body) if body else {}
+        if path == "/api/auth/admin-sign-up" and method == "POST":
+            if self.admin is not None:
+                return _json(
+                    400, {"message": "The server already has an admin", "error": "Bad Request", "statusCode": 400}
+                )
+            if "@" not in sent.get("email", "") or not sent.get("password") or not sent.get("name"):
+                return _json(400, {"message": ["email must be an email"], "error": "Bad Request", "statusCode": 400})
+            self.admin = {"email": sent["email"], "password": sent["password"], "name": sent["name"]}
+            return _json(201, {"email": sent["email"], "name": sent["name"], "isAdmin": True})
+        if path == "/api/auth/login" and method == "POST":
+            if self.admin is None or (self.admin["email"], self.admin["password"]) != (
+                sent.get("email"),
+                sent.get("password"),
+            ):
+                return _json(
+                    401, {"message": "Incorrect email or password", "error": "Unauthorized", "statusCode": 401}
+                )
+            return _json(201, {"accessToken": "admin-token", "userEmail": sent["email"], "isAdmin": True})
+        if path == "/api/auth/change-password" and method == "POST":
+            if self.admin is None or headers.get("authorization") != "Bearer admin-token":
+                return _json(401, {"message": "Authentication required", "statusCode": 401})
+            if sent.get("password") != self.admin["password"]:
+                return _json(400, {"message": "Wrong password", "statusCode": 400})
+            self.admin["password"] = sent.get("newPassword", "")
+            return _json(200, {"email": self.admin["email"]})
+        return _json(404, {"message": f"Cannot {method} {path}", "error": "Not Found", "statusCode": 404})
+
+
+def _handler(route: Callable[[str], FakeApp | None]) -> type[BaseHTTPRequestHandler]:
+    """A request handler that hands each request to the stand-in `route` picks by Host (None: Traefik's 404)."""
 
     class Handler(BaseHTTPRequestHandler):
         def _any(self) -> None:
@@ -183,9 +495,12 @@ def serve(app: FakeApp) -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, payload = app.answer(
-                self.command, url.path, dict(urllib.parse.parse_qsl(url.query)), headers, body
-            )
+            app = route(headers.get("host", "").rsplit(":", 1)[0])
+            if app is None:
+                status, extra, payload = _text(404, "404 page not found")
+            else:
+                query = dict(urllib.parse.parse_qsl(url.query))
+                status, extra, payload = app.answer(self.command, url.path, query, headers, body)
             self.send_response(status)
             for k, v in extra.items():
                 self.send_header(k, v)
@@ -198,8 +513,37 @@ def serve(app: FakeApp) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with loopback(Handler) as url:
+    return Handler
+
+
+@contextmanager
+def serve(app: FakeApp) -> Iterator[str]:
+    """Serve the stand-in on a loopback port; yields its base URL."""
+    with loopback(_handler(lambda _host: app)) as url:
         yield url
+
+
+@contextmanager
+def traefik(routes: dict[str, FakeApp], workdir: Path) -> Iterator[int]:
+    """A stand-in of Traefik: HTTPS on a loopback port (a self-signed certificate, as Traefik serves without
+    ACME), routing by host name to the stand-ins; a host without a router gets Traefik's 404. Yields the port."""
+    key, cert = workdir / "traefik.key", workdir / "traefik.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=TRAEFIK DEFAULT CERT",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes.get))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

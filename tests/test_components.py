@@ -144,7 +144,9 @@ def test_media_stack_wires_provider_and_networks(mocks) -> None:
             secret, values = args
             assert secret, "the credentials output must be a Pulumi secret"
             assert set(values) == {"qbittorrent-password", "sabnzbd-api-key", "sonarr-api-key", "radarr-api-key",
-                                   "prowlarr-api-key"}  # fmt: skip
+                                   "prowlarr-api-key", "sabnzbd-password", "sonarr-admin-password",
+                                   "radarr-admin-password", "prowlarr-admin-password",
+                                   "jellyfin-admin-password"}  # fmt: skip
             assert len(values["qbittorrent-password"]) == 24 and len(values["sonarr-api-key"]) == 32
 
         return pulumi.Output.all(

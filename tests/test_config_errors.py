@@ -90,9 +90,9 @@ CASES = [
         ["gluetun provider name"],
     ),
     (
-        with_("wiring", {"urls": {"jellyfin": "http://10.0.0.5:8096"}}),
+        with_("wiring", {"urls": {"grafana": "http://10.0.0.5:3000"}}),
         "mediastack:wiring.urls",
-        ["'jellyfin' is not wired", "sonarr, radarr, prowlarr"],
+        ["'grafana' is not wired", "sonarr, radarr, prowlarr"],
     ),
     (
         with_("wiring", {"urls": {"sonarr": "sonarr.lan:8989"}}),

@@ -23,7 +23,8 @@ from components.seeds import (
 )
 from conftest import plan, raw_config, require_tool
 
-SECRETS = {"qbittorrent-password": "s3cret-pass", "sabnzbd-api-key": "f" * 32, "bazarr-api-key": "0" * 32}
+SECRETS = {"qbittorrent-password": "s3cret-pass", "sabnzbd-api-key": "f" * 32, "bazarr-api-key": "0" * 32,
+           "sabnzbd-password": "sab-pass", "bazarr-password": "bazarr-pass"}  # fmt: skip
 
 
 def prod() -> StackConfig:
@@ -102,8 +103,11 @@ def test_clients_get_the_stack_credentials() -> None:
     sab = parse(files[f"/srv/media/config/sabnzbd/{SABNZBD_INI}"])["misc"]
     assert sab["api_key"] == "f" * 32
     assert sab["host_whitelist"] == "sabnzbd, sabnzbd.media.example.org"  # Sonarr's name for it, and Traefik's
+    assert (sab["username"], sab["password"]) == ("admin", "sab-pass")  # a web login from the first start
     bazarr = yaml.safe_load(files[f"/srv/media/config/bazarr/{BAZARR_CONFIG}"])
-    assert bazarr == {"auth": {"apikey": "0" * 32}}
+    # Bazarr compares the MD5 hex of what is typed with auth.password (bazarr/app/config.py save_settings).
+    md5 = hashlib.md5(b"bazarr-pass").hexdigest()
+    assert bazarr == {"auth": {"apikey": "0" * 32, "type": "form", "username": "admin", "password": md5}}
 
 
 def test_rendered_seeds_name_their_secrets_instead_of_holding_them() -> None:
