@@ -13,8 +13,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import graphviz
+
+from components.resolve import routes
 
 from .offline import PlanResult, Registration
 
@@ -142,20 +145,18 @@ def networks(result: PlanResult) -> dict[str, bool]:
 
 
 def exposure(stack: Any) -> dict[str, tuple[str, str]]:
-    """Service -> (public | LAN-only | internal, its host name), from the resolved stack's web UIs."""
-    found = {}
+    """Service -> (public | LAN-only | internal, its host name), from the routes Traefik is given."""
+    found: dict[str, tuple[str, str]] = {}
+    for route in routes(stack):
+        # The service behind the route: the host of its URL, or Traefik itself for its own dashboard.
+        target = urlsplit(route.url).hostname if "://" in route.url else "traefik"
+        match = re.search(r"Host\(`([^`]+)`\)", route.rule)
+        host = match.group(1) if match else ""
+        if target != route.name:
+            host = f"{host} (part)"  # answers part of another UI's host name (the artwork cache)
+        found.setdefault(str(target), ("LAN-only" if route.lan_only else "public", host))
     for s in stack.services:
-        web = s.spec.web
-        if web is not None and s.web_host:
-            found[s.name] = ("LAN-only" if web.lan_only else "public", s.web_host)
-            continue
-        # No UI of its own, but routed: the artwork cache answers part of Jellyfin's host name.
-        rules = [v for k, v in s.labels.items() if k.startswith("traefik.http.routers.") and k.endswith(".rule")]
-        hosts = sorted({m.group(1) for rule in rules for m in [re.search(r"Host\(`([^`]+)`\)", rule)] if m})
-        if hosts and not any(k.endswith(".ipallowlist.sourcerange") for k in s.labels):
-            found[s.name] = ("public", f"{hosts[0]} (part)")
-        else:
-            found[s.name] = ("internal", "")
+        found.setdefault(s.name, ("internal", ""))
     return found
 
 

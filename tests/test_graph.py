@@ -117,9 +117,10 @@ def test_socket_proxy_readers_and_storage() -> None:
     doc = prod_layout()
     routes = edges(doc)
     readers = {tail for (tail, head) in routes if head == "svc__socket-proxy"}
-    assert readers == {"svc__traefik", "svc__cadvisor"}
-    assert "containers" in routes[("svc__traefik", "svc__socket-proxy")]["label"]
-    assert "post" not in routes[("svc__traefik", "svc__socket-proxy")]["label"]  # POST=0 is not a section read
+    # Traefik takes its routes from a generated file: cAdvisor is the proxy's only reader.
+    assert readers == {"svc__cadvisor"}
+    assert "containers" in routes[("svc__cadvisor", "svc__socket-proxy")]["label"]
+    assert "post" not in routes[("svc__cadvisor", "svc__socket-proxy")]["label"]  # POST=0 is not a section read
     drawn = {o["name"]: o for o in doc["objects"]}
     assert "node-local" in drawn["vol__config"]["label"]  # one host: nothing is shared
     data_users = {tail for (tail, head) in routes if head == "vol__data"}
@@ -133,7 +134,7 @@ def test_vpn_clients_are_drawn_inside_the_vpn_namespace() -> None:
     # The namespace sits in its host's box, and nothing else is in it.
     assert inside <= cluster_members(doc, "cluster_host_nas")
     routes = edges(doc)
-    assert routes[("svc__traefik", "svc__qbittorrent")]["label"] == "public via gluetun"
+    assert routes[("svc__traefik", "svc__qbittorrent")]["label"] == "LAN-only via gluetun"  # not in exposure.public
     drawn = {o["name"]: o for o in doc["objects"]}
     assert "health: curl :8090/ + VPN namespace alive" in drawn["svc__qbittorrent"]["label"]
     # A client has no network of its own: no edge from it to any network.
