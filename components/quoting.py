@@ -1,0 +1,51 @@
+"""One encoder per format a value reaches, used at every point of use (docs/security.md).
+
+The config model already refuses anything outside each key's grammar; these are the second layer: a value
+that got past it still lands as data. Each raises ValueError for what its format cannot carry at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{value!r}: a NUL byte cannot be passed to another program")
+    return value
+
+
+def sh(value: object) -> str:
+    """One shell word that stands for exactly `value` (POSIX sh single quotes)."""
+    return shlex.quote(_no_nul(str(value)))
+
+
+def sh_text(content: str) -> str:
+    """A command substitution-free shell expression printing `content` exactly, for `x=$(...)` or a pipe.
+
+    Used instead of a here-document: no line of `content` can end it, whatever the content holds."""
+    return f"printf '%s' {sh(content)}"
+
+
+def fstab_field(value: str) -> str:
+    """One field of an fstab line: space, tab, newline and backslash octal-escaped as fstab(5) and
+    getmntent(3) decode them, so a value can neither split its field nor add a line."""
+    _no_nul(value)
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in value)
+
+
+def ini_value(value: str) -> str:
+    """A value on one `key = value` line of an INI file or a systemd unit: refused when it holds a line
+    break or another control character (it would start a new key or section)."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{value!r}: a control character or line break cannot stand in a one-line setting")
+    return value
+
+
+def yaml_scalar(value: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are YAML): every character escaped as needed."""
+    return json.dumps(_no_nul(value))
