@@ -29,7 +29,6 @@ node-exporter textfile; BackupTooOld fires when the last success is older than t
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from .calendar import format_duration, parse
 from .catalog import MountKind
 from .config import StackConfig
 from .host_tuning import install_file, restore_file
+from .quoting import sh
 
 if TYPE_CHECKING:
     from .loading import Problem
@@ -235,7 +235,7 @@ def backup_plan(stack: ResolvedStack, swarm: bool = False) -> BackupPlan | None:
 
 
 def _q(value: str) -> str:
-    return shlex.quote(value)
+    return sh(value)
 
 
 def _case(covered: Sequence[Covered], lines) -> str:
@@ -297,7 +297,7 @@ def backup_tool(plan: BackupPlan) -> str:
     )
     excludes = [f"{plan.config_root}/**/{e}" for e in GENERIC_EXCLUDES]
     excludes += [e for c in covered for e in c.excludes]
-    exclude_lines = "\n".join(excludes)
+    exclude_words = " ".join(sh(e) for e in excludes)
     keep = " ".join(plan.keep)
     subset = f" --read-data-subset={plan.read_subset}" if plan.read_subset else ""
     services = " ".join(plan.services)
@@ -414,11 +414,15 @@ fail() {{
 }}
 
 restic_() {{
+  # The credentials file is NAME=value lines, read as data (never sourced: a value is never shell).
   if [ -f "$STATE_DIR/env" ]; then
-    set -a
-    # shellcheck disable=SC1091
-    . "$STATE_DIR/env"
-    set +a
+    while IFS= read -r assignment; do
+      case "$assignment" in
+        AWS_ACCESS_KEY_ID=*) AWS_ACCESS_KEY_ID=${{assignment#*=}}; export AWS_ACCESS_KEY_ID ;;
+        AWS_SECRET_ACCESS_KEY=*) AWS_SECRET_ACCESS_KEY=${{assignment#*=}}; export AWS_SECRET_ACCESS_KEY ;;
+        *) ;;
+      esac
+    done < "$STATE_DIR/env"
   fi
   [ -s "$STATE_DIR/password" ] || fail "no repository password in $STATE_DIR/password (pulumi up writes it)"
   "$RESTIC" --repo "$REPOSITORY" --password-file "$STATE_DIR/password" --cache-dir "$STATE_DIR/cache" "$@"
@@ -637,9 +641,7 @@ backup() {{
   mkdir -p "$STAGE"
   chmod 711 "$STAGE"
   mkdir -m 700 "$STAGE/sqlite" "$STAGE/postgres"
-  cat > "$STATE_DIR/excludes" <<'EOF'
-{exclude_lines}
-EOF
+  printf '%s\\n' {exclude_words} > "$STATE_DIR/excludes"
   : > "$STATE_DIR/files"
   ok=""
   failed=""
@@ -1067,7 +1069,10 @@ def secret_stdin(password: pulumi.Input[str], config: StackConfig) -> pulumi.Out
 
     def text(args: list[str]) -> str:
         pw, *creds = args
-        return pw + "\n" + "".join(f"{n}={shlex.quote(v)}\n" for n, v in zip(names, creds, strict=True))
+        # One line each: the config refuses line breaks in the password and the keys; this holds it for any caller.
+        if any(c in value for value in (pw, *creds) for c in "\r\n\x00"):
+            raise ValueError("the backup password and S3 keys must be one line each (see backups.password)")
+        return pw + "\n" + "".join(f"{n}={v}\n" for n, v in zip(names, creds, strict=True))
 
     return pulumi.Output.secret(pulumi.Output.all(password, *values).apply(text))
 

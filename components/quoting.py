@@ -25,10 +25,13 @@ def sh(value: object) -> str:
 
 
 def sh_text(content: str) -> str:
-    """A command substitution-free shell expression printing `content` exactly, for `x=$(...)` or a pipe.
-
-    Used instead of a here-document: no line of `content` can end it, whatever the content holds."""
+    """A shell command printing `content` exactly, for `x=$(...)` or a redirect: one single-quoted word, so
+    nothing in `content` is read as shell and, unlike a here-document, no line of it can end it. It stays
+    readable in a plan's diff. A shellcheck directive comes with it: `$` in the text is meant literally."""
     return f"printf '%s' {sh(content)}"
+
+
+SHELLCHECK_LITERAL = "# shellcheck disable=SC2016  # the quoted text is data: its $ and backticks stay literal\n"
 
 
 def fstab_field(value: str) -> str:
