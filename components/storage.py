@@ -113,6 +113,7 @@ def host_command(
     opts: pulumi.ResourceOptions,
     triggers: Sequence[pulumi.Input[str]] = (),
     stdin: pulumi.Input[str] | None = None,
+    stdout_is_secret: bool = False,
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
@@ -120,10 +121,12 @@ def host_command(
     in that order, because the old delete restores what was there before the old create, and run after the new
     create it would undo it (Pulumi's default is to create the replacement first).
     `stdin` feeds the create script (a secret such as a join token stays out of the script and the triggers).
+    `stdout_is_secret`: the output is a secret (a join token): kept out of `pulumi up`'s log, stderr only.
     """
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     connection = host_connection(host)
     all_triggers = [create, delete, *triggers]
+    logging = command.remote.Logging.STDERR if stdout_is_secret else None
     if connection is None:
         return command.local.Command(
             name,
@@ -132,10 +135,18 @@ def host_command(
             triggers=all_triggers,
             interpreter=["/bin/sh", "-c"],
             stdin=stdin,
+            logging=logging,
             opts=opts,
         )
     return command.remote.Command(
-        name, connection=connection, create=create, delete=delete, triggers=all_triggers, stdin=stdin, opts=opts
+        name,
+        connection=connection,
+        create=create,
+        delete=delete,
+        triggers=all_triggers,
+        stdin=stdin,
+        logging=logging,
+        opts=opts,
     )
 
 
