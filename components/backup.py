@@ -1052,7 +1052,7 @@ def textfile_flag() -> str:
 # -- the component ---------------------------------------------------------------------------------
 
 
-def _credentials(config: StackConfig) -> list[tuple[str, str]]:
+def repository_credentials(config: StackConfig) -> list[tuple[str, str]]:
     backups = config.backups
     if backups.repository and backups.repository.startswith("s3:"):
         return [
@@ -1062,17 +1062,22 @@ def _credentials(config: StackConfig) -> list[tuple[str, str]]:
     return []
 
 
+def stdin_text(password: str, credentials: Sequence[tuple[str, str]]) -> str:
+    """The create script's standard input: the password on the first line, then NAME=value lines."""
+    # One line each: the config refuses line breaks in the password and the keys; this holds it for any caller.
+    if any(c in value for value in (password, *(v for _, v in credentials)) for c in "\r\n\x00"):
+        raise ValueError("the backup password and S3 keys must be one line each (see backups.password)")
+    return password + "\n" + "".join(f"{n}={v}\n" for n, v in credentials)
+
+
 def secret_stdin(password: pulumi.Input[str], config: StackConfig) -> pulumi.Output[str]:
     """The create script's standard input: the password, then the credentials; a Pulumi secret throughout."""
-    names = [name for name, _ in _credentials(config)]
-    values = [pulumi.Output.secret(value) for _, value in _credentials(config)]
+    names = [name for name, _ in repository_credentials(config)]
+    values = [pulumi.Output.secret(value) for _, value in repository_credentials(config)]
 
     def text(args: list[str]) -> str:
         pw, *creds = args
-        # One line each: the config refuses line breaks in the password and the keys; this holds it for any caller.
-        if any(c in value for value in (pw, *creds) for c in "\r\n\x00"):
-            raise ValueError("the backup password and S3 keys must be one line each (see backups.password)")
-        return pw + "\n" + "".join(f"{n}={v}\n" for n, v in zip(names, creds, strict=True))
+        return stdin_text(pw, list(zip(names, creds, strict=True)))
 
     return pulumi.Output.secret(pulumi.Output.all(password, *values).apply(text))
 
