@@ -781,10 +781,11 @@ class Wiring(Model):
         description="Where the machine running Pulumi reaches an app, by name (sonarr, radarr, prowlarr, bazarr, "
         "qbittorrent, sabnzbd); default https://<its web host> through Traefik.",
     )
-    verify_tls: bool | None = Field(
-        None,
-        description="Check the apps' TLS certificates. Default: true with tls.acme_email (Let's Encrypt), false "
-        "without (Traefik's own self-signed certificate).",
+    verify_tls: bool = Field(
+        True,
+        description="Check the apps' TLS certificates (the wiring sends API keys and passwords). Without "
+        "tls.acme_email Traefik serves a self-signed certificate: point `urls` at the apps over http://localhost "
+        "on the host itself, or set this false knowingly (anyone on the path can then read the keys).",
     )
 
     @field_validator("urls")

@@ -277,6 +277,6 @@ def test_wiring_can_be_switched_off_and_follows_the_enabled_apps() -> None:
     off = {**raw_config("dev"), "wiring": {"enabled": False}}
     assert not [r for r in plan_config(off).resources if r.type.startswith("pulumi-python:dynamic")]
     dev = [r.name for r in plan("dev").resources if r.type.startswith("pulumi-python:dynamic")]
-    # dev: no bazarr; no acme, so Traefik's self-signed certificate is not verified.
+    # dev: no bazarr; no acme, and its stack file turns the check of Traefik's self-signed certificate off.
     assert dev and not [n for n in dev if "bazarr" in n]
     assert all(r.inputs["verify_tls"] is False for r in plan("dev").resources if r.name in dev)
