@@ -784,8 +784,8 @@ class Wiring(Model):
     verify_tls: bool = Field(
         True,
         description="Check the apps' TLS certificates (the wiring sends API keys and passwords). Without "
-        "tls.acme_email Traefik serves a self-signed certificate: point `urls` at the apps over http://localhost "
-        "on the host itself, or set this false knowingly (anyone on the path can then read the keys).",
+        "tls.acme_email Traefik serves a self-signed certificate, which fails the check: set tls.acme_email, or set "
+        "this false knowingly (whoever is on the path between Pulumi and the host can then read the keys).",
     )
 
     @field_validator("urls")

@@ -34,3 +34,35 @@ def test_storage_delete_removes_only_the_directories_it_created(tmp_path: Path) 
     kept = _tree(root)
     done = subprocess.run(["sh", "-c", delete_script(stack)], env=env, capture_output=True, text=True, timeout=60)
     assert "all left in place" in done.stdout and _tree(root) == kept
+
+
+def test_identity_env_cannot_make_an_app_root(pack) -> None:
+    """L3: an env override could set PUID=0 past the identity checks. The config refuses the key in `env`, and
+    the policy pack refuses a container whose PUID or PGID is 0 however it got there."""
+    import copy
+
+    from test_policies import CONTAINER, analyze, base_container, with_
+
+    from components.loading import ConfigError, parse_stack_config
+    from mediastack_policies.resource import check_identity_env
+    from mediastack_policies.shapes import from_container
+
+    cfg = copy.deepcopy(raw_config("prod"))
+    cfg["services"] = {"sonarr": {"env": {"PUID": "0"}}}
+    try:
+        parse_stack_config(cfg, "prod")
+    except ConfigError as error:
+        assert "services.sonarr.env" in str(error) and "set identity.puid instead of env.PUID" in str(error)
+    else:
+        raise AssertionError("PUID in env was accepted")
+
+    root = with_(base_container(), envs=["PUID=0", "PGID=1000", "UMASK=002"])
+    assert "identity-env" in analyze(pack, CONTAINER, root)
+    assert "identity-env" not in analyze(pack, CONTAINER, base_container())
+    messages: list[str] = []
+    w = from_container("sonarr", {**root, "name": "sonarr"})
+    check_identity_env(w, {}, lambda message, _: messages.append(message))
+    assert messages == [
+        "sonarr: PUID=0 would run the app as root or as no user; set identity.puid to the data root's owner (not 0) "
+        "and remove it from the service's env"
+    ]
