@@ -716,10 +716,14 @@ restore() {{
   fi
   lock
   stamp=$(date +%Y%m%d-%H%M%S)
-  work="$CONFIG_ROOT/.mediastack-restore"
-  rm -rf "$work"
-  mkdir -p "$work"
-  chmod 700 "$work"
+  # The media user owns CONFIG_ROOT and may swap a name for a symlink between a check and a use. So the work
+  # directory is made afresh (mkdir neither follows nor reuses what is there) and from then on reached only
+  # through the working directory, never by its name: renaming it or planting a link changes nothing here.
+  work_path="$CONFIG_ROOT/.mediastack-restore"
+  rm -rf "$work_path"
+  mkdir -m 700 "$work_path" || fail "could not create $work_path afresh"
+  cd "$work_path"
+  work=.
   # 1. Fetch everything first: if that fails, nothing has been touched.
   set --
   for s in $chosen; do
@@ -731,7 +735,7 @@ restore() {{
     fi
   done
   if [ "$#" -gt 0 ]; then
-    restic_ restore "$snapshot" --host "$HOST_NAME" --tag "$TAG" --target "$work" "$@"
+    restic_ restore "$snapshot" --host "$HOST_NAME" --tag "$TAG" --target . "$@"
   fi
   # 2. Every database copy must be whole before anything is replaced.
   if [ -d "$work$STAGE/sqlite" ]; then
@@ -769,7 +773,7 @@ restore() {{
         mv "$dir" "$dir.before-restore-$stamp"
         say "$s: the state it had is kept in $dir.before-restore-$stamp"
       fi
-      mv "$work$dir" "$dir"
+      mv -T "$work$dir" "$dir"  # -T: onto a name, never into a directory a link there points to
       say "$s: $dir restored from snapshot $snapshot"
     done
     for dir in $(service_in_place "$s"); do
@@ -796,7 +800,9 @@ restore() {{
     say "starting $c"
     "$DOCKER" start "$c" >/dev/null
   done
-  rm -rf "$work"
+  find . -mindepth 1 -delete
+  cd /
+  rmdir "$work_path" 2>/dev/null || true
   say "restore of $target from snapshot $snapshot done"
 }}
 

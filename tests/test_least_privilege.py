@@ -66,3 +66,46 @@ def test_identity_env_cannot_make_an_app_root(pack) -> None:
         "sonarr: PUID=0 would run the app as root or as no user; set identity.puid to the data root's owner (not 0) "
         "and remove it from the service's env"
     ]
+
+
+RESTIC_SWAP = """#!/bin/sh
+# restic, but at the start of a restore into a work directory the media user swaps the work directory's name
+# for a link to a directory outside (what a race between the tool's check and its use would do).
+case " $* " in
+  *" restore "*)
+    case " $* " in *" --target / "*) ;; *)
+      mv "$CONFIG_ROOT/.mediastack-restore" "$CONFIG_ROOT/.moved-away"
+      ln -s "$OUTSIDE" "$CONFIG_ROOT/.mediastack-restore"
+    ;; esac ;;
+esac
+exec restic "$@"
+"""
+
+
+def test_restore_cannot_be_redirected_by_the_config_directory_owner(tmp_path: Path) -> None:
+    """L10: the restore's work directory sits in CONFIG_ROOT, which the media user owns; swapping its name for
+    a link must not make root write the snapshot through the link."""
+    from test_backup import Tool, config_for
+
+    from conftest import require_tool
+
+    require_tool("restic")
+    host = tmp_path / "host"
+    host.mkdir()
+    config = config_for(host, ["arr"])
+    sonarr = host / "config/sonarr"
+    sonarr.mkdir(parents=True)
+    (sonarr / "config.xml").write_text("<Config><Port>8989</Port></Config>\n")
+    outside = tmp_path / "outside"  # stands for /etc
+    outside.mkdir()
+    swap = tmp_path / "restic-swap"
+    swap.write_text(RESTIC_SWAP)
+    swap.chmod(0o755)
+    tool = Tool(host, config)
+    tool.run("init")
+    tool.run("backup")
+    (sonarr / "config.xml").write_text("changed\n")
+    tool.run("restore", "sonarr", RESTIC=str(swap), CONFIG_ROOT=str(host / "config"), OUTSIDE=str(outside))
+    assert list(outside.iterdir()) == [], "the snapshot was written through the planted link"
+    assert (sonarr / "config.xml").read_text() == "<Config><Port>8989</Port></Config>\n"
+    assert (host / "config/.mediastack-restore").is_symlink()  # the planted link is left as it is
