@@ -141,7 +141,6 @@ def host_command(
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     connection = host_connection(host)
     all_triggers = [create, delete, *triggers]
-    logging = command.remote.Logging.STDERR if stdout_is_secret else None
     if connection is None:
         return command.local.Command(
             name,
@@ -150,7 +149,7 @@ def host_command(
             triggers=all_triggers,
             interpreter=["/bin/sh", "-c"],
             stdin=stdin,
-            logging=logging,
+            logging=command.local.Logging.STDERR if stdout_is_secret else None,
             opts=opts,
         )
     return command.remote.Command(
@@ -160,7 +159,7 @@ def host_command(
         delete=delete,
         triggers=all_triggers,
         stdin=stdin,
-        logging=logging,
+        logging=command.remote.Logging.STDERR if stdout_is_secret else None,
         opts=opts,
     )
 
