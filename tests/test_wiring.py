@@ -108,6 +108,7 @@ def test_up_wires_the_whole_pipeline_in_one_data_tree(apps: Apps) -> None:
         assert (
             apps.bazarr.settings[arr]["apikey"] == SECRETS[f"{arr}-api-key"] and apps.bazarr.settings[arr]["ip"] == arr
         )
+    assert apps.sabnzbd.keys_in_url == 0  # SABnzbd's key travels in the body, never in a URL (L1, issue 16)
 
 
 def test_a_second_up_changes_nothing(apps: Apps) -> None:
