@@ -1090,7 +1090,7 @@ class StackConfig(Model):
     @field_validator("jellyfin_api_key")
     @classmethod
     def _jellyfin_key(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", v):
             raise ValueError("must be a Jellyfin API key (letters and digits, from Dashboard, API Keys)")
         return v
 
