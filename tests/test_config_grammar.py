@@ -142,3 +142,21 @@ def test_wiring_checks_tls_unless_told_otherwise() -> None:
     assert StackConfig.model_validate(no_acme).wiring.verify_tls is True
     no_acme["wiring"] = {"verify_tls": False}  # an explicit, visible choice
     assert StackConfig.model_validate(no_acme).wiring.verify_tls is False
+
+
+def test_systemd_refuses_the_non_ascii_digits_the_model_refuses() -> None:
+    """L5: Python's int() reads Arabic-Indic digits; systemd does not, so the model must not pass them on."""
+    import subprocess
+
+    from conftest import require_tool
+
+    analyze = require_tool("systemd-analyze")
+    for schedule, accepted in (("*-*-* 03:30:00", True), ("*-*-* ٠٣:30:00", False)):
+        done = subprocess.run([analyze, "calendar", schedule], capture_output=True, text=True, timeout=30)
+        assert (done.returncode == 0) is accepted, done.stderr
+        try:
+            parse_stack_config(backups(schedule=schedule), "prod")
+            model_accepts = True
+        except ConfigError:
+            model_accepts = False
+        assert model_accepts is accepted
