@@ -29,7 +29,6 @@ node-exporter textfile; BackupTooOld fires when the last success is older than t
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from .calendar import format_duration, parse
 from .catalog import MountKind
 from .config import StackConfig
 from .host_tuning import install_file, restore_file
+from .quoting import sh
 
 if TYPE_CHECKING:
     from .loading import Problem
@@ -235,7 +235,7 @@ def backup_plan(stack: ResolvedStack, swarm: bool = False) -> BackupPlan | None:
 
 
 def _q(value: str) -> str:
-    return shlex.quote(value)
+    return sh(value)
 
 
 def _case(covered: Sequence[Covered], lines) -> str:
@@ -297,7 +297,7 @@ def backup_tool(plan: BackupPlan) -> str:
     )
     excludes = [f"{plan.config_root}/**/{e}" for e in GENERIC_EXCLUDES]
     excludes += [e for c in covered for e in c.excludes]
-    exclude_lines = "\n".join(excludes)
+    exclude_words = " ".join(sh(e) for e in excludes)
     keep = " ".join(plan.keep)
     subset = f" --read-data-subset={plan.read_subset}" if plan.read_subset else ""
     services = " ".join(plan.services)
@@ -414,11 +414,15 @@ fail() {{
 }}
 
 restic_() {{
+  # The credentials file is NAME=value lines, read as data (never sourced: a value is never shell).
   if [ -f "$STATE_DIR/env" ]; then
-    set -a
-    # shellcheck disable=SC1091
-    . "$STATE_DIR/env"
-    set +a
+    while IFS= read -r assignment; do
+      case "$assignment" in
+        AWS_ACCESS_KEY_ID=*) AWS_ACCESS_KEY_ID=${{assignment#*=}}; export AWS_ACCESS_KEY_ID ;;
+        AWS_SECRET_ACCESS_KEY=*) AWS_SECRET_ACCESS_KEY=${{assignment#*=}}; export AWS_SECRET_ACCESS_KEY ;;
+        *) ;;
+      esac
+    done < "$STATE_DIR/env"
   fi
   [ -s "$STATE_DIR/password" ] || fail "no repository password in $STATE_DIR/password (pulumi up writes it)"
   "$RESTIC" --repo "$REPOSITORY" --password-file "$STATE_DIR/password" --cache-dir "$STATE_DIR/cache" "$@"
@@ -637,9 +641,7 @@ backup() {{
   mkdir -p "$STAGE"
   chmod 711 "$STAGE"
   mkdir -m 700 "$STAGE/sqlite" "$STAGE/postgres"
-  cat > "$STATE_DIR/excludes" <<'EOF'
-{exclude_lines}
-EOF
+  printf '%s\\n' {exclude_words} > "$STATE_DIR/excludes"
   : > "$STATE_DIR/files"
   ok=""
   failed=""
@@ -714,10 +716,14 @@ restore() {{
   fi
   lock
   stamp=$(date +%Y%m%d-%H%M%S)
-  work="$CONFIG_ROOT/.mediastack-restore"
-  rm -rf "$work"
-  mkdir -p "$work"
-  chmod 700 "$work"
+  # The media user owns CONFIG_ROOT and may swap a name for a symlink between a check and a use. So the work
+  # directory is made afresh (mkdir neither follows nor reuses what is there) and from then on reached only
+  # through the working directory, never by its name: renaming it or planting a link changes nothing here.
+  work_path="$CONFIG_ROOT/.mediastack-restore"
+  rm -rf "$work_path"
+  mkdir -m 700 "$work_path" || fail "could not create $work_path afresh"
+  cd "$work_path"
+  work=.
   # 1. Fetch everything first: if that fails, nothing has been touched.
   set --
   for s in $chosen; do
@@ -729,7 +735,7 @@ restore() {{
     fi
   done
   if [ "$#" -gt 0 ]; then
-    restic_ restore "$snapshot" --host "$HOST_NAME" --tag "$TAG" --target "$work" "$@"
+    restic_ restore "$snapshot" --host "$HOST_NAME" --tag "$TAG" --target . "$@"
   fi
   # 2. Every database copy must be whole before anything is replaced.
   if [ -d "$work$STAGE/sqlite" ]; then
@@ -767,7 +773,7 @@ restore() {{
         mv "$dir" "$dir.before-restore-$stamp"
         say "$s: the state it had is kept in $dir.before-restore-$stamp"
       fi
-      mv "$work$dir" "$dir"
+      mv -T "$work$dir" "$dir"  # -T: onto a name, never into a directory a link there points to
       say "$s: $dir restored from snapshot $snapshot"
     done
     for dir in $(service_in_place "$s"); do
@@ -794,7 +800,9 @@ restore() {{
     say "starting $c"
     "$DOCKER" start "$c" >/dev/null
   done
-  rm -rf "$work"
+  find . -mindepth 1 -delete
+  cd /
+  rmdir "$work_path" 2>/dev/null || true
   say "restore of $target from snapshot $snapshot done"
 }}
 
@@ -1050,7 +1058,7 @@ def textfile_flag() -> str:
 # -- the component ---------------------------------------------------------------------------------
 
 
-def _credentials(config: StackConfig) -> list[tuple[str, str]]:
+def repository_credentials(config: StackConfig) -> list[tuple[str, str]]:
     backups = config.backups
     if backups.repository and backups.repository.startswith("s3:"):
         return [
@@ -1060,14 +1068,22 @@ def _credentials(config: StackConfig) -> list[tuple[str, str]]:
     return []
 
 
+def stdin_text(password: str, credentials: Sequence[tuple[str, str]]) -> str:
+    """The create script's standard input: the password on the first line, then NAME=value lines."""
+    # One line each: the config refuses line breaks in the password and the keys; this holds it for any caller.
+    if any(c in value for value in (password, *(v for _, v in credentials)) for c in "\r\n\x00"):
+        raise ValueError("the backup password and S3 keys must be one line each (see backups.password)")
+    return password + "\n" + "".join(f"{n}={v}\n" for n, v in credentials)
+
+
 def secret_stdin(password: pulumi.Input[str], config: StackConfig) -> pulumi.Output[str]:
     """The create script's standard input: the password, then the credentials; a Pulumi secret throughout."""
-    names = [name for name, _ in _credentials(config)]
-    values = [pulumi.Output.secret(value) for _, value in _credentials(config)]
+    names = [name for name, _ in repository_credentials(config)]
+    values = [pulumi.Output.secret(value) for _, value in repository_credentials(config)]
 
     def text(args: list[str]) -> str:
         pw, *creds = args
-        return pw + "\n" + "".join(f"{n}={shlex.quote(v)}\n" for n, v in zip(names, creds, strict=True))
+        return stdin_text(pw, list(zip(names, creds, strict=True)))
 
     return pulumi.Output.secret(pulumi.Output.all(password, *values).apply(text))
 

@@ -14,6 +14,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -73,32 +74,147 @@ class TierName(StrEnum):
     utility = "utility"
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Every pattern is matched whole (fullmatch; `$` would let a trailing newline through) and spells its
+# characters out in ASCII, so no value that reaches a script, a unit or an app's config can carry code.
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_PORT = re.compile(r"[0-9]{1,5}")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@(?P<domain>[A-Za-z0-9.-]{1,253})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# URL characters that are data in a URL but code or syntax elsewhere (quotes, backticks, $, \, braces, space).
+_URL_REST = re.compile(r"[A-Za-z0-9._~!&()*+,;=:@%/?#\[\]-]*")
+
+# Directories a data root may never be, or lie under: the system's own trees (and Docker's state).
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/var/lock",
+    "/var/lib/docker",
+    "/var/lib/mediastack",
+)
+# Directories a data root may lie under but never be (each holds other things too).
+SYSTEM_PARENTS = ("/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp")
 
 
-def _absolute_path(value: str) -> str:
+def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("must be an absolute path such as /srv/media")
-    if "/../" in value + "/" or value.endswith("/.."):
+    if not _PATH.fullmatch(value):
+        raise ValueError(
+            "may hold only ASCII letters, digits and . _ + @ - between slashes (no spaces, quotes, $, "
+            "control characters or other symbols); use a path such as /srv/media"
+        )
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if ".." in parts:
         raise ValueError("must not contain '..'")
-    return value.rstrip("/") or "/"
+    return "/" + "/".join(parts)  # normalised: no //, /./ or trailing slash, so comparisons are of paths
+
+
+def _data_root(value: str) -> str:
+    if value in SYSTEM_PARENTS or any(value == t or value.startswith(t + "/") for t in SYSTEM_TREES):
+        raise ValueError(
+            "is the system's own directory (or under one); give the stack a directory of its own such as /srv/media"
+        )
+    return value
 
 
 AbsPath = Annotated[str, BeforeValidator(_absolute_path)]
+DataPath = Annotated[str, BeforeValidator(_absolute_path), AfterValidator(_data_root)]
 
 
-def _host_address(v: str) -> str:
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text: {what}")
+    if _CONTROL.search(value):
+        raise ValueError(f"must not hold line breaks or control characters: {what}")
+    return value
+
+
+def _host_address(v: Any) -> str:
+    if not isinstance(v, str) or "%" in v:
+        raise ValueError("must be an IP address or a DNS name such as media.lan")
     try:
         ipaddress.ip_address(v)
         return v
     except ValueError:
         pass
-    if not _HOSTNAME.match(v):
-        raise ValueError("must be an IP address or a DNS name such as media.lan")
+    if not _HOSTNAME.fullmatch(v):
+        raise ValueError("must be an IP address or a DNS name such as media.lan (lower case)")
+    return v
+
+
+def _port(text: str) -> bool:
+    return bool(_PORT.fullmatch(text)) and 1 <= int(text) <= 65535
+
+
+def _split_host_port(text: str) -> tuple[str, str]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port`, split; ValueError when the port is not 1..65535."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("an IPv6 address goes in brackets: [2001:db8::1]:8080")
+        port = rest[1:]
+        if rest and not port:
+            raise ValueError("the port after ':' is missing")
+    elif text.count(":") > 1:
+        host, port = text, ""
+    else:
+        host, _, port = text.partition(":")
+        if text.endswith(":"):
+            raise ValueError("the port after ':' is missing")
+    if port and not _port(port):
+        raise ValueError(f"port {port!r} must be a number from 1 to 65535")
+    return host, port
+
+
+def _email(v: Any) -> str:
+    m = _EMAIL.fullmatch(v) if isinstance(v, str) else None
+    if m is None or not _HOSTNAME.fullmatch(m["domain"].lower()) or "." not in m["domain"]:
+        raise ValueError("must be an e-mail address such as admin@example.org")
+    return v
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _url(v: Any, plain_http_local_only: bool = False) -> str:
+    """An http(s) URL whose host is an address or DNS name and whose rest holds no shell or YAML syntax."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(v, str):
+        raise ValueError("must be an http(s) URL such as https://ntfy.sh/my-topic")
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    authority, _, tail = rest.partition("/")
+    if not _URL_REST.fullmatch(tail) or not _URL_REST.fullmatch(authority):
+        raise ValueError("holds a character a URL may not (space, quote, backtick, $, \\, braces, control)")
+    if "@" in authority:
+        raise ValueError("must not hold credentials before the host (user:password@); use the key's own settings")
+    host, _ = _split_host_port(authority)
+    _host_address(host.lower() if not host.startswith("[") else host)
+    if plain_http_local_only and scheme == "http" and urlsplit(v).hostname not in LOCAL_HOSTS:
+        raise ValueError(
+            "plain http:// to another host sends API keys and passwords in clear; use https:// "
+            "(http:// only to localhost)"
+        )
     return v
 
 
@@ -116,7 +232,7 @@ class Link(Model):
     @field_validator("interface")
     @classmethod
     def _interface(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", v) or v in (".", ".."):
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,14}", v) or v in (".", ".."):
             raise ValueError("must be a network interface name such as eth0 (at most 15 letters, digits, '.-_:')")
         if v == DOWNLOADS_BRIDGE:
             raise ValueError(f"{DOWNLOADS_BRIDGE} is the download clients' bridge; name the internet-facing interface")
@@ -176,7 +292,7 @@ class Host(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError("must be lower case letters, digits and '-', starting with a letter")
         return v
 
@@ -184,6 +300,34 @@ class Host(Model):
     @classmethod
     def _address(cls, v: str) -> str:
         return _host_address(v)
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, v: str) -> str:
+        if not _USER.fullmatch(v):
+            raise ValueError("must be a user name such as deploy (letters, digits, _ . -, not starting with -)")
+        return v
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        scheme, sep, rest = v.partition("://")
+        if sep and scheme == "unix" and rest.startswith("/") and _absolute_path(rest) == rest:
+            return v
+        if sep and scheme == "ssh":
+            user, at, authority = rest.rpartition("@")
+            if (not at or _USER.fullmatch(user)) and authority and "/" not in authority:
+                host, _ = _split_host_port(authority)
+                _host_address(host)
+                return v
+        if scheme == "tcp":
+            raise ValueError(
+                "a plain tcp:// Docker endpoint gives anyone who reaches the port root on the host; use "
+                "ssh://user@host (the default for a remote host) or unix:///var/run/docker.sock"
+            )
+        raise ValueError("must be unix:///path/to/docker.sock or ssh://user@host[:port]")
 
     @field_validator("memory")
     @classmethod
@@ -205,21 +349,21 @@ class Host(Model):
 class Paths(Model):
     """Where state and media live on the host."""
 
-    data_root: AbsPath = Field(
+    data_root: DataPath = Field(
         "/srv/media/data",
         description="The one data tree (TRaSH layout): torrents/, usenet/, media/{movies,tv,music,books}. "
         "Download clients and *arr apps mount it at /data so imports are hardlinks.",
     )
-    config_root: AbsPath = Field(
+    config_root: DataPath = Field(
         "/srv/media/config",
         description="App config directories (one per service). Node-local disk: they hold SQLite databases.",
     )
-    cache_root: AbsPath = Field(
+    cache_root: DataPath = Field(
         "/srv/media/cache",
         description="Fast (SSD) scratch space: Tdarr's transcode cache, Jellyfin's cache, and Jellyfin's "
         "transcodes when not on tmpfs.",
     )
-    photos_root: AbsPath = Field(
+    photos_root: DataPath = Field(
         "/srv/media/photos", description="Immich's upload library (originals, thumbnails, encoded video)."
     )
     artwork_cache_size: Size = Field(
@@ -353,6 +497,10 @@ class ExtraMount(Model):
         return v
 
 
+# The identity linuxserver.io images drop to; only `identity` sets them (and the policy pack checks them).
+IDENTITY_ENV = {"PUID": "puid", "PGID": "pgid", "UMASK": "umask", "TZ": "tz"}
+
+
 class ServiceOverride(Model):
     """Switches and overrides for one catalog service."""
 
@@ -375,14 +523,14 @@ class ServiceOverride(Model):
     def _tag(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if v == "latest" or not _TAG.match(v):
+        if v == "latest" or not _TAG.fullmatch(v):
             raise ValueError("must be a version tag such as 10.10.7 (not `latest`: upgrades are reviewed pin changes)")
         return v
 
     @field_validator("image_digest")
     @classmethod
     def _digest(cls, v: str | None) -> str | None:
-        if v is not None and not _DIGEST.match(v):
+        if v is not None and not _DIGEST.fullmatch(v):
             raise ValueError("must be sha256: followed by 64 lower-case hex digits")
         return v
 
@@ -390,14 +538,20 @@ class ServiceOverride(Model):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not _ENV_KEY.match(key):
+            if not _ENV_KEY.fullmatch(key):
                 raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
+            if key in IDENTITY_ENV:
+                raise ValueError(
+                    f"{key} is set by the stack from `identity`; set identity.{IDENTITY_ENV[key]} instead of env.{key}"
+                )
+            if "\x00" in v[key]:
+                raise ValueError(f"env.{key} holds a NUL byte, which no environment can carry")
         return v
 
     @field_validator("subdomain")
     @classmethod
     def _subdomain(cls, v: str | None) -> str | None:
-        if v is not None and not _NAME.match(v):
+        if v is not None and not _NAME.fullmatch(v):
             raise ValueError("must be one DNS label: lower case letters, digits and '-'")
         return v
 
@@ -413,9 +567,7 @@ class Tls(Model):
     @field_validator("acme_email")
     @classmethod
     def _email(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v):
-            raise ValueError("must be an e-mail address such as admin@example.org")
-        return v
+        return v if v is None else _email(v)
 
 
 class Thresholds(Model):
@@ -459,10 +611,24 @@ class Email(Model):
     @field_validator("smarthost")
     @classmethod
     def _smarthost(cls, v: str) -> str:
-        host, _, port = v.rpartition(":")
-        if not host or not port.isdigit():
+        try:
+            host, port = _split_host_port(v)
+            _host_address(host)
+        except ValueError:
+            raise ValueError("must be host:port such as smtp.example.org:587") from None
+        if not port:
             raise ValueError("must be host:port such as smtp.example.org:587")
         return v
+
+    @field_validator("to", "sender")
+    @classmethod
+    def _addresses(cls, v: str) -> str:
+        return _email(v)
+
+    @field_validator("username", "password")
+    @classmethod
+    def _one_line(cls, v: str | None) -> str | None:
+        return v if v is None else _text(v, "the SMTP server takes one line")
 
 
 class Alerting(Model):
@@ -479,16 +645,18 @@ class Alerting(Model):
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
         for url in v:
-            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-                raise ValueError(f"{url!r} is not an http(s) URL")
+            try:
+                _url(url)
+            except ValueError as error:
+                raise ValueError(f"{url!r} is not an http(s) URL: {error}") from None
         return v
 
     @field_validator("ntfy_url")
     @classmethod
     def _ntfy(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"https?://[^\s/]+/[A-Za-z0-9_-]{1,64}", v):
+        if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]{1,64}", v):
             raise ValueError("must be an ntfy topic URL such as https://ntfy.sh/my-media-alerts")
-        return v
+        return v if v is None else _url(v)
 
 
 class Slo(Model):
@@ -544,6 +712,37 @@ class Vpn(Model):
             raise ValueError("must be a gluetun provider name in lower case, such as mullvad or protonvpn")
         return v
 
+    @field_validator("wireguard_addresses")
+    @classmethod
+    def _wg_addresses(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        for part in v.split(","):
+            text = part.strip()
+            try:
+                if "/" not in text or not re.fullmatch(r"[0-9A-Fa-f.:/]+", text):
+                    raise ValueError
+                ipaddress.ip_interface(text)
+            except ValueError:
+                raise ValueError(
+                    f"{part!r} is not an interface address with its prefix; use e.g. 10.64.1.2/32 "
+                    "(several separated by commas)"
+                ) from None
+        return v
+
+    @field_validator("server_countries")
+    @classmethod
+    def _countries(cls, v: list[str]) -> list[str]:
+        for country in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z .'-]{1,40}", country):
+                raise ValueError(f"{country!r} is not a country name such as Netherlands (letters, spaces, . ' -)")
+        return v
+
+    @field_validator("wireguard_private_key", "openvpn_user", "openvpn_password")
+    @classmethod
+    def _credential(cls, v: str | None) -> str | None:
+        return v if v is None else _text(v, "gluetun reads it as one line")
+
     @model_validator(mode="after")
     def _credentials(self) -> Vpn:
         if self.type is VpnType.wireguard and not self.wireguard_private_key:
@@ -596,10 +795,11 @@ class Wiring(Model):
         description="Where the machine running Pulumi reaches an app, by name (sonarr, radarr, prowlarr, bazarr, "
         "qbittorrent, sabnzbd, jellyfin, immich-server); default https://<its web host> through Traefik.",
     )
-    verify_tls: bool | None = Field(
-        None,
-        description="Check the apps' TLS certificates. Default: true with tls.acme_email (Let's Encrypt), false "
-        "without (Traefik's own self-signed certificate).",
+    verify_tls: bool = Field(
+        True,
+        description="Check the apps' TLS certificates (the wiring sends API keys and passwords). Without "
+        "tls.acme_email Traefik serves a self-signed certificate, which fails the check: set tls.acme_email, or set "
+        "this false knowingly (whoever is on the path between Pulumi and the host can then read the keys).",
     )
 
     @field_validator("urls")
@@ -608,14 +808,21 @@ class Wiring(Model):
         for app, url in v.items():
             if app not in WIRED_APPS:
                 raise ValueError(f"{app!r} is not wired; the wired apps are {', '.join(WIRED_APPS)}")
-            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-                raise ValueError(f"urls.{app} = {url!r} is not a URL such as http://192.168.1.10:8989")
+            try:
+                _url(url, plain_http_local_only=True)
+            except ValueError as error:
+                raise ValueError(
+                    f"urls.{app} = {url!r} is not a URL such as https://192.168.1.10:8989 ({error})"
+                ) from None
         return v
 
 
-_S3 = re.compile(r"^s3:(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[^\s]*)?$")
+_S3 = re.compile(
+    r"s3:(https?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._+@/-]*)?"
+)
 _SFTP = re.compile(
-    r"^sftp:([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:[^\s]+$|^sftp://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?/[^\s]+$"
+    r"sftp:([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._+@/~-]+"
+    r"|sftp://([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?/[A-Za-z0-9._+@/~-]+"
 )
 
 
@@ -695,10 +902,10 @@ class Backups(Model):
         if v is None:
             return v
         if v.startswith("/"):
-            return _absolute_path(v)
-        if v.startswith("sftp:") and _SFTP.match(v):
+            return _data_root(_absolute_path(v))
+        if v.startswith("sftp:") and _SFTP.fullmatch(v):
             return v
-        if v.startswith("s3:") and _S3.match(v):
+        if v.startswith("s3:") and _S3.fullmatch(v):
             return v
         raise ValueError(
             "must be a local path (/mnt/backup/mediastack), sftp:user@host:/path or s3:https://host/bucket"
@@ -707,15 +914,31 @@ class Backups(Model):
     @field_validator("schedule", "check_schedule")
     @classmethod
     def _calendar(cls, v: str) -> str:
-        from .calendar import parse
+        from .calendar import FORMS, parse
 
+        # ASCII only (systemd reads no other digits) and one line: the value is written into a timer unit.
+        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9*:.,/ -]{1,200}", v):
+            raise ValueError(f"may hold only ASCII letters, digits, spaces and * : . , / -; use {FORMS}")
         parse(v)
         return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str | None) -> str | None:
+        # restic reads the first line of the password file: a line break would cut the password short.
+        if v is not None and (not v or _CONTROL.search(v)):
+            raise ValueError("must be one line without control characters (restic reads only the first line)")
+        return v
+
+    @field_validator("s3_access_key_id", "s3_secret_access_key")
+    @classmethod
+    def _s3_key(cls, v: str | None) -> str | None:
+        return v if v is None else _text(v, "the S3 keys are one line each")
 
     @field_validator("check_read_data_subset")
     @classmethod
     def _subset(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"(100|[1-9]?\d)(\.\d+)?%|\d+[KMGT]", v):
+        if v is not None and not re.fullmatch(r"(100|[1-9]?[0-9])(\.[0-9]+)?%|[0-9]+[KMGT]", v):
             raise ValueError("must be a percentage such as 5% or a size such as 2G")
         return v
 
@@ -740,14 +963,14 @@ class GlusterFs(Model):
     """A replicated GlusterFS volume across the hosts with the `storage` role (one brick each)."""
 
     volume: str = Field("mediastack", description="Gluster volume name.")
-    brick_root: AbsPath = Field(
+    brick_root: DataPath = Field(
         "/srv/gluster/bricks", description="Directory on each storage host's own disk that holds its brick."
     )
 
     @field_validator("volume")
     @classmethod
     def _volume(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError("must be lower case letters, digits and '-', starting with a letter")
         return v
 
@@ -763,6 +986,13 @@ class Nfs(Model):
     @classmethod
     def _server(cls, v: str) -> str:
         return _host_address(v)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_]+(=[A-Za-z0-9_.:/+-]+)?(,[a-z0-9_]+(=[A-Za-z0-9_.:/+-]+)?)*", v):
+            raise ValueError("must be comma-separated mount options such as nfsvers=4.2,hard,noatime")
+        return v
 
 
 class CephFs(Model):
@@ -780,10 +1010,11 @@ class CephFs(Model):
     @classmethod
     def _monitors(cls, v: list[str]) -> list[str]:
         for m in v:
-            host, _, port = m.partition(":")
-            _host_address(host)
-            if port and not port.isdigit():
-                raise ValueError(f"{m!r} is not host or host:port")
+            try:
+                host, _ = _split_host_port(m if isinstance(m, str) else "")
+                _host_address(host)
+            except ValueError:
+                raise ValueError(f"{m!r} is not host or host:port such as 10.0.0.1:6789") from None
         return v
 
     @field_validator("user")
@@ -799,7 +1030,7 @@ class SharedStorage(Model):
     directories never go here: they hold SQLite databases, which lock up and corrupt on network filesystems."""
 
     kind: SharedStorageKind = Field(description="glusterfs (built by the stack), nfs or cephfs (existing).")
-    mount_point: AbsPath = Field(
+    mount_point: DataPath = Field(
         "/mnt/mediastack", description="Where every host mounts it; paths.data_root and photos_root go under it."
     )
     glusterfs: GlusterFs = Field(GlusterFs(), description="GlusterFS settings (kind glusterfs).")
@@ -921,6 +1152,15 @@ class StackConfig(Model):
         for key in v:
             if not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
                 raise ValueError(f"{key!r} is not a PostgreSQL setting name (lower case, digits, _ and .)")
+            if not isinstance(v[key], str) or _CONTROL.search(v[key]):
+                raise ValueError(f"{key} = {v[key]!r}: a setting is one line without control characters")
+        return v
+
+    @field_validator("jellyfin_api_key")
+    @classmethod
+    def _jellyfin_key(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", v):
+            raise ValueError("must be a Jellyfin API key (letters and digits, from Dashboard, API Keys)")
         return v
 
     @model_validator(mode="before")
@@ -979,7 +1219,7 @@ class StackConfig(Model):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        if not _HOSTNAME.match(v) or "." not in v:
+        if not _HOSTNAME.fullmatch(v) or "." not in v:
             raise ValueError("must be a DNS name such as media.example.org")
         return v
 

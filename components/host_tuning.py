@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from .config import Host
+from .quoting import SHELLCHECK_LITERAL, sh, sh_text
 from .storage import host_command
 
 if TYPE_CHECKING:
@@ -77,9 +78,8 @@ fi
 def install_file(label: str, target: str, content: str, mode: str = "644") -> str:
     """Shell lines that write `content` to ROOT+target when it differs, backing up what was there once;
     appends the label to $changed when they wrote."""
-    return f"""{_backup_prelude(target)}new=$(cat <<'MEDIASTACK_FILE'
-{content}MEDIASTACK_FILE
-)
+    # A quoted word, not a here-document: no line of the content can end it.
+    return f"""{_backup_prelude(target)}{SHELLCHECK_LITERAL}new=$({sh_text(content)})
 if [ ! -f "$target" ] || [ "$(cat "$target")" != "$new" ]; then
   mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
 {_BACKUP_ONCE}  printf '%s\\n' "$new" > "$target"
@@ -189,15 +189,15 @@ backup="$ROOT{BACKUP_DIR}{target}"
 """
 
 
+_SYSCTL_HEAD = "# Managed by mediastack (pulumi). Removed, and any earlier file restored, on delete.\n"
+
+
 def sysctl_create(host: Host) -> str:
     body = "".join(f"{k} = {v}\n" for k, v in sysctl_settings(host).items())
     return f"""#!/bin/sh
 # mediastack: kernel settings for a streaming and transcoding host, as a drop-in. Idempotent.
 set -eu
-{_backup_prelude(SYSCTL_FILE)}new=$(cat <<'EOF'
-# Managed by mediastack (pulumi). Removed, and any earlier file restored, on delete.
-{body}EOF
-)
+{_backup_prelude(SYSCTL_FILE)}new=$({sh_text(_SYSCTL_HEAD + body)})
 if [ -f "$target" ] && [ "$(cat "$target")" = "$new" ]; then
   echo "sysctl: unchanged"
   exit 0
@@ -251,7 +251,7 @@ set -eu
   exit 1
 fi
 mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
-merged=$(python3 -c '{_MERGE.strip()}' "$target" '{settings}' 2>"$target.mediastack-report")
+merged=$(python3 -c {sh(_MERGE.strip())} "$target" {sh(settings)} 2>"$target.mediastack-report")
 report=$(cat "$target.mediastack-report")
 rm -f "$target.mediastack-report"
 if [ -f "$target" ] && [ "$(cat "$target")" = "$merged" ]; then

@@ -284,17 +284,19 @@ def check_cluster(config: StackConfig, enabled: list[str]) -> list[Problem]:
                 "VPN; remove downloads.vpn on a cluster (or run the downloads on a single-host stack)",
             )
         )
+    unknown_host = False  # the replica check below places services, which needs every named host to exist
     for name, override in config.services.items():
         if override.host is None or name not in CATALOG:
             continue
         path = f"mediastack:services.{name}.host"
         if override.host not in names:
             problems.append(Problem(path, override.host, f"not a host of this stack; hosts are: {', '.join(names)}"))
+            unknown_host = True
         elif not must_pin(CATALOG[name]):
             problems.append(
                 Problem(path, override.host, f"{name} has no node-local state and is placed by Swarm; remove the key")
             )
-    for name in enabled:
+    for name in enabled if not unknown_host else ():
         spec = CATALOG[name]
         if spec.replica_of and pinned_host(spec, config).name == pinned_host(CATALOG[spec.replica_of], config).name:
             problems.append(

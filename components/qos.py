@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .config import DOWNLOADS_BRIDGE, StackConfig
 from .host_tuning import tool_create, tool_delete, tool_unit
+from .quoting import sh
 from .units import format_rate
 
 UNIT_FILE = "/etc/systemd/system/mediastack-qos.service"
@@ -114,9 +115,11 @@ def qos_tool(plan: QosPlan) -> str:
 # mediastack-qos: download clients capped ({caps}); everything else keeps priority.
 # Usage: mediastack-qos apply | clear | status. Managed by mediastack (pulumi); see components/qos.py.
 set -eu
-IFACE={plan.interface}
-BRIDGE={plan.bridge}
+IFACE={sh(plan.interface)}
+BRIDGE={sh(plan.bridge)}
 TABLE={NFT_TABLE}
+# What each device's root qdisc was before the first apply (tc state and this record both end at reboot).
+SAVED="${{MEDIASTACK_QOS_STATE:-/run/mediastack/qos}}"
 
 state() {{
   for dev in "$IFACE" "$BRIDGE"; do
@@ -127,10 +130,36 @@ state() {{
 }}
 
 root_htb() {{
-  # HTB cannot change its own parameters in place: keep a matching root, replace any other.
+  # HTB cannot change its own parameters in place: keep a matching root, replace any other (noting, once,
+  # what it was, so that clear puts it back).
   if ! tc qdisc show dev "$1" | grep -q "^qdisc htb 1: root .* default 0x$2 "; then
+    if [ ! -e "$SAVED/$1" ]; then
+      mkdir -p "$SAVED"
+      tc qdisc show dev "$1" 2>/dev/null | sed -n '/ root /{{p;q;}}' > "$SAVED/$1"
+    fi
     tc qdisc del dev "$1" root 2>/dev/null || true
     tc qdisc add dev "$1" root handle 1: htb default "$2"
+  fi
+}}
+
+restore_root() {{
+  # After our root is gone: the kernel's default root (handle 0:) comes back by itself; any other is added
+  # again as tc showed it (sizes like 10240p read back as numbers), or with its defaults if tc refuses those.
+  [ -f "$SAVED/$1" ] || return 0
+  read -r _ kind handle _ rest < "$SAVED/$1" || true
+  rm -f "$SAVED/$1"
+  rmdir "$SAVED" 2>/dev/null || true
+  case "$handle" in
+    "" | 0:) return 0 ;;
+  esac
+  params=$(printf '%s\\n' "$rest" | sed -e 's/^refcnt [0-9]* *//' -e 's/\\([0-9]\\)p\\( \\|$\\)/\\1\\2/g')
+  # shellcheck disable=SC2086 # tc's own words, split on purpose
+  if tc qdisc add dev "$1" root handle "$handle" "$kind" $params 2>/dev/null; then
+    echo "qos: $1's earlier root qdisc ($kind $handle) restored"
+  elif tc qdisc add dev "$1" root handle "$handle" "$kind" 2>/dev/null; then
+    echo "qos: $1's earlier root qdisc ($kind $handle) restored with its defaults; it had: $params" >&2
+  else
+    echo "qos: could not restore $1's earlier root qdisc: $kind $handle $params" >&2
   fi
 }}
 
@@ -161,10 +190,14 @@ apply() {{
 
 clear() {{
   before=$(state)
-  tc qdisc del dev "$IFACE" root 2>/dev/null || true
+  if tc qdisc show dev "$IFACE" 2>/dev/null | grep -q "^qdisc htb 1: root"; then
+    tc qdisc del dev "$IFACE" root
+  fi
+  restore_root "$IFACE"
   if tc qdisc show dev "$BRIDGE" 2>/dev/null | grep -q "qdisc htb 1: root"; then
     tc qdisc del dev "$BRIDGE" root
   fi
+  restore_root "$BRIDGE"
   nft delete table inet "$TABLE" 2>/dev/null || true
   if [ "$before" = "$(state)" ]; then
     echo "qos: nothing to clear"

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import shlex
 from collections.abc import Mapping
 
 from .config import StackConfig
+from .quoting import SHELLCHECK_LITERAL, ini_value, sh, sh_text, yaml_scalar
 
 QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
@@ -91,10 +90,10 @@ def sabnzbd_ini(config: StackConfig, api_key: str, web_host: str, password: str)
 download_dir = /data/usenet/incomplete
 complete_dir = /data/usenet/complete
 bandwidth_max = {limit}
-api_key = {api_key}
-host_whitelist = sabnzbd, {web_host}
-username = {ADMIN_USER}
-password = {password}
+api_key = {ini_value(api_key)}
+host_whitelist = sabnzbd, {ini_value(web_host)}
+username = {ini_value(ADMIN_USER)}
+password = {ini_value(password)}
 """
 
 
@@ -105,10 +104,10 @@ def bazarr_config(api_key: str, password: str) -> str:
     )
     # Quoted: a hex key of digits only would otherwise be read back as a number.
     return f"""auth:
-  apikey: {json.dumps(api_key)}
+  apikey: {yaml_scalar(api_key)}
   type: form
-  username: {json.dumps(ADMIN_USER)}
-  password: {json.dumps(stored)}
+  username: {yaml_scalar(ADMIN_USER)}
+  password: {yaml_scalar(stored)}
 """
 
 
@@ -144,13 +143,12 @@ def seed_script(files: dict[str, str], puid: int, pgid: int) -> str:
     blocks = []
     for path, content in files.items():
         blocks.append(
-            f"""target="$ROOT"{shlex.quote(path)}
+            f"""target="$ROOT"{sh(path)}
 if [ -e "$target" ]; then
   kept=$((kept + 1))
 else
   mkdir -p "$(dirname "$target")"
-  (umask 077 && cat > "$target") <<'MEDIASTACK_SEED'
-{content}MEDIASTACK_SEED
+  {SHELLCHECK_LITERAL}  (umask 077 && {sh_text(content)} > "$target")
   if [ "$(id -u)" = 0 ]; then
     chown {puid}:{pgid} "$target" "$(dirname "$target")"
   fi

@@ -11,16 +11,16 @@ client has it mounted (so replacing the step under running services never pulls 
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 import pulumi
 
 from .config import Host, SharedStorageKind, StackConfig
 from .placement import storage_hosts
+from .quoting import fstab_field, sh
 from .storage import host_command
 
-MARK = "# mediastack shared storage"
+MARK = "# mediastack shared storage"  # the marker line ends with ": <mount point>"
 CREATED_DIR = "/var/lib/mediastack/created"
 
 
@@ -29,7 +29,7 @@ def make_dirs(label: str, path: str) -> str:
     remove_dirs takes away exactly those and no directory that was there before."""
     return f"""record="$ROOT{CREATED_DIR}/{label}"
 missing=""
-dir={shlex.quote(path)}
+dir={sh(path)}
 while [ ! -d "$ROOT$dir" ]; do
   missing="$dir
 $missing"
@@ -38,7 +38,7 @@ done
 if [ -n "$missing" ]; then
   mkdir -p "$(dirname "$record")"
   printf '%s' "$missing" >> "$record"
-  mkdir -p "$ROOT"{shlex.quote(path)}
+  mkdir -p "$ROOT"{sh(path)}
 fi
 """
 
@@ -62,6 +62,11 @@ def gluster_brick(config: StackConfig) -> str:
     return f"{g.brick_root}/{g.volume}"
 
 
+def _fstab(source: str, mount: str, kind: str, options: str) -> str:
+    # Each field encoded as fstab(5) reads it: no value can split a field or start another line.
+    return " ".join(fstab_field(f) for f in (source, mount, kind, options)) + " 0 0"
+
+
 def fstab_line(config: StackConfig) -> str:
     storage = config.storage
     assert storage is not None
@@ -71,15 +76,21 @@ def fstab_line(config: StackConfig) -> str:
         backups = ":".join(h.address for h in hosts[1:])
         # Any storage host serves the volume file; the client then talks to every brick itself.
         options = "defaults,_netdev,noatime" + (f",backup-volfile-servers={backups}" if backups else "")
-        return f"{hosts[0].address}:/{storage.glusterfs.volume} {mount} glusterfs {options} 0 0"
+        return _fstab(f"{hosts[0].address}:/{storage.glusterfs.volume}", mount, "glusterfs", options)
     if storage.kind is SharedStorageKind.nfs:
         assert storage.nfs is not None
         nfs = storage.nfs
-        return f"{nfs.server}:{nfs.export} {mount} nfs {nfs.options},_netdev 0 0"
+        return _fstab(f"{nfs.server}:{nfs.export}", mount, "nfs", f"{nfs.options},_netdev")
     assert storage.cephfs is not None
     ceph = storage.cephfs
     options = f"name={ceph.user},secretfile={ceph.secret_file},noatime,_netdev"
-    return f"{','.join(ceph.monitors)}:{ceph.path} {mount} ceph {options} 0 0"
+    return _fstab(f"{','.join(ceph.monitors)}:{ceph.path}", mount, "ceph", options)
+
+
+def fstab_marker(config: StackConfig) -> str:
+    """The comment line written right above the stack's fstab line: the delete removes exactly that pair."""
+    assert config.storage is not None
+    return f"{MARK}: {config.storage.mount_point}"
 
 
 def _mount_script(config: StackConfig, purpose: str) -> tuple[str, str]:
@@ -89,43 +100,57 @@ def _mount_script(config: StackConfig, purpose: str) -> tuple[str, str]:
     return (
         mount,
         f"""#!/bin/sh
-# {purpose.format(mount=mount)}
+# {purpose}
 set -eu
 ROOT="${{ROOT:-}}"
 fstab="$ROOT/etc/fstab"
-line={shlex.quote(fstab_line(config))}
+line={sh(fstab_line(config))}
+mark={sh(fstab_marker(config))}
+mount_point={sh(mount)}
 """,
     )
 
 
 def mount_create(config: StackConfig) -> str:
     mount, head = _mount_script(
-        config, "Mounts the shared data filesystem at {mount}: one fstab line (added once), mounted if not yet."
+        config, "Mounts the shared data filesystem: one fstab line (added once), mounted if not yet."
     )
-    return f"""{head}{make_dirs("shared-mount", mount)}if ! grep -qxF "$line" "$fstab" 2>/dev/null; then
-  printf '%s\\n%s\\n' {shlex.quote(MARK)} "$line" >> "$fstab"
+    return f"""{head}{make_dirs("shared-mount", mount)}if grep -qxF "$mark" "$fstab" 2>/dev/null; then
+  :
+elif grep -qxF "$line" "$fstab" 2>/dev/null; then
+  echo "shared storage: the same fstab line is already there unmarked (not ours: left alone on delete)"
+else
+  printf '%s\\n%s\\n' "$mark" "$line" >> "$fstab"
   echo "shared storage: fstab entry added"
 fi
-if mountpoint -q "$ROOT{mount}"; then
-  echo "shared storage: {mount} already mounted"
+if mountpoint -q "$ROOT$mount_point"; then
+  echo "shared storage: $mount_point already mounted"
 else
-  mount "$ROOT{mount}"
-  echo "shared storage: {mount} mounted"
+  mount "$ROOT$mount_point"
+  echo "shared storage: $mount_point mounted"
 fi
 """
 
 
 def mount_delete(config: StackConfig) -> str:
-    mount, head = _mount_script(
-        config, "Unmounts {mount}, removes exactly the fstab lines mount-create added, and the mount point if empty."
+    _, head = _mount_script(
+        config,
+        "Unmounts the shared filesystem, removes exactly the fstab lines mount-create added, and the mount "
+        "point if empty.",
     )
-    return f"""{head}if mountpoint -q "$ROOT{mount}"; then
-  umount "$ROOT{mount}"
-  echo "shared storage: {mount} unmounted"
+    # Exactly the marker line and the line right after it when that is ours; any other line stays, even an
+    # identical one the stack did not write. Values reach awk through the environment, never as awk code.
+    return f"""{head}if mountpoint -q "$ROOT$mount_point"; then
+  umount "$ROOT$mount_point"
+  echo "shared storage: $mount_point unmounted"
 fi
-if [ -f "$fstab" ] && grep -qxF "$line" "$fstab"; then
+if [ -f "$fstab" ] && grep -qxF "$mark" "$fstab"; then
   kept="$fstab.mediastack.$$"
-  grep -vxF -e "$line" -e {shlex.quote(MARK)} "$fstab" > "$kept" || true
+  MARK_LINE="$mark" OUR_LINE="$line" awk '
+    after_mark {{ after_mark = 0; if ($0 == ENVIRON["OUR_LINE"]) next }}
+    $0 == ENVIRON["MARK_LINE"] {{ after_mark = 1; next }}
+    {{ print }}
+  ' "$fstab" > "$kept"
   cat "$kept" > "$fstab"
   rm -f "$kept"
   echo "shared storage: fstab entry removed"
@@ -140,17 +165,24 @@ def brick_create(config: StackConfig) -> str:
 set -eu
 ROOT="${{ROOT:-}}"
 command -v gluster >/dev/null || {{ echo "glusterfs-server is not installed on this host" >&2; exit 1; }}
-{make_dirs("gluster-brick", brick)}echo "gluster: brick {brick} ready"
+{make_dirs("gluster-brick", brick)}printf 'gluster: brick %s ready\\n' {sh(brick)}
 """
 
 
 def brick_delete(config: StackConfig) -> str:
     return f"""#!/bin/sh
-# Removes the brick directory {gluster_brick(config)} only when empty (data in it stays after the volume is deleted).
+# Removes the brick directory only when empty (data in it stays after the volume is deleted).
 set -eu
 ROOT="${{ROOT:-}}"
 {remove_dirs("gluster-brick")}echo "gluster: brick directory released"
 """
+
+
+def gluster_clients(config: StackConfig) -> str:
+    """auth.allow: every host of the cluster (each mounts the volume) and nothing else. The option takes a
+    comma-separated list of addresses or host names and defaults to `*` (Red Hat Gluster Storage 3.5
+    Administration Guide, 11.3 Supported Volume Options)."""
+    return ",".join(dict.fromkeys(h.address for h in config.hosts))
 
 
 def volume_create(config: StackConfig) -> str:
@@ -158,24 +190,27 @@ def volume_create(config: StackConfig) -> str:
     g = config.storage.glusterfs
     hosts = storage_hosts(config)
     brick = gluster_brick(config)
-    peers = " ".join(shlex.quote(h.address) for h in hosts[1:])
-    bricks = " ".join(shlex.quote(f"{h.address}:{brick}") for h in hosts)
+    peers = " ".join(sh(h.address) for h in hosts[1:])
+    bricks = " ".join(sh(f"{h.address}:{brick}") for h in hosts)
     replica = 2 if len(hosts) == 2 else 3
     return f"""#!/bin/sh
-# On the first storage host: probes the other storage hosts and creates and starts the replicated volume.
+# On the first storage host: probes the other storage hosts and creates and starts the replicated volume,
+# which only the cluster's own nodes may mount (auth.allow; GlusterFS's default allows every address).
 set -eu
+volume={sh(g.volume)}
 for peer in {peers}; do
   gluster --mode=script peer probe "$peer"
 done
-if gluster --mode=script volume info {g.volume} >/dev/null 2>&1; then
-  echo "gluster: volume {g.volume} exists"
+if gluster --mode=script volume info "$volume" >/dev/null 2>&1; then
+  echo "gluster: volume $volume exists"
 else
-  gluster --mode=script volume create {g.volume} replica {replica} transport tcp {bricks}
+  gluster --mode=script volume create "$volume" replica {replica} transport tcp {bricks}
 fi
-if gluster --mode=script volume info {g.volume} | grep -q '^Status: Started'; then
-  echo "gluster: volume {g.volume} started"
+gluster --mode=script volume set "$volume" auth.allow {sh(gluster_clients(config))}
+if gluster --mode=script volume info "$volume" | grep -q '^Status: Started'; then
+  echo "gluster: volume $volume started"
 else
-  gluster --mode=script volume start {g.volume}
+  gluster --mode=script volume start "$volume"
 fi
 """
 
@@ -183,28 +218,29 @@ fi
 def volume_delete(config: StackConfig) -> str:
     assert config.storage is not None
     g = config.storage.glusterfs
-    peers = " ".join(shlex.quote(h.address) for h in storage_hosts(config)[1:])
+    peers = " ".join(sh(h.address) for h in storage_hosts(config)[1:])
     return f"""#!/bin/sh
 # Stops and deletes the volume (the files stay in the bricks) and detaches the peers, but only when no client
 # still has it mounted: a replaced step under running services leaves the storage alone.
 set -eu
-if ! gluster --mode=script volume info {g.volume} >/dev/null 2>&1; then
-  echo "gluster: no volume {g.volume}"
+volume={sh(g.volume)}
+if ! gluster --mode=script volume info "$volume" >/dev/null 2>&1; then
+  echo "gluster: no volume $volume"
   exit 0
 fi
-clients=$(gluster --mode=script volume status {g.volume} clients 2>/dev/null | grep -c '^[0-9]' || true)
+clients=$(gluster --mode=script volume status "$volume" clients 2>/dev/null | grep -c '^[0-9]' || true)
 if [ "$clients" -gt 0 ]; then
-  echo "gluster: volume {g.volume} still mounted by $clients client(s); left in place"
+  echo "gluster: volume $volume still mounted by $clients client(s); left in place"
   exit 0
 fi
-if gluster --mode=script volume info {g.volume} | grep -q '^Status: Started'; then
-  gluster --mode=script volume stop {g.volume}
+if gluster --mode=script volume info "$volume" | grep -q '^Status: Started'; then
+  gluster --mode=script volume stop "$volume"
 fi
-gluster --mode=script volume delete {g.volume}
+gluster --mode=script volume delete "$volume"
 for peer in {peers}; do
   gluster --mode=script peer detach "$peer" || true
 done
-echo "gluster: volume {g.volume} deleted"
+echo "gluster: volume $volume deleted"
 """
 
 

@@ -49,6 +49,10 @@ def storage_directories(stack: ResolvedStack) -> list[str]:
     return sorted(expanded, key=lambda p: (p.count("/"), p))
 
 
+# Which directories the create step made (so the delete removes no directory that was there before).
+CREATED_RECORD = "/var/lib/mediastack/created/storage"
+
+
 def _mode(umask: str) -> str:
     return format(0o777 & ~int(umask, 8), "03o")
 
@@ -62,6 +66,8 @@ def create_script(stack: ResolvedStack) -> str:
 set -eu
 ROOT="${{ROOT:-}}"
 changed=0
+record="$ROOT{CREATED_RECORD}"
+mkdir -p "$(dirname "$record")"
 for dir in \\
   {dirs}
 do
@@ -69,6 +75,7 @@ do
   # Only what this script creates gets the stack's owner and mode; existing directories are the user's.
   if [ ! -d "$target" ]; then
     mkdir "$target"
+    printf '%s\\n' "$dir" >> "$record"
     if [ "$(id -u)" = 0 ]; then
       chown {ident.puid}:{ident.pgid} "$target"
     fi
@@ -83,17 +90,25 @@ echo "storage: $changed directories created"
 def delete_script(stack: ResolvedStack) -> str:
     dirs = " \\\n  ".join(shlex.quote(d) for d in reversed(storage_directories(stack)))
     return f"""#!/bin/sh
-# Removes the stack's host directories that are still empty; never touches data.
+# Removes the stack's host directories that are still empty and that the create step made (its record says
+# which); never touches data, nor a directory that was there before (/srv).
 set -eu
 ROOT="${{ROOT:-}}"
 removed=0
+record="$ROOT{CREATED_RECORD}"
+if [ ! -f "$record" ]; then
+  echo "storage: no record of the directories the stack created; all left in place"
+  exit 0
+fi
 for dir in \\
   {dirs}
 do
-  if [ -d "$ROOT$dir" ] && rmdir "$ROOT$dir" 2>/dev/null; then
+  if grep -qxF -e "$dir" "$record" && [ -d "$ROOT$dir" ] && rmdir "$ROOT$dir" 2>/dev/null; then
     removed=$((removed + 1))
   fi
 done
+rm -f "$record"
+(cd "$ROOT/" && rmdir -p {CREATED_RECORD.rsplit("/", 1)[0].lstrip("/")} 2>/dev/null) || true
 echo "storage: $removed empty directories removed"
 """
 
@@ -113,6 +128,7 @@ def host_command(
     opts: pulumi.ResourceOptions,
     triggers: Sequence[pulumi.Input[str]] = (),
     stdin: pulumi.Input[str] | None = None,
+    stdout_is_secret: bool = False,
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
@@ -120,6 +136,7 @@ def host_command(
     in that order, because the old delete restores what was there before the old create, and run after the new
     create it would undo it (Pulumi's default is to create the replacement first).
     `stdin` feeds the create script (a secret such as a join token stays out of the script and the triggers).
+    `stdout_is_secret`: the output is a secret (a join token): kept out of `pulumi up`'s log, stderr only.
     """
     opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     connection = host_connection(host)
@@ -132,10 +149,18 @@ def host_command(
             triggers=all_triggers,
             interpreter=["/bin/sh", "-c"],
             stdin=stdin,
+            logging=command.local.Logging.STDERR if stdout_is_secret else None,
             opts=opts,
         )
     return command.remote.Command(
-        name, connection=connection, create=create, delete=delete, triggers=all_triggers, stdin=stdin, opts=opts
+        name,
+        connection=connection,
+        create=create,
+        delete=delete,
+        triggers=all_triggers,
+        stdin=stdin,
+        logging=command.remote.Logging.STDERR if stdout_is_secret else None,
+        opts=opts,
     )
 
 

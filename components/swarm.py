@@ -195,6 +195,7 @@ class SwarmCluster(pulumi.ComponentResource):
                 token_create(role),
                 token_delete(),
                 pulumi.ResourceOptions.merge(after(init), secret),
+                stdout_is_secret=True,  # printed, the manager token would hand the cluster to whoever reads the log
             )
             for role in ("worker", "manager")
         }

@@ -5,7 +5,9 @@ namespace, and gluetun's firewall inside it lets nothing out but the tunnel. Tha
 lives inside a container. The host adds a second one where the container cannot change it: of what the
 downloads bridge forwards out of the host, only the tunnel (UDP, or UDP and TCP for OpenVPN, to the VPN
 servers' port) passes; everything else is dropped and counted. So if gluetun's firewall is ever off,
-misconfigured or mid-restart with the tunnel down, a client still reaches nothing outside.
+misconfigured or mid-restart with the tunnel down, a client still reaches nothing outside. Nor can it use
+the host itself as a way out: from the bridge, the host accepts only replies to what it started. The rules
+are in place before Docker starts any container at boot, and stopping the unit leaves them in place.
 
 `mediastack-vpn-guard apply` is idempotent (the nftables table is replaced atomically); `clear` removes
 the table. Installed with a boot unit by the same create/delete pair as the shaping (host_tuning).
@@ -14,7 +16,8 @@ the table. Installed with a boot unit by the same create/delete pair as the shap
 from __future__ import annotations
 
 from .config import DOWNLOADS_BRIDGE, StackConfig, VpnType
-from .host_tuning import tool_create, tool_delete, tool_unit
+from .host_tuning import tool_create, tool_delete
+from .quoting import sh
 
 NFT_TABLE = "mediastack_vpn_guard"
 NAME = "mediastack-vpn-guard"
@@ -27,7 +30,7 @@ def guard_tool(port: int, tcp_too: bool, bridge: str = DOWNLOADS_BRIDGE) -> str:
 # Usage: {NAME} apply | clear | status. Managed by mediastack (pulumi); see components/vpn_guard.py.
 set -eu
 TABLE={NFT_TABLE}
-BRIDGE={bridge}
+BRIDGE={sh(bridge)}
 
 state() {{
   nft list table inet "$TABLE" 2>/dev/null | grep -v "counter packets" || true
@@ -44,6 +47,11 @@ table inet $TABLE {{
     type filter hook forward priority filter - 10; policy accept;
     iifname "$BRIDGE" oifname != "$BRIDGE" meta l4proto {protocols} th dport {port} accept
     iifname "$BRIDGE" oifname != "$BRIDGE" counter drop
+  }}
+  chain input {{
+    type filter hook input priority filter - 10; policy accept;
+    iifname "$BRIDGE" ct state established,related accept
+    iifname "$BRIDGE" counter drop
   }}
 }}
 EOF
@@ -71,13 +79,33 @@ esac
 """
 
 
+def guard_unit() -> str:
+    """Applied at boot before Docker starts any container (the rules name the bridge, which need not exist
+    yet), and not cleared when the unit stops: only the stack's delete step (`clear`) opens the switch."""
+    return f"""[Unit]
+Description=mediastack: downloads leave the host only through the VPN tunnel (nftables)
+DefaultDependencies=no
+After=local-fs.target
+Before=docker.service network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/{NAME} apply
+
+[Install]
+WantedBy=multi-user.target docker.service
+"""
+
+
 def guard_scripts(config: StackConfig) -> dict[str, str]:
     """By file name, as `mediastack render` writes them under hosts/<host>/ (none without a VPN)."""
     vpn = config.downloads.vpn
     if vpn is None:
         return {}
     tool = guard_tool(vpn.port, tcp_too=vpn.type is VpnType.openvpn)
-    unit = tool_unit(NAME, "downloads leave the host only through the VPN tunnel (nftables)")
+    unit = guard_unit()
     return {
         "vpn-guard.sh": tool,
         f"{NAME}.service": unit,

@@ -380,7 +380,9 @@ class SabnzbdCategory(Kind):
         return _client(props)
 
     def _call(self, api: AppClient, props: Mapping[str, Any], **params: str) -> Any:
-        answer = api.json("GET", "/api", params={**params, "apikey": props["api_key"], "output": "json"})
+        # A form body, not the URL: the key stays out of access logs and error texts. SABnzbd reads the API's
+        # arguments from either (CherryPy's kwargs; sabnzbd/interface.py check_apikey, 4.5).
+        answer = api.json("POST", "/api", data={**params, "apikey": props["api_key"], "output": "json"})
         if isinstance(answer, dict) and answer.get("status") is False:
             error = str(answer.get("error", "refused"))
             if "api key" in error.lower():

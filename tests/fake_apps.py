@@ -339,15 +339,27 @@ class FakeSabnzbd(FakeApp):
         default_factory=lambda: {"username": "", "password": "", "complete_dir": "/data/usenet/complete"}
     )
 
+    keys_in_url: int = 0  # requests that carried the API key in the URL (access logs, error texts)
+    changes: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[tuple[str, str]]:
+        # Every call is a POST (the key travels in the body): a write is a call in a mode that changes config.
+        return self.changes
+
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         if path != "/api":
             return _text(404, "Not Found")
+        self.keys_in_url += "apikey" in query
+        # CherryPy hands SABnzbd the URL's and a form body's arguments alike.
         query = {**query, **dict(urllib.parse.parse_qsl(body.decode()))}
         if query.get("apikey") != self.api_key:
             return _json(200, {"status": False, "error": "API Key Incorrect"})
         mode, section = query.get("mode"), query.get("section")
         if mode == "get_config" and section == "categories":
             return _json(200, {"config": {"categories": list(self.categories.values())}})
+        if mode in ("set_config", "del_config"):
+            self.changes.append((method, f"/api?mode={mode}"))
         if mode == "get_config" and section == "misc":  # OptionPassword.get_dict(for_public_api=True): stars
             return _json(
                 200, {"config": {"misc": {**self.misc, "password": "*" * 10 if self.misc["password"] else ""}}}

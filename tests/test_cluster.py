@@ -219,6 +219,10 @@ def test_storage_and_bootstrap_are_ordered() -> None:
         waits(f"media-{name}-service", "media-swarm-init")
     for step in ("init", "token-worker"):
         assert r[f"media-swarm-{step}"].inputs["delete"]
+    # The join tokens are secret outputs and never printed in `pulumi up`'s log (stderr only is logged).
+    for role in ("worker", "manager"):
+        assert r[f"media-swarm-token-{role}"].inputs["logging"] == "stderr"
+    assert "logging" not in r["media-swarm-init"].inputs
     commands = [x for x in result.resources if x.type.startswith("command:")]
     assert all(c.inputs.get("delete") for c in commands)
     assert {c.name for c in commands if c.name.endswith("-tuning-sysctl")} == {

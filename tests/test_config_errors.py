@@ -97,7 +97,7 @@ CASES = [
     (
         with_("wiring", {"urls": {"sonarr": "sonarr.lan:8989"}}),
         "mediastack:wiring.urls",
-        ["'sonarr.lan:8989' is not a URL", "http://192.168.1.10:8989"],
+        ["'sonarr.lan:8989' is not a URL", "https://192.168.1.10:8989"],
     ),
     (with_("downloads", {"max_down": "fast"}), "mediastack:downloads.max_down", ["'fast'", "rate in bits"]),
     (with_("paths", {"data_root": "srv/data"}), "mediastack:paths.data_root", ["absolute path"]),

@@ -217,6 +217,8 @@ def test_shared_storage_mounts_everywhere_idempotently_and_reverts(tmp_path: Pat
         volume = gluster["volumes"]["mediastack"]
         assert volume["status"] == "Started" and volume["replica"] == 3
         assert volume["bricks"] == [f"{h.address}:/srv/gluster/bricks/mediastack" for h in config.hosts]
+        # Only the cluster's own nodes may mount it (GlusterFS allows every address by default).
+        assert volume["options"] == {"auth.allow": "192.168.1.21,192.168.1.22,192.168.1.23"}
         assert sorted(gluster["peers"]) == sorted(h.address for h in config.hosts[1:])
         assert "backup-volfile-servers=192.168.1.22:192.168.1.23" in ours[0]
         # Replacing the volume step under running services must not pull the storage away.
@@ -234,6 +236,33 @@ def test_shared_storage_mounts_everywhere_idempotently_and_reverts(tmp_path: Pat
         for host in hosts:
             lab.run(scripts["brick-delete.sh"], host)
     assert snapshot(lab.top) == before
+
+
+def test_fstab_lines_are_added_and_removed_by_their_exact_marker(tmp_path: Path) -> None:
+    """The delete takes away the marker and the line under it, nothing else: not a line the user wrote that
+    happens to be identical, not another comment that looks like the marker."""
+    config = storage_config("nfs")
+    scripts = storage_scripts(config)
+    lab = Lab(tmp_path, ["node1"])
+    fstab = lab.roots["node1"] / "etc/fstab"
+    ours = "nas.home.arpa:/export/media /mnt/mediastack nfs nfsvers=4.2,hard,noatime,_netdev 0 0"
+    theirs = [
+        "UUID=0a1b / ext4 errors=remount-ro 0 1",
+        "# mediastack shared storage",  # an older marker without a mount point: not ours to remove
+        "nas.home.arpa:/export/other /mnt/other nfs defaults 0 0",
+    ]
+    fstab.write_text("\n".join(theirs) + "\n")
+    lab.run(scripts["mount-create.sh"], "node1")
+    assert fstab.read_text().splitlines() == [*theirs, "# mediastack shared storage: /mnt/mediastack", ours]
+    lab.run(scripts["mount-delete.sh"], "node1")
+    assert fstab.read_text().splitlines() == theirs
+
+    # The same line written by the user (unmarked) is theirs: the create leaves it, and so does the delete.
+    fstab.write_text("\n".join([*theirs, ours]) + "\n")
+    created = lab.run(scripts["mount-create.sh"], "node1")
+    assert "not ours" in created.stdout
+    lab.run(scripts["mount-delete.sh"], "node1")
+    assert fstab.read_text().splitlines() == [*theirs, ours]
 
 
 def test_brick_data_survives_the_delete(tmp_path: Path) -> None:

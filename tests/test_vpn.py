@@ -227,3 +227,64 @@ def test_kill_switch_lets_only_the_tunnel_out(lab: Lab, capsys: pytest.CaptureFi
     assert cleared.stdout.strip() == "vpn-guard: cleared"
     assert "mediastack_vpn_guard" not in lab.nft_tables()
     assert reaches(lab, "tcp", 8443)
+
+
+HOST_LISTEN = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(2)
+print("ready", flush=True)
+try:
+    s.accept()
+    print("got")
+except socket.timeout:
+    print("nothing")
+"""
+
+
+def reaches_host(lab: Lab, addr: str, port: int) -> bool:
+    """Whether a process in the download namespace reaches a service of the host itself (a proxy, a resolver)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns("host"), "python3", "-c", HOST_LISTEN, addr, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        subprocess.run(
+            ["ip", "netns", "exec", lab.ns("dl"), "python3", "-c", SEND, "tcp", addr, str(port)],
+            capture_output=True,
+            timeout=10,
+        )
+        out, _ = listener.communicate(timeout=10)
+        return out.strip() == "got"
+    finally:
+        listener.kill()
+
+
+def test_kill_switch_closes_the_way_through_the_host(lab: Lab) -> None:
+    """L7: the forward rules alone let a client reach the host's own services (a proxy or resolver there is a
+    way out past the tunnel); the guard lets only the host's replies in from the bridge."""
+    tool = guard_scripts(StackConfig.model_validate(vpn_config()))["vpn-guard.sh"]
+    assert reaches_host(lab, "10.201.1.1", 3128) and reaches_host(lab, "10.201.3.1", 3128)  # control
+    try:
+        assert lab.run_script(tool, "apply").returncode == 0
+        assert not reaches_host(lab, "10.201.1.1", 3128), "the bridge's own address"
+        assert not reaches_host(lab, "10.201.3.1", 3128), "the host's uplink address"
+    finally:
+        lab.run_script(tool, "clear")
+
+
+def test_guard_is_in_place_before_docker_and_stays_when_stopped() -> None:
+    """L7: at boot the rules exist before Docker starts a download client, and `systemctl stop` does not
+    open the switch (only the stack's delete step clears it)."""
+    unit = guard_scripts(StackConfig.model_validate(vpn_config()))["mediastack-vpn-guard.service"]
+    lines = unit.splitlines()
+    assert "Before=docker.service network-pre.target" in lines
+    assert not [line for line in lines if line.startswith("After=") and "docker" in line]
+    assert not [line for line in lines if line.startswith("ExecStop")]
+    delete = guard_scripts(StackConfig.model_validate(vpn_config()))["vpn-guard-delete.sh"]
+    assert "/usr/local/sbin/mediastack-vpn-guard clear" in delete

@@ -141,6 +141,7 @@ def test_up_wires_the_whole_pipeline_in_one_data_tree(apps: Apps) -> None:
         assert (
             apps.bazarr.settings[arr]["apikey"] == SECRETS[f"{arr}-api-key"] and apps.bazarr.settings[arr]["ip"] == arr
         )
+    assert apps.sabnzbd.keys_in_url == 0  # SABnzbd's key travels in the body, never in a URL (L1, issue 16)
 
 
 def test_a_second_up_changes_nothing(apps: Apps) -> None:
@@ -345,7 +346,7 @@ def test_wiring_can_be_switched_off_and_follows_the_enabled_apps() -> None:
     off = {**raw_config("dev"), "wiring": {"enabled": False}}
     assert not [r for r in plan_config(off).resources if r.type.startswith("pulumi-python:dynamic")]
     dev = [r.name for r in plan("dev").resources if r.type.startswith("pulumi-python:dynamic")]
-    # dev: no bazarr; no acme, so Traefik's self-signed certificate is not verified.
+    # dev: no bazarr; no acme, and its stack file turns the check of Traefik's self-signed certificate off.
     assert dev and not [n for n in dev if "bazarr" in n]
     assert all(r.inputs["verify_tls"] is False for r in plan("dev").resources if r.name in dev)
 

@@ -413,6 +413,23 @@ def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
             )
 
 
+def check_identity_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
+    """linuxserver.io images drop to PUID:PGID: 0 would run the app as root, past the stack's identity checks."""
+    if w.env_is_secret:
+        return
+    for key in ("PUID", "PGID"):
+        value = w.env.get(key)
+        if value is None or value == SECRET:
+            continue
+        text = str(value)
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+            report(f"{w.service}: {key}={text} would run the app as root or as no user; set identity.{key.lower()} to "
+                   "the data root's owner (not 0) and remove it from the service's env", None)  # fmt: skip
+    umask = w.env.get("UMASK")
+    if umask is not None and umask != SECRET and not re.fullmatch(r"0?[0-7]{3}", str(umask)):
+        report(f"{w.service}: UMASK={umask} is not three octal digits; set identity.umask (e.g. 002)", None)
+
+
 # -- networks and host commands ----------------------------------------------------------------------
 
 INTERNAL_ROLES = ("database", "monitoring", "socket")
@@ -549,6 +566,11 @@ RESOURCE_POLICIES = [
         "secret-env",
         "Environment variables that look like secrets carry Pulumi secrets.",
         _on_workloads(check_secret_env),
+    ),
+    _policy(
+        "identity-env",
+        "PUID and PGID are a real user (not root), UMASK three octal digits: the identity the apps drop to.",
+        _on_workloads(check_identity_env),
     ),
     _policy(
         "internal-networks",

@@ -182,6 +182,13 @@ def gluster(args: list[str]) -> None:
         if unknown:
             fail(f"volume create: failed: Host {unknown[0].split(':')[0]} is not in 'Peer in Cluster' state")
         volumes[name] = {"status": "Created", "replica": replica, "bricks": bricks}
+    elif args[:2] == ["volume", "set"]:
+        if args[2] not in volumes:
+            fail(f"volume set: failed: Volume {args[2]} does not exist")
+        if len(args) != 5:
+            fail("Usage: volume set <VOLNAME> <KEY> <VALUE>")
+        volumes[args[2]].setdefault("options", {})[args[3]] = args[4]
+        print("volume set: success")
     elif args[:2] == ["volume", "start"]:
         if volumes[args[2]]["status"] == "Started":
             fail(f"volume start: {args[2]}: failed: Volume {args[2]} already started")
