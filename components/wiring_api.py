@@ -505,9 +505,8 @@ class SabnzbdLogin(SabnzbdCategory):
         with self.client(props) as api:
             self._call(api, props, mode="set_config", section="misc", keyword="username", value=props["username"])
             answer = api.json(
-                "POST", "/api", params={"mode": "set_config", "section": "misc", "keyword": "password",
-                                        "apikey": props["api_key"], "output": "json"},
-                data={"value": props["password"]},
+                "POST", "/api", data={"mode": "set_config", "section": "misc", "keyword": "password",
+                                      "value": props["password"], "apikey": props["api_key"], "output": "json"},
             )  # fmt: skip
             if isinstance(answer, dict) and answer.get("status") is False:
                 raise WiringError(f"{props['app']} refused its password: {answer.get('error', 'refused')}")

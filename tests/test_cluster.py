@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import time
 from typing import Any
 
 import pytest
@@ -296,16 +295,14 @@ def test_storage_on_a_single_host_is_refused() -> None:
 
 
 def test_fifty_hosts_plan_without_error() -> None:
-    started = time.perf_counter()
+    # How long it takes is measured by bench/cluster_bench.py, not held here.
     result = plan_config(synthetic_cluster(50), stack="fifty")
-    elapsed = time.perf_counter() - started
     swarm = services(result)
     assert set(swarm) == set(CATALOG) - {"gluetun"}
     r = by_name(result)
     assert sum(1 for name in r if name.endswith("-join")) == 49
     assert sum(1 for name in r if name.endswith("-mount")) == 50
     assert sum(1 for name in r if name.endswith("-brick")) == 3
-    assert elapsed < 30, elapsed
     from conftest import ROOT
     from mediastack_cli.analyzer import run_pack
 
