@@ -877,7 +877,7 @@ def print_reports(reports: list[HostReport], out: Any, err: Any) -> None:
             continue
         assert r.engine is not None
         out.print(f"[bold]host {escape(r.host)}[/bold] via {escape(r.docker)}, commands {escape(r.commands)}")
-        out.print(f"  {escape(_engine_line(r.engine))}")
+        out.print(f"  {escape(_engine_line(r.engine))}", soft_wrap=True)
         if not r.findings:
             out.print("  [green]ok[/green]: nothing to fix")
         for f in r.findings:

@@ -476,3 +476,244 @@ def test_commands_never_put_a_config_value_into_a_shell_string(monkeypatch, tmp_
         "nas.lan",
     ]
     assert argv[-1] == "env LC_ALL=C stat -- '/srv/$(touch /tmp/pwned); x'"
+
+
+# -- end to end: the tests' own Docker engine -------------------------------------------------------------------
+
+
+def write_project(tmp_path: Path, name: str, config: dict[str, Any]) -> Path:
+    project = tmp_path / f"project-{name}"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    doc = {"config": {f"mediastack:{k}": v for k, v in config.items()}}
+    (project / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(doc))
+    return project
+
+
+def on_engine_host(engine, tmp_path: Path, **host: Any) -> dict[str, Any]:
+    """The dev stack on the engine's machine: its endpoint, its real CPUs and memory, paths under tmp_path."""
+    info = engine.client.info()
+    raw = raw_config("dev")
+    raw["hosts"][0].update(
+        {
+            "address": "localhost",
+            "docker_host": engine.host,
+            "cpus": info["NCPU"],
+            "memory": f"{info['MemTotal'] // MIB}MiB",
+        }
+    )
+    raw["hosts"][0].update(host)
+    raw["paths"].update(
+        {k: str(tmp_path / "srv" / k) for k in ("data_root", "config_root", "cache_root", "photos_root")}
+    )
+    raw["bundles"] = ["media"]  # no download clients: API 1.41 (Docker 20.10) is enough
+    return raw
+
+
+def run_in_engine_netns(engine, project: Path, stack_name: str, *extra: str, env: dict[str, str] | None = None):
+    """The command in a real process inside the engine's network namespace: its /proc/net/tcp is where the
+    engine publishes ports, as a host's is where its Docker publishes them."""
+    return subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{engine.netns}",
+            sys.executable,
+            "-m",
+            "mediastack_cli",
+            "preflight",
+            "--stack",
+            stack_name,
+            "--project",
+            str(project),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def machine_cgroup_version() -> str:
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True, text=True).stdout
+    return "2" if fstype.strip() == "cgroup2fs" else "1"
+
+
+@pytest.mark.engine
+def test_a_fitting_config_on_the_real_engine(docker_engine, tmp_path: Path):
+    project = write_project(tmp_path, "fit", on_engine_host(docker_engine, tmp_path))
+    done = run_in_engine_netns(docker_engine, project, "fit", "--json")
+    doc = json.loads(done.stdout)
+    [host] = doc["hosts"]
+    version = docker_engine.client.version()
+    info = docker_engine.client.info()
+    assert host["docker"] == docker_engine.host and host["commands"] == "locally"
+    assert host["engine"]["version"] == version["Version"] and version["Version"].startswith("20.10")
+    assert host["engine"]["api_version"] == "1.41" and host["engine"]["min_api_version"] == version["MinAPIVersion"]
+    assert host["engine"]["cgroup_version"] == machine_cgroup_version()
+    assert host["engine"]["storage_driver"] == "vfs" and host["engine"]["containerd_store"] is False
+    assert host["engine"]["docker_root"] == info["DockerRootDir"]
+    assert host["facts"]["filesystems"]["config_root"]["probed"] == str(tmp_path)  # the nearest existing parent
+    # Whatever this machine's kernel decides about cgroups is all that may be reported.
+    others = [f for f in host["findings"] if f["check"] != "cgroup"]
+    assert others == []
+    cgroup = [f["message"] for f in host["findings"] if f["severity"] == "mismatch"]
+    assert any(m.startswith("cgroup v1:") for m in cgroup) is (machine_cgroup_version() == "1")
+    assert done.returncode == doc["exit"] == (1 if cgroup else 0), done.stderr
+
+
+@pytest.mark.engine
+def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Path):
+    import dockerd
+
+    rootfs = dockerd.busybox_rootfs(tmp_path / "rootfs")
+    dockerd.import_rootfs(docker_engine, rootfs, "mediastack-test/preflight:1", ('CMD ["sh"]',))
+    network = docker_engine.client.networks.create(
+        "preflight-net",
+        driver="bridge",
+        ipam={"Config": [{"Subnet": docker_engine.subnet()}]},  # type: ignore[dict-item]
+    )
+    web = docker_engine.client.containers.run(
+        "mediastack-test/preflight:1",
+        ["sleep", "600"],
+        name="preflight-web",
+        network=network.name,
+        ports={"80/tcp": 80},
+        detach=True,
+    )
+    info = docker_engine.client.info()
+    try:
+        raw = on_engine_host(
+            docker_engine,
+            tmp_path,
+            cpus=info["NCPU"] + 8,
+            memory=f"{4 * info['MemTotal'] // GIB + 4}GiB",
+            gpu="intel",
+            render_gid=4242,
+        )
+        raw["bundles"] = ["media", "arr", "downloads"]  # download clients: API 1.48 (Docker 28)
+        raw["paths"]["config_root"] = f"/dev/shm/mediastack-preflight-{os.getpid()}/config"
+        project = write_project(tmp_path, "misfit", raw)
+        done = run_in_engine_netns(docker_engine, project, "misfit")
+        assert done.returncode == 1, done.stdout + done.stderr
+        text = " ".join(done.stdout.split())
+        v = docker_engine.client.version()["Version"]
+        assert (
+            f"mismatch engine: Docker Engine {v} serves API 1.41; the stack needs API 1.48 (Docker 28.0) for the "
+            "download clients' gateway priority (GwPriority); fix: upgrade Docker Engine on dev to 28.0 or later"
+        ) in text
+        assert (
+            f"mismatch cpus: cpus is {info['NCPU'] + 8} but dev has {info['NCPU']}: the tiers' reservations were "
+            f"fitted to CPUs the host does not have; fix: set cpus: {info['NCPU']} for host dev"
+        ) in text
+        assert f"memory: {info['MemTotal'] // MIB}MiB for host dev" in text
+        assert (
+            f"mismatch paths: config_root /dev/shm/mediastack-preflight-{os.getpid()}/config is on tmpfs (/dev/shm): "
+            "everything in it is lost at reboot"
+        ) in text
+        assert (
+            "mismatch ports: port 80 on dev is published by container preflight-web; traefik needs it; fix: stop "
+            "or move preflight-web (docker rm -f preflight-web)"
+        ) in text
+        if not Path("/dev/dri").exists():
+            assert "mismatch gpu: gpu is intel but dev has no /dev/dri" in text
+        if machine_cgroup_version() == "2":
+            assert "cgroup v1" not in text
+    finally:
+        web.remove(force=True)
+        network.remove()
+
+
+# -- hosts that cannot be reached -------------------------------------------------------------------------------
+
+
+def test_a_closed_docker_socket_exits_2_naming_it(tmp_path: Path):
+    path = tmp_path / "closed.sock"
+    closed = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    closed.bind(str(path))  # bound, never listening: connections are refused
+    try:
+        raw = dev(docker_host=f"unix://{path}")
+        project = write_project(tmp_path, "closed", raw)
+        result = runner.invoke(app, ["preflight", "--stack", "closed", "--project", str(project)])
+    finally:
+        closed.close()
+    assert result.exit_code == 2, result.output
+    assert f"host dev: cannot reach Docker at unix://{path}: Connection refused" in " ".join(result.output.split())
+
+
+def test_an_ssh_port_nothing_listens_on_exits_2_naming_the_ssh_command(tmp_path: Path):
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client (Debian package openssh-client)")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a loopback port nothing listens on
+    project = write_project(tmp_path, "refused", dev(docker_host=f"ssh://deploy@127.0.0.1:{port}"))
+    result = runner.invoke(app, ["preflight", "--stack", "refused", "--project", str(project), "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["exit"] == 2
+    assert doc["hosts"][0]["unreachable"] == (
+        f"Docker at ssh://deploy@127.0.0.1:{port} (ssh -T -o BatchMode=yes -o ConnectTimeout=10 -l deploy -p {port} "
+        f"-- 127.0.0.1 'docker system dial-stdio'): ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+    )
+
+
+STAND_IN_SSH = """#!/bin/sh
+# A stand-in ssh: logs its arguments, then {behaviour}
+printf '%s\\n' "$@" >> "{log}"
+{body}
+"""
+
+
+def stand_in_ssh(tmp_path: Path, body: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "ssh"
+    script.write_text(STAND_IN_SSH.format(behaviour="acts as told", log=tmp_path / "ssh.log", body=body))
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_an_ssh_host_that_refuses_exits_2(tmp_path: Path, monkeypatch):
+    env = stand_in_ssh(tmp_path, 'echo "ssh: connect to host nas.lan port 22: Connection refused" >&2\nexit 255')
+    monkeypatch.setenv("PATH", env["PATH"])
+    project = write_project(tmp_path, "nas", dev(address="nas.lan", ssh_user="deploy"))
+    result = runner.invoke(app, ["preflight", "--stack", "nas", "--project", str(project)])
+    assert result.exit_code == 2
+    assert (
+        "host dev: cannot reach Docker at ssh://deploy@nas.lan (ssh -T -o BatchMode=yes -o ConnectTimeout=10 -l "
+        "deploy -- nas.lan 'docker system dial-stdio'): ssh: connect to host nas.lan port 22: Connection refused"
+    ) in " ".join(result.output.split())
+
+
+@pytest.mark.engine
+def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
+    """Over a stand-in ssh that runs its command on this machine (the `remote` host), with the engine as that
+    host's Docker: the Docker API goes through `docker system dial-stdio`, the commands through quoted strings."""
+    import dockerd
+
+    body = (
+        'while [ "$1" != "--" ]; do shift; done; shift 2\n'
+        f'if [ "$1" = "docker system dial-stdio" ]; then exec {dockerd.docker_client()} --host {docker_engine.host} '
+        "system dial-stdio; fi\n"
+        'exec sh -c "$1"'
+    )
+    env = stand_in_ssh(tmp_path, body)
+    raw = on_engine_host(docker_engine, tmp_path, address="nas.lan", ssh_user="deploy")
+    del raw["hosts"][0]["docker_host"]  # the default: ssh://deploy@nas.lan
+    project = write_project(tmp_path, "nas", raw)
+    done = run_in_engine_netns(docker_engine, project, "nas", "--json", env=env)
+    doc = json.loads(done.stdout)
+    [host] = doc["hosts"]
+    assert host["unreachable"] is None, host
+    assert host["docker"] == "ssh://deploy@nas.lan"
+    assert host["commands"] == "over ssh (ssh -T -o BatchMode=yes -o ConnectTimeout=10 -l deploy -- nas.lan)"
+    assert host["engine"]["version"] == docker_engine.client.version()["Version"]
+    assert host["facts"]["filesystems"]["config_root"]["probed"] == str(tmp_path)
+    assert [f for f in host["findings"] if f["check"] != "cgroup"] == []
+    log = (tmp_path / "ssh.log").read_text().splitlines()
+    assert "docker system dial-stdio" in log and "BatchMode=yes" in log
+    assert any(line.startswith("env LC_ALL=C stat '--printf=%n\\0' -- / ") for line in log), log
