@@ -9,6 +9,7 @@ No config value is ever part of a shell string: commands are argv lists, quoted 
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import socket
@@ -714,7 +715,7 @@ class SshRelay:
     def _pump_out(self, conn: socket.socket, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         with contextlib.suppress(OSError, ValueError):
-            while chunk := proc.stdout.read1(65536):
+            while chunk := os.read(proc.stdout.fileno(), 65536):
                 conn.sendall(chunk)
         with contextlib.suppress(OSError):
             conn.shutdown(socket.SHUT_RDWR)
