@@ -716,3 +716,53 @@ def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
     log = (tmp_path / "ssh.log").read_text().splitlines()
     assert "docker system dial-stdio" in log and "BatchMode=yes" in log
     assert any(line.startswith("env LC_ALL=C stat '--printf=%n\\0' -- / ") for line in log), log
+
+
+def test_a_data_tree_split_over_filesystems_breaks_hardlinks():
+    fs = {
+        **host_facts().filesystems,
+        "data_root/torrents": disk(mount="/"),
+        "data_root/media": disk("xfs", mount="/mnt/library"),
+    }
+    got = findings(f=host_facts(filesystems=fs))
+    assert got == [
+        (
+            "paths",
+            "mismatch",
+            "/srv/mediastack-dev/data/media is on /mnt/library, the rest of data_root on /: imports between them "
+            "become copies instead of hardlinks",
+            "keep the whole data tree /srv/mediastack-dev/data on one filesystem of dev",
+        )
+    ]
+
+
+def test_unreachable_wins_over_mismatches_in_the_exit_code():
+    bad = pf.Finding("a", "cpus", "mismatch", "m", "f")
+    assert pf.exit_code([pf.HostReport("a", "", "", findings=[bad])]) == 1
+    assert pf.exit_code([pf.HostReport("a", "", "", findings=[bad]), pf.HostReport("b", "", "", unreachable="x")]) == 2
+    assert pf.exit_code([pf.HostReport("a", "", "")]) == 0
+
+
+def test_a_cluster_is_read_host_by_host():
+    s = stack(raw_config("cluster"), "cluster")
+    gpu1, node2, node3 = s.config.hosts
+    # The shared data tree is mounted by the stack itself: only the node-local paths are read before.
+    assert pf.path_roles(s.config, node2) == {"config_root": "/srv/media/config", "cache_root": "/srv/media/cache"}
+    # No gateway priority on Swarm: API 1.41 is enough even with download clients.
+    assert pf.engine_needs(s) == [pf.BASE_NEED]
+    # Services pinned elsewhere are not counted on a host; those that may run anywhere are.
+    assert "immich-postgres" in pf.services_on(s, node2) and "immich-postgres" not in pf.services_on(s, node3)
+    fs = {r: disk() for r in ("config_root", "cache_root", "docker_root")}
+    facts = host_facts(filesystems=fs)
+    e = engine(cpus=8, memory=32 * GIB - 500 * MIB)
+    got = [(x.host, x.message) for x in pf.check_host(s, gpu1, e, facts)]
+    assert got == [
+        (
+            "gpu1",
+            "gpu is nvidia but the engine on gpu1 has no nvidia runtime (runtimes: io.containerd.runc.v2, runc)",
+        )
+    ]
+    e3 = engine(cpus=2, memory=16 * GIB)
+    assert [x.message for x in pf.check_host(s, node3, e3, facts)] == [
+        "cpus is 4 but node3 has 2: the tiers' reservations were fitted to CPUs the host does not have"
+    ]
