@@ -618,7 +618,7 @@ class LocalCommands(Commands):
                 ["env", "LC_ALL=C", *argv], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise Unreachable(f"{shlex.join(argv)} locally: {error}") from None
+            raise Unreachable(f"the host locally ({shlex.join(argv)}): {error}") from None
         return Ran(done.returncode, done.stdout, done.stderr)
 
 
@@ -643,9 +643,9 @@ class SshCommands(Commands):
                 [*self.prefix, remote], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise Unreachable(f"{self.how}: {error}") from None
+            raise Unreachable(f"the host {self.how}: {error}") from None
         if done.returncode == 255:  # ssh's own failure: no connection, no login
-            raise Unreachable(f"{self.how}: {_last_line(done.stderr) or 'ssh exited 255'}")
+            raise Unreachable(f"the host {self.how}: {_last_line(done.stderr) or 'ssh exited 255'}")
         return Ran(done.returncode, done.stdout, done.stderr)
 
 

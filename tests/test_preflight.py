@@ -766,3 +766,16 @@ def test_a_cluster_is_read_host_by_host():
     assert [x.message for x in pf.check_host(s, node3, e3, facts)] == [
         "cpus is 4 but node3 has 2: the tiers' reservations were fitted to CPUs the host does not have"
     ]
+
+
+@pytest.mark.engine
+def test_docker_answers_but_ssh_for_the_commands_refuses(docker_engine, tmp_path: Path):
+    env = stand_in_ssh(tmp_path, 'echo "ssh: connect to host nas.lan port 22: Connection refused" >&2\nexit 255')
+    raw = on_engine_host(docker_engine, tmp_path, address="nas.lan", ssh_user="deploy")  # docker_host: the engine
+    project = write_project(tmp_path, "split", raw)
+    done = run_in_engine_netns(docker_engine, project, "split", env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "host dev: cannot reach the host over ssh (ssh -T -o BatchMode=yes -o ConnectTimeout=10 -l deploy -- "
+        "nas.lan): ssh: connect to host nas.lan port 22: Connection refused"
+    ) in " ".join(done.stderr.split())
