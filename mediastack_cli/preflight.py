@@ -395,7 +395,13 @@ def check_capacity(host: Host, engine: EngineFacts) -> list[Finding]:
         )
     elif host.cpus < engine.cpus:
         found.append(
-            Finding(name, "cpus", "note", f"cpus is {host.cpus}; {name} has {engine.cpus}", f"set cpus: {engine.cpus}")
+            Finding(
+                name,
+                "cpus",
+                "note",
+                f"cpus is {host.cpus}; {name} has {engine.cpus}",
+                f"set cpus: {engine.cpus} for host {name} to size the tiers for all of them",
+            )
         )
     if host.memory > engine.memory * (1 + MEMORY_SLACK):
         have = engine.memory // MIB * MIB

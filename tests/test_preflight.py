@@ -315,7 +315,9 @@ def test_more_cpus_or_memory_than_the_host_has():
 def test_memtotal_a_little_below_the_installed_memory_fits_and_fewer_cpus_is_a_note():
     assert findings(e=engine(memory=int(8 * GIB * 0.97))) == []
     got = findings(e=engine(cpus=8))
-    assert got == [("cpus", "note", "cpus is 4; dev has 8", "set cpus: 8")]
+    assert got == [
+        ("cpus", "note", "cpus is 4; dev has 8", "set cpus: 8 for host dev to size the tiers for all of them")
+    ]
 
 
 # -- paths and disk --------------------------------------------------------------------------------------------
