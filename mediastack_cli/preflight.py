@@ -104,6 +104,8 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 NETWORK_FUSE = ("fuse.sshfs", "fuse.rclone", "fuse.ceph", "fuse.s3fs")
 WEB_PORTS = (80, 443)
+# The top of the one data tree (components/storage.py): imports are hardlinks only within one filesystem.
+DATA_TREE_PARTS = ("torrents", "usenet", "media")
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -491,6 +493,20 @@ def check_paths(stack: ResolvedStack, host: Host, engine: EngineFacts, facts: Ho
                     "put cache_root on a local SSD",
                 )
             )
+    data = facts.filesystems.get("data_root")
+    for part in DATA_TREE_PARTS:
+        fs = facts.filesystems.get(f"data_root/{part}")
+        if data is not None and fs is not None and fs.mount != data.mount:
+            found.append(
+                Finding(
+                    name,
+                    "paths",
+                    "mismatch",
+                    f"{roles['data_root']}/{part} is on {fs.mount}, the rest of data_root on {data.mount}: imports "
+                    "between them become copies instead of hardlinks",
+                    f"keep the whole data tree {roles['data_root']} on one filesystem of {name}",
+                )
+            )
     # Free space, added up per filesystem: paths on one disk share it.
     needs = disk_needs(stack, host)
     by_mount: dict[tuple[str, str], list[str]] = {}
@@ -795,6 +811,8 @@ def read_host(commands: Commands, config: StackConfig, host: Host, docker_root: 
     dri = commands.run(["ls", "-1", "/dev/dri"])
     tcp = commands.run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
     roles = {**path_roles(config, host), "docker_root": docker_root}
+    if "data_root" in roles:
+        roles.update({f"data_root/{part}": f"{roles['data_root']}/{part}" for part in DATA_TREE_PARTS})
     candidates = sorted({a for p in roles.values() for a in ancestors(p)})
     existing = set(commands.run(["stat", "--printf=%n\\0", "--", *candidates]).out.split("\0"))
     probed = {role: next(a for a in ancestors(p) if a in existing or a == "/") for role, p in roles.items()}
