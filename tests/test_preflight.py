@@ -537,6 +537,10 @@ def run_in_engine_netns(engine, project: Path, stack_name: str, *extra: str, env
     )
 
 
+def mount_of(path: Path) -> str:
+    return subprocess.run(["df", "--output=target", str(path)], capture_output=True, text=True).stdout.split("\n")[1]
+
+
 def machine_cgroup_version() -> str:
     fstype = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True, text=True).stdout
     return "2" if fstype.strip() == "cgroup2fs" else "1"
@@ -585,6 +589,9 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
         detach=True,
     )
     info = docker_engine.client.info()
+    library = tmp_path / "srv" / "data_root" / "media"
+    library.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "preflight-library", str(library)], check=True)
     try:
         raw = on_engine_host(
             docker_engine,
@@ -622,7 +629,12 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
             assert "mismatch gpu: gpu is intel but dev has no /dev/dri" in text
         if machine_cgroup_version() == "2":
             assert "cgroup v1" not in text
+        assert (
+            f"mismatch paths: {library} is on {library}, the rest of data_root on {mount_of(tmp_path)}: imports between "
+            "them become copies instead of hardlinks"
+        ) in text
     finally:
+        subprocess.run(["umount", str(library)], check=False)
         web.remove(force=True)
         network.remove()
 
