@@ -630,8 +630,8 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
         if machine_cgroup_version() == "2":
             assert "cgroup v1" not in text
         assert (
-            f"mismatch paths: {library} is on {library}, the rest of data_root on {mount_of(tmp_path)}: imports between "
-            "them become copies instead of hardlinks"
+            f"mismatch paths: {library} is on {library}, the rest of data_root on {mount_of(tmp_path)}: imports "
+            "between them become copies instead of hardlinks"
         ) in text
     finally:
         subprocess.run(["umount", str(library)], check=False)
