@@ -717,8 +717,12 @@ def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
     env = stand_in_ssh(tmp_path, body)
     raw = on_engine_host(docker_engine, tmp_path, address="nas.lan", ssh_user="deploy")
     del raw["hosts"][0]["docker_host"]  # the default: ssh://deploy@nas.lan
+    # A path with shell syntax reaches the remote shell as one quoted argument, never as code.
+    marker = tmp_path / "pwned"
+    raw["paths"]["config_root"] = f"{tmp_path}/config$(touch${{IFS}}{marker});echo"
     project = write_project(tmp_path, "nas", raw)
     done = run_in_engine_netns(docker_engine, project, "nas", "--json", env=env)
+    assert done.stdout, done.stderr
     doc = json.loads(done.stdout)
     [host] = doc["hosts"]
     assert host["unreachable"] is None, host
@@ -730,6 +734,8 @@ def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
     log = (tmp_path / "ssh.log").read_text().splitlines()
     assert "docker system dial-stdio" in log and "BatchMode=yes" in log
     assert any(line.startswith("env LC_ALL=C stat '--printf=%n\\0' -- / ") for line in log), log
+    assert f"'{tmp_path}/config$(touch${{IFS}}{marker});echo'" in "\n".join(log)
+    assert not marker.exists()
 
 
 def test_a_data_tree_split_over_filesystems_breaks_hardlinks():
