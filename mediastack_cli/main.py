@@ -413,5 +413,19 @@ def verify(
         raise typer.Exit(EXIT_POLICY)
 
 
+@app.command()
+def preflight(
+    stack: StackOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts and findings as JSON instead.")] = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Read each target host before a first `up` and report what does not fit the stack (exit 1), or exit 2 when
+    a host cannot be reached."""
+    from .preflight import run_preflight
+
+    _, config = _load(project, stack)
+    raise typer.Exit(run_preflight(stack, config, as_json, out, err))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
