@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .config import ResourcesOverride, TierName
+from .image_facts import IMAGE_FACTS, ImageFacts
 from .units import GIB
 
 
@@ -115,7 +116,7 @@ class Service:
     command: tuple[str, ...] = ()  # stack-dependent arguments are added by resolve (e.g. Traefik's ACME)
     # linuxserver.io style images: PUID/PGID/UMASK/TZ, s6 drops privileges itself
     linuxserver: bool = False
-    # Capabilities to keep; everything else is dropped. linuxserver images need the s6 set.
+    # Capabilities to keep; everything else is dropped. Taken from the image's facts (see `facts`).
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     published_ports: tuple[int, ...] = ()
@@ -138,14 +139,14 @@ class Service:
     backup_exclude: tuple[str, ...] = ()
     cluster_only: bool = False  # runs only on a cluster stack (a standby on a second node)
     replica_of: str | None = None  # a standby copy of this service's state, kept on another node
+    # What the program relies on about the image, read from its upstream files (components/image_facts.py).
+    facts: ImageFacts | None = None
 
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.tag}"
 
 
-# linuxserver.io images start as root, chown what they own, then drop to PUID/PGID with s6.
-S6_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "KILL")
 LSIO = "lscr.io/linuxserver"
 
 
@@ -176,7 +177,6 @@ def _lsio(
         web=WebUI(port, name),
         metrics=metrics,
         linuxserver=True,
-        cap_add=S6_CAPS,
         role=role,
         mounts=(Mount(MountKind.state, "/config"), *data),
         state="sqlite",
@@ -247,7 +247,6 @@ IMMICH_POSTGRES = Service(
     secret_env={"POSTGRES_PASSWORD": Secret("immich-db-password")},
     role="database",
     state="postgres",
-    cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
     stop_grace_s=120,
 )
 
@@ -280,13 +279,12 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         role="proxy",
         read_only_rootfs=True,
         tmpfs=("/run", "/tmp"),
-        cap_add=("CHOWN", "SETGID", "SETUID"),
         stop_grace_s=10,
     ),
     Service(
         name="traefik",
         image="traefik",
-        tag="v3.5.3",
+        tag="v3.6.25",
         bundle="core",
         tier=TierName.standard,
         description="Reverse proxy: TLS and one host name per web UI; reads containers through the socket proxy.",
@@ -333,7 +331,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         ),
         published_ports=(80, 443),
         role="proxy",
-        cap_add=("NET_BIND_SERVICE",),
         read_only_rootfs=True,
         requires=("socket-proxy",),
         state="files",
@@ -368,7 +365,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         command=("nginx", "-c", "/etc/nginx/mediastack.conf", "-g", "daemon off;"),
         role="proxy",
         requires=("jellyfin",),
-        cap_add=("CHOWN", "SETGID", "SETUID"),
         tmpfs=("/var/run", "/tmp"),
     ),
     # -- the *arr apps ----------------------------------------------------------------------------
@@ -420,7 +416,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "OPENVPN_USER": Secret("vpn-openvpn-user", "config"),
             "OPENVPN_PASSWORD": Secret("vpn-openvpn-password", "config"),
         },
-        cap_add=("NET_ADMIN",),
         role="vpn",
         state="files",
     ),
@@ -516,7 +511,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     Service(
         name="immich-redis",
         image="docker.io/valkey/valkey",
-        tag="8.1.4-bookworm",
+        tag="8.1.8",
         bundle="photos",
         tier=TierName.utility,
         description="Immich's job queue (Valkey, Redis-compatible).",
@@ -525,7 +520,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         mounts=(Mount(MountKind.state, "/data"),),
         role="database",
         state="redis",
-        cap_add=("SETGID", "SETUID"),
     ),
     # -- batch transcoding (Tdarr) -----------------------------------------------------------------
     Service(
@@ -552,7 +546,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "inContainer": "true",
         },
         linuxserver=True,
-        cap_add=S6_CAPS,
         role="app",
         writes_data_root=True,
         state="files",
@@ -579,7 +572,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         },
         resources=ResourcesOverride(cpus=4, memory=4 * GIB, memory_reservation=GIB),
         linuxserver=True,
-        cap_add=S6_CAPS,
         role="app",
         writes_data_root=True,
         gpu=True,
@@ -606,7 +598,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "no",
         ),
         role="database",
-        cap_add=("SETGID", "SETUID"),
         read_only_rootfs=True,
         tmpfs=("/data",),
     ),
@@ -735,8 +726,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="cadvisor",
-        image="gcr.io/cadvisor/cadvisor",
-        tag="v0.52.1",
+        image="ghcr.io/google/cadvisor",
+        tag="v0.54.1",
         bundle="monitoring",
         tier=TierName.utility,
         description="Per-container CPU, memory and I/O metrics; reads Docker via the socket proxy.",
@@ -838,5 +829,12 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
 )
 
-CATALOG: dict[str, Service] = {s.name: s for s in CATALOG_ENTRIES}
+
+def _with_facts(service: Service) -> Service:
+    """Attach the image's facts; the capabilities a service keeps are the ones its image needs."""
+    facts = IMAGE_FACTS[service.image]
+    return replace(service, facts=facts, cap_add=facts.caps)
+
+
+CATALOG: dict[str, Service] = {s.name: s for s in map(_with_facts, CATALOG_ENTRIES)}
 BUNDLES: tuple[str, ...] = tuple(dict.fromkeys(s.bundle for s in CATALOG_ENTRIES))
