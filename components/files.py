@@ -6,9 +6,13 @@ are paths relative to the render directory; `Service.uploads` names the ones a c
 
 from __future__ import annotations
 
+import posixpath
+
 import yaml
 
 from .backup import backup_alerts
+from .catalog import Service
+from .config import StackConfig
 from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
 from .replica import PATHS as REPLICA_PATHS
@@ -27,6 +31,44 @@ CONTAINER_PATHS = {
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
     **REPLICA_PATHS,
 }
+
+
+# Generated files for containers with a read-only root filesystem, on a single host: pulumi-docker copies
+# `uploads` into the container after create and before start, which Docker refuses on a read-only rootfs. The
+# host step writes them under <config_root>/generated/<service>/ and the container gets that DIRECTORY as a
+# read-only bind (a directory, not single files: a file rewritten by rename is then seen inside, by watchers
+# too). On a Swarm they are Swarm configs.
+GENERATED = "generated"
+
+
+def binds_generated_files(service: Service, config: StackConfig) -> bool:
+    return service.read_only_rootfs and bool(service.uploads) and not config.cluster
+
+
+def generated_dir(service: Service) -> str:
+    """The one container directory that holds every generated file the service receives."""
+    return posixpath.commonpath([posixpath.dirname(CONTAINER_PATHS[path]) for path in service.uploads])
+
+
+def generated_host_dir(config: StackConfig, service: Service) -> str:
+    return f"{config.paths.config_root}/{GENERATED}/{service.name}"
+
+
+def generated_host_path(config: StackConfig, service: Service, container_path: str) -> str:
+    return f"{generated_host_dir(config, service)}/{posixpath.relpath(container_path, generated_dir(service))}"
+
+
+def host_generated_files(stack: ResolvedStack, files: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Service -> host path -> content: the generated files the host step writes for read-only-rootfs
+    containers (`files` as generate_files returns them)."""
+    found: dict[str, dict[str, str]] = {}
+    for service in stack.services:
+        spec = service.spec
+        if binds_generated_files(spec, stack.config):
+            found[spec.name] = {
+                generated_host_path(stack.config, spec, CONTAINER_PATHS[path]): files[path] for path in spec.uploads
+            }
+    return found
 
 
 def _dump(doc: object) -> str:
@@ -88,6 +130,12 @@ def prometheus_config(stack: ResolvedStack) -> str:
 
 
 SMTP_PASSWORD_FILE = "/etc/alertmanager/smtp_password"
+
+
+def config_secret_files(config: StackConfig) -> dict[str, dict[str, str]]:
+    """Service -> container path -> secret content: the secrets the user set that an image reads from a file."""
+    smtp = config.alerting.email
+    return {"alertmanager": {SMTP_PASSWORD_FILE: smtp.password}} if smtp and smtp.password else {}
 
 
 def alertmanager_config(stack: ResolvedStack) -> str:

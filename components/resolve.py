@@ -21,6 +21,7 @@ from .catalog import (
     Service,
 )
 from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
+from .image_facts import PUID
 from .loading import Problem
 from .placement import check_cluster, placement, runs_on, service_host
 from .tuning import postgres_command, postgres_settings
@@ -32,6 +33,16 @@ PROJECT = "mediastack"
 
 def network_name(role: NetworkRole) -> str:
     return f"{PROJECT}-{role.value}"
+
+
+def run_as(service: Service, config: StackConfig) -> tuple[int, int]:
+    """The uid and gid the service's process writes as: the `user` the stack sets, else what its image's facts
+    say it runs as once started (linuxserver images: the stack's identity, which s6 drops to)."""
+    user = service.user or (service.facts.user if service.facts else "0:0")
+    if user == PUID:
+        return config.identity.puid, config.identity.pgid
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
 
 
 @dataclass(frozen=True)
@@ -331,6 +342,13 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
             mounts.append(ResolvedMount("bind", m.target, m.host_path, m.read_only))
     for tmp in service.tmpfs:
         mounts.append(ResolvedMount("tmpfs", tmp, size=64 * 1024**2))
+    from .files import binds_generated_files, generated_dir, generated_host_dir
+
+    if binds_generated_files(service, config):
+        # No uploads into a read-only rootfs: the host step wrote them; the directory comes in read-only.
+        mounts.append(
+            ResolvedMount("bind", generated_dir(service), generated_host_dir(config, service), read_only=True)
+        )
     override = config.services.get(service.name)
     for extra in override.mounts if override else ():
         mounts.append(ResolvedMount("bind", extra.target, extra.source, extra.read_only))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -9,12 +10,14 @@ import pulumi
 import pulumi_docker as docker
 
 from .catalog import NetworkRole
-from .files import CONTAINER_PATHS
+from .files import CONTAINER_PATHS, generated_dir
 from .resolve import ResolvedService
 
 MIB = 1024**2
-HEALTH_INTERVAL = "30s"
-HEALTH_TIMEOUT = "10s"
+HEALTH_INTERVAL_S = 30
+HEALTH_TIMEOUT_S = 10
+HEALTH_INTERVAL = f"{HEALTH_INTERVAL_S}s"
+HEALTH_TIMEOUT = f"{HEALTH_TIMEOUT_S}s"
 HEALTH_RETRIES = 3
 # `local` compresses and rotates; bounded so a chatty container cannot fill the disk.
 LOG_DRIVER = "local"
@@ -34,6 +37,7 @@ class MediaServiceArgs:
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
     secret_files: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # container path -> secret content
+    wait: bool = False  # others talk to it: create it with wait=True so they start after it is healthy
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -72,6 +76,29 @@ def mount_fields(service: ResolvedService) -> list[dict]:
     return mounts
 
 
+def files_digest(files: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for path, content in sorted(files.items()):
+        digest.update(f"{path}\0{content}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def wait_timeout(service: ResolvedService) -> int:
+    """Seconds pulumi-docker waits for a healthy container: the start period, then every retry's interval and
+    timeout, and a margin."""
+    assert service.health is not None
+    return service.health.start_period_s + HEALTH_RETRIES * (HEALTH_INTERVAL_S + HEALTH_TIMEOUT_S) + 30
+
+
+def binds_files(service: ResolvedService) -> bool:
+    """Resolve gave it its generated files as a read-only bind of their directory (instead of uploads)."""
+    spec = service.spec
+    if not spec.uploads:
+        return False
+    where = generated_dir(spec)
+    return any(m.type == "bind" and m.read_only and m.target == where for m in service.mounts)
+
+
 def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     """The docker.Container inputs for a resolved service (everything but the resource options)."""
     service = args.service
@@ -86,6 +113,12 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         )
         for m in mount_fields(service)
     ]
+    bound = binds_files(service)
+    labels = dict(service.labels)
+    if bound:
+        # The files reach it through a read-only bind the host step rewrites: a new content is a new container
+        # (which reads it at start), named by this digest.
+        labels["mediastack.files"] = files_digest({path: args.files[path] for path in spec.uploads})
     return dict(
         name=service.name,
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
@@ -134,8 +167,10 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             for role in service.networks
         ],
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
-        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(service.labels.items())],
-        uploads=[
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+        uploads=None
+        if bound
+        else [
             *(
                 docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path])
                 for path in spec.uploads
@@ -143,7 +178,9 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             *(docker.ContainerUploadArgs(file=path, content=content) for path, content in args.secret_files.items()),
         ]
         or None,
-        wait=False,
+        # Dependents start once this one is healthy (pulumi-docker waits for the health check).
+        wait=args.wait and service.health is not None,
+        wait_timeout=wait_timeout(service) if args.wait and service.health is not None else None,
     )
 
 
@@ -172,12 +209,15 @@ class MediaService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MediaServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:service:MediaService", name, None, opts)
+        # A component's depends_on does not reach its children: the container waits for the same (the host's
+        # directories and generated files, the services it needs) itself.
+        after = opts.depends_on if opts else None
         child = pulumi.ResourceOptions(parent=self)
         image_ref = service_image(name, args.service, child)
         container = docker.Container(
             f"{name}-container",
             **container_args(args, image_ref),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=after),
         )
         self.container = container
         self.container_name = container.name

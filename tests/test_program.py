@@ -239,10 +239,46 @@ def test_storage_runs_before_containers_on_the_host() -> None:
 
 
 def test_generated_files_reach_their_containers() -> None:
-    c = containers(plan("prod"))
-    upload = c["prometheus"]["uploads"][0]
-    assert upload["file"] == "/etc/prometheus/prometheus.yml"
-    assert "job_name: jellyfin" in upload["content"]
+    """Uploads where the rootfs is writable; a read-only bind of the directory the host step writes where not."""
+    result = plan("prod")
+    c = containers(result)
+    assert c["grafana"]["uploads"][0]["file"].startswith("/etc/grafana/")
+    for name in ("prometheus", "alertmanager", "blackbox-exporter"):
+        assert c[name]["readOnly"] and not c[name].get("uploads"), name
+    bind = next(m for m in c["prometheus"]["mounts"] if m["target"] == "/etc/prometheus")
+    assert bind["readOnly"] and bind["source"].endswith("/generated/prometheus")
+    files = next(r for r in result.resources if r.name.endswith("-files"))
+    script = files.inputs["create"]
+    assert f'"$ROOT"{bind["source"]}/prometheus.yml\n' in script
+    assert f'"$ROOT"{bind["source"]}/rules/mediastack.yml\n' in script
+    assert "job_name: jellyfin" in _written(script, f"{bind['source']}/prometheus.yml")
+    prometheus = next(r for r in result.resources if r.type == CONTAINER and r.inputs["name"] == "prometheus")
+    assert files.urn in _waits_for(result, prometheus), "the files are written before Prometheus starts"
+
+
+def _written(script: str, path: str) -> str:
+    """The content the files script writes to `path` (base64 in a here-document)."""
+    import base64
+
+    block = script.split(f'"$ROOT"{path}\n', 1)[1].split("<<'MEDIASTACK_FILE'\n", 1)[1].split("MEDIASTACK_FILE", 1)[0]
+    return base64.b64decode(block).decode()
+
+
+def _waits_for(result, resource) -> set[str]:
+    """Every URN the resource itself waits for, a dependency on a component expanded to its children (as the
+    engine does). A parent's dependencies are not the child's."""
+    children: dict[str, list[str]] = {}
+    for r in result.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
+    waits: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in waits:
+            waits.add(urn)
+            todo += children.get(urn, [])
+    return waits
 
 
 def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
