@@ -87,6 +87,9 @@ class Metrics:
     path: str = "/metrics"
     # Metric families the dashboards and alerts may rely on; a test holds every query to this list.
     provides: tuple[str, ...] = ()
+    # A multi-target exporter: Prometheus passes each target as ?target=, one per service it watches
+    # (companion_of), formatted from the service's name.
+    targets: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Service:
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     published_ports: tuple[int, ...] = ()
+    # An HTTP endpoint (port, path) probed from outside only: for images with nothing a health check could run.
+    probe: tuple[int, str] | None = None
     # What this service is, for the invariants between services (policies, backups, hardlinks)
     role: str = "app"  # app | arr | download_client | media_server | database | monitoring | exporter | proxy
     writes_data_root: bool = False
@@ -192,6 +197,13 @@ ARR_NETS = {NetworkRole.frontend, NetworkRole.backend}
 CLIENT_NETS = {NetworkRole.frontend, NetworkRole.backend, NetworkRole.downloads}
 
 
+EXPORTARR_METRICS = {
+    "sonarr": ("sonarr_queue_total", "sonarr_system_status"),
+    "radarr": ("radarr_queue_total", "radarr_system_status"),
+    "prowlarr": ("prowlarr_indexer_enabled_total", "prowlarr_indexer_unavailable", "prowlarr_system_status"),
+}
+
+
 def _exportarr(app: str, port: int) -> Service:
     return Service(
         name=f"{app}-exporter",
@@ -200,9 +212,13 @@ def _exportarr(app: str, port: int) -> Service:
         bundle="monitoring",
         tier=TierName.utility,
         description=f"Prometheus exporter for {app} (exportarr).",
-        health=None,  # distroless image: no shell, no client; Prometheus' `up` watches it
+        # Distroless (its facts): no shell, no client, so no Docker health check; blackbox probes its /healthz
+        # from outside and Prometheus' `up` watches its metrics.
+        health=None,
+        probe=(9707, "/healthz"),
         networks=frozenset({NetworkRole.backend, NetworkRole.monitoring}),
-        metrics=Metrics(9707, provides=(f"{app}_queue_total", f"{app}_system_status")),
+        # What exportarr's collectors for this mode export (internal/commands/arr.go): Prowlarr has no queue.
+        metrics=Metrics(9707, provides=EXPORTARR_METRICS[app]),
         command=(app,),
         env={"PORT": "9707", "URL": f"http://{app}:{port}"},
         secret_env={"APIKEY": Secret(f"{app}-api-key", "api_key")},
@@ -557,7 +573,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         bundle="transcoding",
         tier=TierName.standard,
         description="Tdarr worker: transcodes on the GPU when there is one; bounded cache, explicit limits.",
-        health=HealthCheck(("CMD-SHELL", "pgrep -f Tdarr_Node >/dev/null || exit 1"), 60),
+        # A process named Tdarr_Node (its exact name, so neither this shell nor grep matches itself); the image
+        # has no pgrep (procps is not installed), grep and sh come with its Ubuntu base.
+        health=HealthCheck(("CMD-SHELL", "grep -qsx Tdarr_Node /proc/[0-9]*/comm"), 60),
         networks=frozenset({NetworkRole.backend}),
         mounts=(Mount(MountKind.state, "/app/configs"), MEDIA_TREE, Mount(MountKind.cache, "/temp", sub="")),
         env={
@@ -818,10 +836,15 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Redis metrics for the cache and Immich's queue.",
         health=HealthCheck.http("wget", 9121, "/health", start_period_s=10),
         networks=frozenset({NetworkRole.database, NetworkRole.monitoring}),
+        # One address per exporter process: with two Redis, upstream's multi-target mode. No address of its own
+        # (`--redis.addr=`); Prometheus asks /scrape?target=redis://<each enabled Redis>:6379.
         metrics=Metrics(
-            9121, provides=("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_memory_used_bytes")
+            9121,
+            path="/scrape",
+            targets="redis://{}:6379",
+            provides=("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_memory_used_bytes"),
         ),
-        env={"REDIS_ADDR": ""},  # filled with the enabled Redis instances by resolve
+        command=("--redis.addr=",),
         role="exporter",
         companion_of=("redis", "immich-redis"),
         user="59000:59000",

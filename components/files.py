@@ -58,10 +58,13 @@ def generated_host_path(config: StackConfig, service: Service, container_path: s
     return f"{generated_host_dir(config, service)}/{posixpath.relpath(container_path, generated_dir(service))}"
 
 
-def host_generated_files(stack: ResolvedStack, files: dict[str, str]) -> dict[str, dict[str, str]]:
+def host_generated_files(stack: ResolvedStack) -> dict[str, dict[str, str]]:
     """Service -> host path -> content: the generated files the host step writes for read-only-rootfs
-    containers (`files` as generate_files returns them)."""
+    containers."""
     found: dict[str, dict[str, str]] = {}
+    if not any(binds_generated_files(s.spec, stack.config) for s in stack.services):
+        return found
+    files = generate_files(stack)
     for service in stack.services:
         spec = service.spec
         if binds_generated_files(spec, stack.config):
@@ -88,6 +91,16 @@ def prometheus_config(stack: ResolvedStack) -> str:
             # One task per node behind one name: Swarm's tasks.<service> DNS lists every task to scrape.
             job["dns_sd_configs"] = [{"names": [f"tasks.{service.name}"], "type": "A", "port": metrics.port}]
             job["relabel_configs"] = [{"target_label": "tier", "replacement": service.tier.value}]
+        elif metrics.targets:
+            # A multi-target exporter (redis_exporter's README): each watched service is a target passed as
+            # ?target=, the exporter is the address scraped.
+            watched = [metrics.targets.format(c) for c in service.spec.companion_of if c in enabled]
+            job["static_configs"] = [{"targets": watched, "labels": {"tier": service.tier.value}}]
+            job["relabel_configs"] = [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"{service.name}:{metrics.port}"},
+            ]
         else:
             # A floating Swarm service has no fixed host to name.
             host = {"host": service.host.name} if where.host else {}
@@ -96,9 +109,12 @@ def prometheus_config(stack: ResolvedStack) -> str:
             ]
         scrape.append(job)
     probes = sorted(
-        f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
-        for s in stack.services
-        if s.health and s.health.probe_port and s.name != "blackbox-exporter"
+        [
+            f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
+            for s in stack.services
+            if s.health and s.health.probe_port and s.name != "blackbox-exporter"
+        ]
+        + [f"http://{s.name}:{s.spec.probe[0]}{s.spec.probe[1]}" for s in stack.services if s.spec.probe]
     )
     if "blackbox-exporter" in enabled and probes:
         scrape.append(

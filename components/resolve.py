@@ -369,8 +369,6 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     if "JELLYFIN_URL" in env:
         env["JELLYFIN_URL"] = "http://jellyfin:8096" if "jellyfin" in enabled else ""
         env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
-    if "REDIS_ADDR" in env:
-        env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
@@ -475,6 +473,20 @@ def config_secret(config: StackConfig, secret_id: str) -> str | None:
     }.get(secret_id)
 
 
+def keep_image_args(service: Service, command: tuple[str, ...]) -> tuple[str, ...]:
+    """A command that starts the image's own program keeps the arguments the image's CMD gives it (its facts'
+    keep_args), right after the program: e.g. PostgreSQL's `-c config_file=...`, the only place Immich's image
+    loads its postgresql.conf with shared_preload_libraries. Later `-c` settings still override single keys."""
+    keep = service.facts.keep_args if service.facts else ()
+    if not keep or command[:1] != keep[:1] or _contains(command, keep):
+        return command
+    return (*keep, *command[1:])
+
+
+def _contains(command: tuple[str, ...], run: tuple[str, ...]) -> bool:
+    return any(command[i : i + len(run)] == run for i in range(len(command) - len(run) + 1))
+
+
 def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
     if service.name in ("immich-postgres", "immich-postgres-replica"):
         from .replica import ENTRYPOINT, primary_settings, standby_settings
@@ -484,7 +496,8 @@ def _command(service: Service, config: StackConfig, resources: Resources, host: 
         settings = postgres_settings(
             resources.memory, resources.cpus, host.storage, overrides={**extra, **config.postgres_settings}
         )
-        return ("sh", ENTRYPOINT, *postgres_command(settings)) if service.replica_of else postgres_command(settings)
+        command = keep_image_args(service, postgres_command(settings))
+        return ("sh", ENTRYPOINT, *command) if service.replica_of else command
     if service.name == "node-exporter" and config.backups.repository:
         from .backup import textfile_flag
 

@@ -14,6 +14,11 @@ that the file is the app's (and the user's) and the stack never touches it again
   `downloads.max_down` (MB/s; Usenet has no upload), the stack's generated API key, and the host names
   it answers to (its container name for Sonarr and Radarr, its web host for Traefik).
 - Bazarr (`config/config.yaml`): the stack's generated API key; Bazarr fills in every other default.
+- Jellyfin (`system.xml`): `EnableMetrics`, off by default, which alone maps its Prometheus `/metrics`
+  (jellyfin/jellyfin v10.11.2 Jellyfin.Server/Startup.cs). Jellyfin reads the file into its
+  ServerConfiguration, every missing element keeping its default, and writes it back whole
+  (Emby.Server.Implementations/AppBase/ConfigurationHelper.cs). An existing system.xml is left alone: turn
+  "Enable Prometheus metrics" on in its dashboard (Networking) if it was installed before.
 
 The script never overwrites an existing file and its delete leaves the files in place: they are app
 state from the first start on. The files hold secrets, so they are written with mode 0600, and the
@@ -33,6 +38,7 @@ from .config import StackConfig
 QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
 BAZARR_CONFIG = "config/config.yaml"
+JELLYFIN_SYSTEM = "system.xml"  # JELLYFIN_CONFIG_DIR=/config in the linuxserver image
 QBITTORRENT_USER = "admin"
 PBKDF2_ROUNDS = 100_000
 
@@ -99,6 +105,14 @@ def bazarr_config(api_key: str) -> str:
 """
 
 
+def jellyfin_system_xml() -> str:
+    return """<?xml version="1.0" encoding="utf-8"?>
+<ServerConfiguration xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <EnableMetrics>true</EnableMetrics>
+</ServerConfiguration>
+"""
+
+
 def seeded_secret_ids(enabled: frozenset[str]) -> list[str]:
     """The generated secrets the seed files of these services hold."""
     from .catalog import CATALOG
@@ -124,6 +138,8 @@ def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[st
         )
     if "bazarr" in enabled:
         files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"])
+    if "jellyfin" in enabled:
+        files[f"{root}/jellyfin/{JELLYFIN_SYSTEM}"] = jellyfin_system_xml()
     return files
 
 

@@ -264,10 +264,10 @@ class HostStorage(pulumi.ComponentResource):
                 "echo 'seeds: the files are app state now; left in place'",
                 pulumi.ResourceOptions(parent=self, depends_on=[run]),
             )
-        from .files import config_secret_files, generate_files, generated_host_path, host_generated_files
+        from .files import config_secret_files, generated_host_path, host_generated_files
 
         stack = args.stack
-        generated = host_generated_files(stack, generate_files(stack))
+        generated = host_generated_files(stack)
         if generated:
             # Only the files of the services that run on this host.
             here = {
