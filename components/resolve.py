@@ -74,6 +74,9 @@ class ResolvedService:
     web_host: str | None = None
     network_mode: str | None = None  # container:<vpn>: shares the VPN container's namespace, no networks
     aliases: tuple[str, ...] = ()  # further names this service answers to (the VPN: its clients')
+    # Others talk to it (they require it, share its namespace, or the deploy-time wiring calls it): its container
+    # is created with pulumi-docker's wait, so they start once its health check passes.
+    wait: bool = False
 
     @property
     def name(self) -> str:
@@ -598,6 +601,20 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
     return final
 
 
+# The apps the deploy-time wiring calls (through Traefik), by role.
+WIRED_ROLES = frozenset({"arr", "download_client", "subtitles", "media_server"})
+
+
+def waited_for(config: StackConfig, enabled: list[str]) -> frozenset[str]:
+    """The services other resources talk to as soon as they exist: what an enabled service requires, the VPN
+    whose namespace the clients join, and, with the wiring on, the apps it calls and Traefik in front of them."""
+    found = {r for name in enabled for r in CATALOG[name].requires}
+    found |= {name for name in enabled if CATALOG[name].role == "vpn"}
+    if config.wiring.enabled:
+        found |= {name for name in enabled if CATALOG[name].role in WIRED_ROLES} | {"traefik"}
+    return frozenset(found) & set(enabled)
+
+
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     enabled = enabled_services(config)
     monitored = "prometheus" in enabled  # no one to scrape: no service joins the monitoring network
@@ -647,6 +664,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
             )
         )
     services = _through_vpn(services, config)
+    talked_to = waited_for(config, enabled)
+    services = [replace(s, wait=s.health is not None and s.name in talked_to) for s in services]
     used = {role for s in services for role in s.networks}
     networks = tuple(r for r in NetworkRole if r in used)
     return ResolvedStack(stack=stack, config=config, services=tuple(services), networks=networks)

@@ -37,7 +37,6 @@ class MediaServiceArgs:
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
     secret_files: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # container path -> secret content
-    wait: bool = False  # others talk to it: create it with wait=True so they start after it is healthy
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -179,8 +178,8 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         ]
         or None,
         # Dependents start once this one is healthy (pulumi-docker waits for the health check).
-        wait=args.wait and service.health is not None,
-        wait_timeout=wait_timeout(service) if args.wait and service.health is not None else None,
+        wait=service.wait,
+        wait_timeout=wait_timeout(service) if service.wait else None,
     )
 
 

@@ -114,3 +114,11 @@ def test_generated_docs_are_current() -> None:
     from mediastack_cli.docs import main
 
     assert main(["--check"]) == 0, "run: .venv/bin/python -m mediastack_cli.docs"
+
+
+def test_what_a_service_requires_comes_before_it() -> None:
+    """The stacks create services in catalog order and depend on the ones already created."""
+    names = list(CATALOG)
+    for s in CATALOG.values():
+        for needed in s.requires:
+            assert names.index(needed) < names.index(s.name), f"{s.name} requires {needed}, listed after it"

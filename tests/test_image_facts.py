@@ -12,7 +12,7 @@ from components.image_facts import FACT_KINDS, IMAGE_FACTS, PUID
 from components.loading import parse_stack_config
 from components.resolve import ResolvedStack, resolve
 from components.storage import storage_plan
-from conftest import container_labels, containers, plan, plan_config, raw_config
+from conftest import CONTAINER, container_labels, containers, plan, plan_config, raw_config
 
 
 def test_every_entry_has_the_facts_of_its_own_image_and_tag() -> None:
@@ -166,3 +166,34 @@ def test_an_image_that_drops_privileges_keeps_what_it_takes() -> None:
     for facts in IMAGE_FACTS.values():
         if facts.starts_as_root:
             assert {"SETUID", "SETGID"} <= set(facts.caps), f"{facts.image}: starts as root, drops to {facts.user}"
+
+
+def test_what_others_talk_to_is_created_healthy_before_them() -> None:
+    """pulumi-docker's wait: the container resource completes once its health check passes, and the recorded
+    dependencies put its dependents after it."""
+    result = plan("prod")
+    c = containers(result)
+    by_name = {r.inputs["name"]: r for r in result.resources if r.type == CONTAINER}
+    for name in ("immich-postgres", "immich-redis", "socket-proxy", "jellyfin", "traefik", "sonarr"):
+        health = CATALOG[name].health
+        assert c[name]["wait"] is True, name
+        # start period, then three tries of a 30 s interval and a 10 s timeout, and a margin
+        assert c[name]["waitTimeout"] == health.start_period_s + 3 * 40 + 30, name
+    assert not c["node-exporter"].get("wait"), "nothing talks to node-exporter at deploy time"
+    for dependent, needed in (("immich-server", "immich-postgres"), ("traefik", "socket-proxy")):
+        assert by_name[needed].urn in _waits_for(result, by_name[dependent]), (dependent, needed)
+
+
+def _waits_for(result, resource) -> set[str]:
+    children: dict[str, list[str]] = {}
+    for r in result.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
+    waits: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in waits:
+            waits.add(urn)
+            todo += children.get(urn, [])
+    return waits
