@@ -104,7 +104,16 @@ def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) ->
             if labels.get("mediastack.file") == "prometheus/prometheus.yml":
                 data = props.get("data")
                 return base64.b64decode(str(data)).decode() if data not in (None, SECRET, UNKNOWN) else None
+        # A read-only rootfs: the host step's script writes it (base64 in a here-document) into the bound directory.
+        for r in args.resources:
+            create = plain(r.props).get("create") if r.resource_type.startswith("command:") else None
+            found = re.search(_GENERATED_PROMETHEUS_YML, create, re.DOTALL) if isinstance(create, str) else None
+            if found:
+                return base64.b64decode(found.group(1)).decode()
     return None
+
+
+_GENERATED_PROMETHEUS_YML = r"/generated/prometheus/prometheus\.yml\n.*?<<'MEDIASTACK_FILE'\n(.*?)MEDIASTACK_FILE"
 
 
 def _scrape_targets(args: StackValidationArgs, workloads: Iterable[Workload]) -> set[str] | None:
