@@ -283,11 +283,11 @@ class HostStorage(pulumi.ComponentResource):
                 for path, content in config_secret_files(config).get(s.name, {}).items()
             }
             if here:
-                script: pulumi.Input[str] = files_script(here, secrets)
+                files_create = files_script(here, secrets)
                 host_command(
                     f"{name}-files",
                     args.host,
-                    pulumi.Output.secret(script) if secrets else script,
+                    pulumi.Output.secret(files_create) if secrets else files_create,
                     "echo 'files: left in place (a running container may bind their directory)'",
                     pulumi.ResourceOptions(parent=self, depends_on=[run]),
                 )
