@@ -170,13 +170,24 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "no USER; traefik in /usr/local/bin",
                 ),
                 Source(
+                    "traefik/traefik",
+                    "issues/12253",
+                    "v3.6.0",
+                    ("engine",),
+                    "P0 bug: the Docker and Swarm providers send API 1.24, Engine 29 refuses (minimum 1.44); fixed "
+                    "by pull requests 12255 and 12256",
+                ),
+                Source(
                     "traefik/traefik-library-image",
                     "v3.6/alpine/entrypoint.sh",
                     "7d4e84ad8a5d88f6dc41c3c95b14f1c23d571159",
                     ("entrypoint",),
                 ),
             ),
-            unverified=("engine: traefik's own changelog for v3.6.1 was not read here; from the issue's report",),
+            unverified=(
+                "engine: the release notes naming v3.6.1 as the first fixed v3.6 were not read; the bug (v3.6.0 "
+                "affected) and its fix pull requests are from traefik/traefik issue 12253",
+            ),
         ),
         ImageFacts(
             image="lscr.io/linuxserver/jellyfin",

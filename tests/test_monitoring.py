@@ -188,3 +188,19 @@ def test_adding_a_catalog_entry_adds_its_target(monkeypatch: pytest.MonkeyPatch)
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     assert jobs["lidarr"]["static_configs"][0]["targets"] == ["lidarr:8686"]
     assert "http://lidarr:8686/ping" in jobs["blackbox-health"]["static_configs"][0]["targets"]
+
+
+def test_jellyfin_is_scraped_only_with_its_metrics_turned_on() -> None:
+    """Jellyfin maps /metrics only when EnableMetrics is set in system.xml (off by default): the first-start
+    seed sets it, in the file and element Jellyfin reads (ServerConfiguration, JELLYFIN_CONFIG_DIR=/config)."""
+    import xml.etree.ElementTree as ET
+
+    from components.seeds import SecretPlaceholders, seed_files
+
+    stack = resolved()
+    doc = yaml.safe_load(prometheus_config(stack))
+    assert "jellyfin" in [j["job_name"] for j in doc["scrape_configs"]]
+    jellyfin_config = next(m.source for m in stack.get("jellyfin").mounts if m.target == "/config")
+    seeds = seed_files(stack.config, stack.enabled, SecretPlaceholders())
+    root = ET.fromstring(seeds[f"{jellyfin_config}/system.xml"])
+    assert root.tag == "ServerConfiguration" and root.findtext("EnableMetrics") == "true"
