@@ -123,6 +123,9 @@ class Service:
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     published_ports: tuple[int, ...] = ()
+    # Runs in the host's network namespace on a single host (its facts' engine note): no networks of its own; it
+    # listens on loopback (its health check) and on the monitoring bridge's address, where Prometheus reaches it.
+    host_network: bool = False
     # An HTTP endpoint (port, path) probed from outside only: for images with nothing a health check could run.
     probe: tuple[int, str] | None = None
     # What this service is, for the invariants between services (policies, backups, hardlinks)
@@ -734,6 +737,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             ),
         ),
         mounts=(Mount(MountKind.host, "/host", read_only=True, host_path="/"),),
+        host_network=True,  # so its network metrics are the host's, as upstream runs it
         command=(
             "--path.rootfs=/host",
             "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run|var/lib/docker/.+)($|/)",

@@ -622,7 +622,23 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "README.md",
                     "v1.10.2",
                     ("engine",),
-                    'docker run --net="host" --pid="host" -v "/:/host:ro,rslave" ... --path.rootfs=/host',
+                    'docker run --net="host" --pid="host" -v "/:/host:ro,rslave" ... --path.rootfs=/host; the stack '
+                    "takes the network namespace only",
+                ),
+                Source(
+                    "prometheus/node_exporter",
+                    "go.mod",
+                    "v1.10.2",
+                    ("command",),
+                    "exporter-toolkit v0.14.1: --web.listen-address is repeatable",
+                ),
+                Source(
+                    "moby/moby",
+                    "commit c761353 (pull request 47481)",
+                    "v25.0 backport",
+                    ("engine",),
+                    "an internal bridge keeps an address on the host, reachable from its containers; read as the "
+                    "commit's description only",
                 ),
             ),
         ),

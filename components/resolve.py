@@ -638,6 +638,9 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
         elif spec.gpu and host.gpu is Gpu.nvidia:
             gpu_request = True
         roles = spec.networks if monitored else spec.networks - {NetworkRole.monitoring}
+        host_network = spec.host_network and not config.cluster
+        if host_network:
+            roles = frozenset()  # the host's namespace: the bridges' addresses reach it
         networks = tuple(sorted(roles, key=lambda r: list(NetworkRole).index(r)))
         services.append(
             ResolvedService(
@@ -661,6 +664,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 gpu_request=gpu_request,
                 group_adds=group_adds,
                 web_host=web_host,
+                network_mode="host" if host_network else None,
             )
         )
     services = _through_vpn(services, config)

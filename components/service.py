@@ -37,6 +37,10 @@ class MediaServiceArgs:
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
     secret_files: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # container path -> secret content
+    # Services in the host's network namespace, by name -> the monitoring bridge's address they listen on: an
+    # /etc/hosts entry, so `node-exporter:9100` still names it from the monitoring network.
+    host_addresses: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    listen_on: pulumi.Input[str] | None = None  # a host-network service: the monitoring bridge's address
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -89,6 +93,35 @@ def wait_timeout(service: ResolvedService) -> int:
     return service.health.start_period_s + HEALTH_RETRIES * (HEALTH_INTERVAL_S + HEALTH_TIMEOUT_S) + 30
 
 
+LISTEN_FLAG = "--web.listen-address"  # exporter-toolkit's, repeatable (node_exporter v1.10.2 --help)
+
+
+def host_network_command(
+    service: ResolvedService, listen_on: pulumi.Input[str] | None
+) -> pulumi.Input[list[str]] | None:
+    """In the host's namespace an exporter would listen on every host interface, the LAN's too: only on loopback
+    (its health check) and on the monitoring bridge's address (Prometheus, blackbox), once the bridge has one."""
+    command = list(service.command)
+    metrics = service.spec.metrics
+    if service.network_mode != "host" or metrics is None:
+        return command or None
+    command.append(f"{LISTEN_FLAG}=127.0.0.1:{metrics.port}")
+    if listen_on is None:
+        return command
+    port = metrics.port
+    return pulumi.Output.from_input(listen_on).apply(
+        lambda address: [*command, f"{LISTEN_FLAG}={address}:{port}"] if address else command
+    )
+
+
+def host_entries(addresses: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[list[dict[str, str]]] | None:
+    """/etc/hosts entries for the host-network services, by the name the stack's files use for them."""
+    if not addresses:
+        return None
+    found: pulumi.Output[dict[str, str]] = pulumi.Output.all(**addresses)
+    return found.apply(lambda by_name: [{"host": n, "ip": ip} for n, ip in sorted(by_name.items()) if ip])
+
+
 def binds_files(service: ResolvedService) -> bool:
     """Resolve gave it its generated files as a read-only bind of their directory (instead of uploads)."""
     spec = service.spec
@@ -123,7 +156,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
         network_mode=service.network_mode,
         image=image,
-        command=list(service.command) or None,
+        command=host_network_command(service, args.listen_on),
         envs=container_env(service, args.secrets),
         user=spec.user,
         restart="unless-stopped",
@@ -165,6 +198,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             )
             for role in service.networks
         ],
+        hosts=host_entries(args.host_addresses),
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         uploads=None

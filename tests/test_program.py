@@ -25,7 +25,9 @@ def test_every_container_is_bounded_and_healthy(stack: str) -> None:
         assert c["securityOpts"] == ["no-new-privileges:true"], name
         assert c["capabilities"]["drops"] == ["ALL"], name
         assert not c.get("privileged"), name
-        assert "networkMode" not in c and "pidMode" not in c and "ipcMode" not in c, name
+        # node-exporter alone shares the host's network namespace (upstream's way; policy no-host-namespaces)
+        assert c.get("networkMode") == ("host" if name == "node-exporter" else None), name
+        assert "pidMode" not in c and "ipcMode" not in c, name
         if CATALOG[name].health is None:
             continue  # distroless exporters: watched by Prometheus' `up`, see docs/catalog.md
         health = c["healthcheck"]
@@ -96,6 +98,8 @@ def test_networks_per_service(stack: str) -> None:
         expected = {r.value for r in CATALOG[name].networks}
         if not monitored:
             expected.discard(NetworkRole.monitoring.value)
+        if CATALOG[name].host_network:
+            expected = set()  # the host's namespace: no bridge of its own
         assert attached == expected, name
     c = containers(result)
     assert {n["name"] for n in c["socket-proxy"]["networksAdvanced"]} == {"mediastack-socket"}
