@@ -197,3 +197,16 @@ def _waits_for(result, resource) -> set[str]:
             waits.add(urn)
             todo += children.get(urn, [])
     return waits
+
+
+def _version(tag: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", tag)[:3])
+
+
+def test_pins_are_at_or_past_the_upstream_fixes_the_stack_needs() -> None:
+    # Traefik before v3.6.1 sends Docker API 1.24, which Engine 29 refuses (traefik/traefik issue 12253).
+    assert _version(CATALOG["traefik"].tag) >= (3, 6, 1)
+    # cAdvisor sees containers on the containerd image store from v0.54, published at ghcr.io from v0.53.
+    assert CATALOG["cadvisor"].image == "ghcr.io/google/cadvisor" and _version(CATALOG["cadvisor"].tag) >= (0, 54, 0)
+    # valkey-container tags the Debian variant <version> and <version>-<suite>; 8.1 is built on trixie.
+    assert not CATALOG["immich-redis"].tag.endswith("-bookworm")
