@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .config import ResourcesOverride, TierName
+from .image_facts import IMAGE_FACTS, ImageFacts
 from .units import GIB
 
 # Where Traefik's file provider reads (and watches) the routes the program generates.
@@ -97,6 +98,9 @@ class Metrics:
     path: str = "/metrics"
     # Metric families the dashboards and alerts may rely on; a test holds every query to this list.
     provides: tuple[str, ...] = ()
+    # A multi-target exporter: Prometheus passes each target as ?target=, one per service it watches
+    # (companion_of), formatted from the service's name.
+    targets: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,15 @@ class Service:
     command: tuple[str, ...] = ()  # stack-dependent arguments are added by resolve (e.g. Traefik's ACME)
     # linuxserver.io style images: PUID/PGID/UMASK/TZ, s6 drops privileges itself
     linuxserver: bool = False
-    # Capabilities to keep; everything else is dropped. linuxserver images need the s6 set.
+    # Capabilities to keep; everything else is dropped. Taken from the image's facts (see `facts`).
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     published_ports: tuple[int, ...] = ()
+    # Runs in the host's network namespace on a single host (its facts' engine note): no networks of its own; it
+    # listens on loopback (its health check) and on the monitoring bridge's address, where Prometheus reaches it.
+    host_network: bool = False
+    # An HTTP endpoint (port, path) probed from outside only: for images with nothing a health check could run.
+    probe: tuple[int, str] | None = None
     # What this service is, for the invariants between services (policies, backups, hardlinks)
     role: str = "app"  # app | arr | download_client | media_server | database | monitoring | exporter | proxy
     writes_data_root: bool = False
@@ -151,14 +160,14 @@ class Service:
     backup_exclude: tuple[str, ...] = ()
     cluster_only: bool = False  # runs only on a cluster stack (a standby on a second node)
     replica_of: str | None = None  # a standby copy of this service's state, kept on another node
+    # What the program relies on about the image, read from its upstream files (components/image_facts.py).
+    facts: ImageFacts | None = None
 
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.tag}"
 
 
-# linuxserver.io images start as root, chown what they own, then drop to PUID/PGID with s6.
-S6_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "KILL")
 LSIO = "lscr.io/linuxserver"
 
 
@@ -190,7 +199,6 @@ def _lsio(
         web=WebUI(port, name, login=login),
         metrics=metrics,
         linuxserver=True,
-        cap_add=S6_CAPS,
         role=role,
         mounts=(Mount(MountKind.state, "/config"), *data),
         state="sqlite",
@@ -206,6 +214,13 @@ ARR_NETS = {NetworkRole.frontend, NetworkRole.backend}
 CLIENT_NETS = {NetworkRole.frontend, NetworkRole.backend, NetworkRole.downloads}
 
 
+EXPORTARR_METRICS = {
+    "sonarr": ("sonarr_queue_total", "sonarr_system_status"),
+    "radarr": ("radarr_queue_total", "radarr_system_status"),
+    "prowlarr": ("prowlarr_indexer_enabled_total", "prowlarr_indexer_unavailable", "prowlarr_system_status"),
+}
+
+
 def _exportarr(app: str, port: int) -> Service:
     return Service(
         name=f"{app}-exporter",
@@ -214,9 +229,13 @@ def _exportarr(app: str, port: int) -> Service:
         bundle="monitoring",
         tier=TierName.utility,
         description=f"Prometheus exporter for {app} (exportarr).",
-        health=None,  # distroless image: no shell, no client; Prometheus' `up` watches it
+        # Distroless (its facts): no shell, no client, so no Docker health check; blackbox probes its /healthz
+        # from outside and Prometheus' `up` watches its metrics.
+        health=None,
+        probe=(9707, "/healthz"),
         networks=frozenset({NetworkRole.backend, NetworkRole.monitoring}),
-        metrics=Metrics(9707, provides=(f"{app}_queue_total", f"{app}_system_status")),
+        # What exportarr's collectors for this mode export (internal/commands/arr.go): Prowlarr has no queue.
+        metrics=Metrics(9707, provides=EXPORTARR_METRICS[app]),
         command=(app,),
         env={"PORT": "9707", "URL": f"http://{app}:{port}"},
         secret_env={"APIKEY": Secret(f"{app}-api-key", "api_key")},
@@ -270,7 +289,6 @@ IMMICH_POSTGRES = Service(
     secret_env={"POSTGRES_PASSWORD": Secret("immich-db-password")},
     role="database",
     state="postgres",
-    cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
     stop_grace_s=120,
 )
 
@@ -306,13 +324,12 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         role="proxy",
         read_only_rootfs=True,
         tmpfs=("/run", "/tmp"),
-        cap_add=("CHOWN", "SETGID", "SETUID"),
         stop_grace_s=10,
     ),
     Service(
         name="traefik",
         image="traefik",
-        tag="v3.5.3",
+        tag="v3.6.25",
         bundle="core",
         tier=TierName.standard,
         description="Reverse proxy: TLS and one host name per web UI; its routes come from a file the program "
@@ -361,7 +378,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         published_ports=(80, 443),
         uploads=("traefik/dynamic/mediastack.yml",),
         role="proxy",
-        cap_add=("NET_BIND_SERVICE",),
         read_only_rootfs=True,
         state="files",
     ),
@@ -397,7 +413,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         command=("nginx", "-c", "/etc/nginx/mediastack.conf", "-g", "daemon off;"),
         role="proxy",
         requires=("jellyfin",),
-        cap_add=("CHOWN", "SETGID", "SETUID"),
         tmpfs=("/var/run", "/tmp"),
     ),
     # -- the *arr apps ----------------------------------------------------------------------------
@@ -450,7 +465,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "OPENVPN_USER": Secret("vpn-openvpn-user", "config"),
             "OPENVPN_PASSWORD": Secret("vpn-openvpn-password", "config"),
         },
-        cap_add=("NET_ADMIN",),
         role="vpn",
         state="files",
     ),
@@ -487,33 +501,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
     Service(
-        name="immich-server",
-        image="ghcr.io/immich-app/immich-server",
-        tag="v2.2.3",
-        bundle="photos",
-        tier=TierName.standard,
-        description="Immich: photo and video library.",
-        health=HealthCheck(("CMD", "immich-healthcheck"), 60, probe_port=2283, probe_path="/api/server/ping"),
-        networks=frozenset({NetworkRole.frontend, NetworkRole.backend, NetworkRole.database, NetworkRole.monitoring}),
-        web=WebUI(2283, "photos", login=Login.accounts),  # Immich's users; the admin is created at deploy time
-        metrics=Metrics(8081),
-        mounts=(Mount(MountKind.photos, "/data"),),
-        env={
-            "DB_HOSTNAME": "immich-postgres",
-            "DB_USERNAME": "immich",
-            "DB_DATABASE_NAME": "immich",
-            "REDIS_HOSTNAME": "immich-redis",
-            "IMMICH_TELEMETRY_INCLUDE": "all",
-            "IMMICH_MACHINE_LEARNING_URL": "http://immich-machine-learning:3003",
-        },
-        secret_env={"DB_PASSWORD": Secret("immich-db-password")},
-        login_secrets=(Secret("immich-admin-password"),),
-        requires=("immich-postgres", "immich-redis", "immich-machine-learning"),
-        role="app",
-        state="files",
-        gpu=False,
-    ),
-    Service(
         name="immich-machine-learning",
         image="ghcr.io/immich-app/immich-machine-learning",
         tag="v2.2.3",
@@ -549,7 +536,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     Service(
         name="immich-redis",
         image="docker.io/valkey/valkey",
-        tag="8.1.4-bookworm",
+        tag="8.1.8",
         bundle="photos",
         tier=TierName.utility,
         description="Immich's job queue (Valkey, Redis-compatible).",
@@ -558,7 +545,33 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         mounts=(Mount(MountKind.state, "/data"),),
         role="database",
         state="redis",
-        cap_add=("SETGID", "SETUID"),
+    ),
+    Service(
+        name="immich-server",
+        image="ghcr.io/immich-app/immich-server",
+        tag="v2.2.3",
+        bundle="photos",
+        tier=TierName.standard,
+        description="Immich: photo and video library.",
+        health=HealthCheck(("CMD", "immich-healthcheck"), 60, probe_port=2283, probe_path="/api/server/ping"),
+        networks=frozenset({NetworkRole.frontend, NetworkRole.backend, NetworkRole.database, NetworkRole.monitoring}),
+        web=WebUI(2283, "photos", login=Login.accounts),  # Immich's users; the admin is created at deploy time
+        metrics=Metrics(8081),
+        mounts=(Mount(MountKind.photos, "/data"),),
+        env={
+            "DB_HOSTNAME": "immich-postgres",
+            "DB_USERNAME": "immich",
+            "DB_DATABASE_NAME": "immich",
+            "REDIS_HOSTNAME": "immich-redis",
+            "IMMICH_TELEMETRY_INCLUDE": "all",
+            "IMMICH_MACHINE_LEARNING_URL": "http://immich-machine-learning:3003",
+        },
+        secret_env={"DB_PASSWORD": Secret("immich-db-password")},
+        login_secrets=(Secret("immich-admin-password"),),
+        requires=("immich-postgres", "immich-redis", "immich-machine-learning"),
+        role="app",
+        state="files",
+        gpu=False,
     ),
     # -- batch transcoding (Tdarr) -----------------------------------------------------------------
     Service(
@@ -585,7 +598,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "inContainer": "true",
         },
         linuxserver=True,
-        cap_add=S6_CAPS,
         role="app",
         writes_data_root=True,
         state="files",
@@ -597,7 +609,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         bundle="transcoding",
         tier=TierName.standard,
         description="Tdarr worker: transcodes on the GPU when there is one; bounded cache, explicit limits.",
-        health=HealthCheck(("CMD-SHELL", "pgrep -f Tdarr_Node >/dev/null || exit 1"), 60),
+        # A process named Tdarr_Node (its exact name, so neither this shell nor grep matches itself); the image
+        # has no pgrep (procps is not installed), grep and sh come with its Ubuntu base.
+        health=HealthCheck(("CMD-SHELL", "grep -qsx Tdarr_Node /proc/[0-9]*/comm"), 60),
         networks=frozenset({NetworkRole.backend}),
         mounts=(Mount(MountKind.state, "/app/configs"), MEDIA_TREE, Mount(MountKind.cache, "/temp", sub="")),
         env={
@@ -612,7 +626,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         },
         resources=ResourcesOverride(cpus=4, memory=4 * GIB, memory_reservation=GIB),
         linuxserver=True,
-        cap_add=S6_CAPS,
         role="app",
         writes_data_root=True,
         gpu=True,
@@ -639,7 +652,6 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "no",
         ),
         role="database",
-        cap_add=("SETGID", "SETUID"),
         read_only_rootfs=True,
         tmpfs=("/data",),
     ),
@@ -761,6 +773,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             ),
         ),
         mounts=(Mount(MountKind.host, "/host", read_only=True, host_path="/"),),
+        host_network=True,  # so its network metrics are the host's, as upstream runs it
         command=(
             "--path.rootfs=/host",
             "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|run|var/lib/docker/.+)($|/)",
@@ -771,8 +784,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="cadvisor",
-        image="gcr.io/cadvisor/cadvisor",
-        tag="v0.52.1",
+        image="ghcr.io/google/cadvisor",
+        tag="v0.54.1",
         bundle="monitoring",
         tier=TierName.utility,
         description="Per-container CPU, memory and I/O metrics; reads Docker via the socket proxy.",
@@ -874,10 +887,15 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         description="Redis metrics for the cache and Immich's queue.",
         health=HealthCheck.http("wget", 9121, "/health", start_period_s=10),
         networks=frozenset({NetworkRole.database, NetworkRole.monitoring}),
+        # One address per exporter process: with two Redis, upstream's multi-target mode. No address of its own
+        # (`--redis.addr=`); Prometheus asks /scrape?target=redis://<each enabled Redis>:6379.
         metrics=Metrics(
-            9121, provides=("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_memory_used_bytes")
+            9121,
+            path="/scrape",
+            targets="redis://{}:6379",
+            provides=("redis_keyspace_hits_total", "redis_keyspace_misses_total", "redis_memory_used_bytes"),
         ),
-        env={"REDIS_ADDR": ""},  # filled with the enabled Redis instances by resolve
+        command=("--redis.addr=",),
         role="exporter",
         companion_of=("redis", "immich-redis"),
         user="59000:59000",
@@ -885,5 +903,12 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
 )
 
-CATALOG: dict[str, Service] = {s.name: s for s in CATALOG_ENTRIES}
+
+def _with_facts(service: Service) -> Service:
+    """Attach the image's facts; the capabilities a service keeps are the ones its image needs."""
+    facts = IMAGE_FACTS[service.image]
+    return replace(service, facts=facts, cap_add=facts.caps)
+
+
+CATALOG: dict[str, Service] = {s.name: s for s in map(_with_facts, CATALOG_ENTRIES)}
 BUNDLES: tuple[str, ...] = tuple(dict.fromkeys(s.bundle for s in CATALOG_ENTRIES))

@@ -26,9 +26,8 @@ class Panel:
 
 def _panels(stack: ResolvedStack) -> list[Panel]:
     enabled = stack.enabled
-    arr_queues = tuple(
-        (f"{app}_queue_total", app) for app in ("sonarr", "radarr", "prowlarr") if f"{app}-exporter" in enabled
-    )
+    # exportarr's prowlarr mode has no queue collector (internal/commands/arr.go): Prowlarr has its indexers.
+    arr_queues = tuple((f"{app}_queue_total", app) for app in ("sonarr", "radarr") if f"{app}-exporter" in enabled)
     candidates = [
         Panel(
             "Service p95 response time",
@@ -54,6 +53,15 @@ def _panels(stack: ResolvedStack) -> list[Panel]:
             tuple((expr, legend) for expr, legend in arr_queues),
             "none",
             tuple(f"{app}-exporter" for _, app in arr_queues),
+        ),
+        Panel(
+            "Indexers (Prowlarr)",
+            (
+                ("sum(prowlarr_indexer_enabled_total)", "enabled"),
+                ("count(prowlarr_indexer_unavailable == 1) or vector(0)", "unavailable"),
+            ),
+            "none",
+            ("prowlarr-exporter",),
         ),
         Panel(
             "Cache hit rate (Redis)",

@@ -6,10 +6,13 @@ are paths relative to the render directory; `Service.uploads` names the ones a c
 
 from __future__ import annotations
 
+import posixpath
+
 import yaml
 
 from .backup import backup_alerts
-from .catalog import TRAEFIK_DYNAMIC_DIR
+from .catalog import TRAEFIK_DYNAMIC_DIR, Service
+from .config import StackConfig
 from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
 from .replica import PATHS as REPLICA_PATHS
@@ -31,6 +34,47 @@ CONTAINER_PATHS = {
 }
 
 
+# Generated files for containers with a read-only root filesystem, on a single host: pulumi-docker copies
+# `uploads` into the container after create and before start, which Docker refuses on a read-only rootfs. The
+# host step writes them under <config_root>/generated/<service>/ and the container gets that DIRECTORY as a
+# read-only bind (a directory, not single files: a file rewritten by rename is then seen inside, by watchers
+# too). On a Swarm they are Swarm configs.
+GENERATED = "generated"
+
+
+def binds_generated_files(service: Service, config: StackConfig) -> bool:
+    return service.read_only_rootfs and bool(service.uploads) and not config.cluster
+
+
+def generated_dir(service: Service) -> str:
+    """The one container directory that holds every generated file the service receives."""
+    return posixpath.commonpath([posixpath.dirname(CONTAINER_PATHS[path]) for path in service.uploads])
+
+
+def generated_host_dir(config: StackConfig, service: Service) -> str:
+    return f"{config.paths.config_root}/{GENERATED}/{service.name}"
+
+
+def generated_host_path(config: StackConfig, service: Service, container_path: str) -> str:
+    return f"{generated_host_dir(config, service)}/{posixpath.relpath(container_path, generated_dir(service))}"
+
+
+def host_generated_files(stack: ResolvedStack) -> dict[str, dict[str, str]]:
+    """Service -> host path -> content: the generated files the host step writes for read-only-rootfs
+    containers."""
+    found: dict[str, dict[str, str]] = {}
+    if not any(binds_generated_files(s.spec, stack.config) for s in stack.services):
+        return found
+    files = generate_files(stack)
+    for service in stack.services:
+        spec = service.spec
+        if binds_generated_files(spec, stack.config):
+            found[spec.name] = {
+                generated_host_path(stack.config, spec, CONTAINER_PATHS[path]): files[path] for path in spec.uploads
+            }
+    return found
+
+
 def _dump(doc: object) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
@@ -48,6 +92,16 @@ def prometheus_config(stack: ResolvedStack) -> str:
             # One task per node behind one name: Swarm's tasks.<service> DNS lists every task to scrape.
             job["dns_sd_configs"] = [{"names": [f"tasks.{service.name}"], "type": "A", "port": metrics.port}]
             job["relabel_configs"] = [{"target_label": "tier", "replacement": service.tier.value}]
+        elif metrics.targets:
+            # A multi-target exporter (redis_exporter's README): each watched service is a target passed as
+            # ?target=, the exporter is the address scraped.
+            watched = [metrics.targets.format(c) for c in service.spec.companion_of if c in enabled]
+            job["static_configs"] = [{"targets": watched, "labels": {"tier": service.tier.value}}]
+            job["relabel_configs"] = [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"{service.name}:{metrics.port}"},
+            ]
         else:
             # A floating Swarm service has no fixed host to name.
             host = {"host": service.host.name} if where.host else {}
@@ -56,9 +110,12 @@ def prometheus_config(stack: ResolvedStack) -> str:
             ]
         scrape.append(job)
     probes = sorted(
-        f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
-        for s in stack.services
-        if s.health and s.health.probe_port and s.name != "blackbox-exporter"
+        [
+            f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
+            for s in stack.services
+            if s.health and s.health.probe_port and s.name != "blackbox-exporter"
+        ]
+        + [f"http://{s.name}:{s.spec.probe[0]}{s.spec.probe[1]}" for s in stack.services if s.spec.probe]
     )
     if "blackbox-exporter" in enabled and probes:
         scrape.append(
@@ -90,6 +147,12 @@ def prometheus_config(stack: ResolvedStack) -> str:
 
 
 SMTP_PASSWORD_FILE = "/etc/alertmanager/smtp_password"
+
+
+def config_secret_files(config: StackConfig) -> dict[str, dict[str, str]]:
+    """Service -> container path -> secret content: the secrets the user set that an image reads from a file."""
+    smtp = config.alerting.email
+    return {"alertmanager": {SMTP_PASSWORD_FILE: smtp.password}} if smtp and smtp.password else {}
 
 
 def alertmanager_config(stack: ResolvedStack) -> str:

@@ -53,4 +53,9 @@ class StackNetwork(pulumi.ComponentResource):
         )
         self.name = network.name
         self.network_id = network.id
+        # The bridge's own address on the host (an internal bridge has one too: moby commit c761353, "Make
+        # 'internal' bridge networks accessible from host"): where a host-network service can listen for it.
+        self.gateway: pulumi.Output[str] = network.ipam_configs.apply(
+            lambda configs: next((c.gateway for c in configs or [] if c.gateway), "")
+        )
         self.register_outputs({"name": self.name})

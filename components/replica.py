@@ -24,6 +24,8 @@ SLOT = "immich_replica"
 HBA_FILE = "/etc/postgresql/mediastack-hba.conf"
 ENTRYPOINT = "/usr/local/bin/mediastack-replica.sh"
 INIT = "/usr/local/bin/mediastack-replica-init.sh"
+# The image's own entrypoint (immich-app/base-images postgres/Dockerfile): it copies postgresql.conf into place.
+IMAGE_ENTRYPOINT = "/usr/local/bin/immich-docker-entrypoint.sh"
 PATHS = {
     "immich-postgres/pg_hba.conf": HBA_FILE,
     "immich-postgres/replica.sh": ENTRYPOINT,
@@ -66,7 +68,8 @@ host    replication  {user}       all      scram-sha-256
 def replica_entrypoint(stack: ResolvedStack) -> str:
     return f"""#!/bin/sh
 # The replica's entrypoint: hands the data directory to postgres, makes it a standby if it is empty, then
-# runs the image's own entrypoint (which starts the server on the existing data directory).
+# runs the image's own entrypoint (Immich's, which installs the postgresql.conf its CMD's config_file names, then
+# the PostgreSQL one, which starts the server on the existing data directory).
 set -eu
 : "${{PGDATA:=/var/lib/postgresql/data}}"
 export PGDATA
@@ -78,7 +81,7 @@ if [ "$(id -u)" = 0 ]; then
 else
   sh {INIT}
 fi
-exec docker-entrypoint.sh "$@"
+exec {IMAGE_ENTRYPOINT} "$@"
 """
 
 

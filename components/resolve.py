@@ -22,6 +22,7 @@ from .catalog import (
     Service,
 )
 from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
+from .image_facts import PUID
 from .loading import Problem
 from .placement import check_cluster, placement, runs_on, service_host
 from .tuning import postgres_command, postgres_settings
@@ -33,6 +34,16 @@ PROJECT = "mediastack"
 
 def network_name(role: NetworkRole) -> str:
     return f"{PROJECT}-{role.value}"
+
+
+def run_as(service: Service, config: StackConfig) -> tuple[int, int]:
+    """The uid and gid the service's process writes as: the `user` the stack sets, else what its image's facts
+    say it runs as once started (linuxserver images: the stack's identity, which s6 drops to)."""
+    user = service.user or (service.facts.user if service.facts else "0:0")
+    if user == PUID:
+        return config.identity.puid, config.identity.pgid
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,9 @@ class ResolvedService:
     web_host: str | None = None
     network_mode: str | None = None  # container:<vpn>: shares the VPN container's namespace, no networks
     aliases: tuple[str, ...] = ()  # further names this service answers to (the VPN: its clients')
+    # Others talk to it (they require it, share its namespace, or the deploy-time wiring calls it): its container
+    # is created with pulumi-docker's wait, so they start once its health check passes.
+    wait: bool = False
 
     @property
     def name(self) -> str:
@@ -386,6 +400,13 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
             mounts.append(ResolvedMount("bind", m.target, m.host_path, m.read_only))
     for tmp in service.tmpfs:
         mounts.append(ResolvedMount("tmpfs", tmp, size=64 * 1024**2))
+    from .files import binds_generated_files, generated_dir, generated_host_dir
+
+    if binds_generated_files(service, config):
+        # No uploads into a read-only rootfs: the host step wrote them; the directory comes in read-only.
+        mounts.append(
+            ResolvedMount("bind", generated_dir(service), generated_host_dir(config, service), read_only=True)
+        )
     override = config.services.get(service.name)
     for extra in override.mounts if override else ():
         mounts.append(ResolvedMount("bind", extra.target, extra.source, extra.read_only))
@@ -406,8 +427,6 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     if "JELLYFIN_URL" in env:
         env["JELLYFIN_URL"] = "http://jellyfin:8096" if "jellyfin" in enabled else ""
         env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
-    if "REDIS_ADDR" in env:
-        env["REDIS_ADDR"] = ",".join(f"redis://{r}:6379" for r in ("redis", "immich-redis") if r in enabled)
     if service.name == "socket-proxy" and (config.cluster or "cadvisor" not in enabled):
         # cAdvisor is the one reader. On a cluster it reads cgroups, not the Docker API (swarm_service.swarm_command),
         # and Traefik reads its file: with no reader, no section is open but the ping its health check uses.
@@ -531,6 +550,20 @@ def config_secret(config: StackConfig, secret_id: str) -> str | None:
     }.get(secret_id)
 
 
+def keep_image_args(service: Service, command: tuple[str, ...]) -> tuple[str, ...]:
+    """A command that starts the image's own program keeps the arguments the image's CMD gives it (its facts'
+    keep_args), right after the program: e.g. PostgreSQL's `-c config_file=...`, the only place Immich's image
+    loads its postgresql.conf with shared_preload_libraries. Later `-c` settings still override single keys."""
+    keep = service.facts.keep_args if service.facts else ()
+    if not keep or command[:1] != keep[:1] or _contains(command, keep):
+        return command
+    return (*keep, *command[1:])
+
+
+def _contains(command: tuple[str, ...], run: tuple[str, ...]) -> bool:
+    return any(command[i : i + len(run)] == run for i in range(len(command) - len(run) + 1))
+
+
 def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
     if service.name in ("immich-postgres", "immich-postgres-replica"):
         from .replica import ENTRYPOINT, primary_settings, standby_settings
@@ -540,7 +573,8 @@ def _command(service: Service, config: StackConfig, resources: Resources, host: 
         settings = postgres_settings(
             resources.memory, resources.cpus, host.storage, overrides={**extra, **config.postgres_settings}
         )
-        return ("sh", ENTRYPOINT, *postgres_command(settings)) if service.replica_of else postgres_command(settings)
+        command = keep_image_args(service, postgres_command(settings))
+        return ("sh", ENTRYPOINT, *command) if service.replica_of else command
     if service.name == "node-exporter" and config.backups.repository:
         from .backup import textfile_flag
 
@@ -636,6 +670,20 @@ def _through_vpn(services: list[ResolvedService], config: StackConfig) -> list[R
     return final
 
 
+# The apps the deploy-time wiring calls (through Traefik), by role.
+WIRED_ROLES = frozenset({"arr", "download_client", "subtitles", "media_server"})
+
+
+def waited_for(config: StackConfig, enabled: list[str]) -> frozenset[str]:
+    """The services other resources talk to as soon as they exist: what an enabled service requires, the VPN
+    whose namespace the clients join, and, with the wiring on, the apps it calls and Traefik in front of them."""
+    found = {r for name in enabled for r in CATALOG[name].requires}
+    found |= {name for name in enabled if CATALOG[name].role == "vpn"}
+    if config.wiring.enabled:
+        found |= {name for name in enabled if CATALOG[name].role in WIRED_ROLES} | {"traefik"}
+    return frozenset(found) & set(enabled)
+
+
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     enabled = enabled_services(config)
     monitored = "prometheus" in enabled  # no one to scrape: no service joins the monitoring network
@@ -659,6 +707,9 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
         elif spec.gpu and host.gpu is Gpu.nvidia:
             gpu_request = True
         roles = spec.networks if monitored else spec.networks - {NetworkRole.monitoring}
+        host_network = spec.host_network and not config.cluster
+        if host_network:
+            roles = frozenset()  # the host's namespace: the bridges' addresses reach it
         networks = tuple(sorted(roles, key=lambda r: list(NetworkRole).index(r)))
         services.append(
             ResolvedService(
@@ -682,9 +733,12 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 gpu_request=gpu_request,
                 group_adds=group_adds,
                 web_host=web_host,
+                network_mode="host" if host_network else None,
             )
         )
     services = _through_vpn(services, config)
+    talked_to = waited_for(config, enabled)
+    services = [replace(s, wait=s.health is not None and s.name in talked_to) for s in services]
     used = {role for s in services for role in s.networks}
     networks = tuple(r for r in NetworkRole if r in used)
     return ResolvedStack(stack=stack, config=config, services=tuple(services), networks=networks)

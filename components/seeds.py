@@ -17,6 +17,11 @@ that the file is the app's (and the user's) and the stack never touches it again
 - Bazarr (`config/config.yaml`): the stack's generated API key and its form login (`auth.type: form`,
   `auth.username`, `auth.password` as the MD5 hex Bazarr compares, bazarr 1.5 bazarr/app/config.py
   save_settings); Bazarr fills in every other default.
+- Jellyfin (`system.xml`): `EnableMetrics`, off by default, which alone maps its Prometheus `/metrics`
+  (jellyfin/jellyfin v10.11.2 Jellyfin.Server/Startup.cs). Jellyfin reads the file into its
+  ServerConfiguration, every missing element keeping its default, and writes it back whole
+  (Emby.Server.Implementations/AppBase/ConfigurationHelper.cs). An existing system.xml is left alone: turn
+  "Enable Prometheus metrics" on in its dashboard (Networking) if it was installed before.
 
 The script never overwrites an existing file and its delete leaves the files in place: they are app
 state from the first start on. The files hold secrets, so they are written with mode 0600, and the
@@ -35,6 +40,7 @@ from .quoting import SHELLCHECK_LITERAL, ini_value, sh, sh_text, yaml_scalar
 QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
 BAZARR_CONFIG = "config/config.yaml"
+JELLYFIN_SYSTEM = "system.xml"  # JELLYFIN_CONFIG_DIR=/config in the linuxserver image
 QBITTORRENT_USER = "admin"
 ADMIN_USER = "admin"  # every login the stack makes (docs/pipeline.md, Logins)
 PBKDF2_ROUNDS = 100_000
@@ -111,6 +117,14 @@ def bazarr_config(api_key: str, password: str) -> str:
 """
 
 
+def jellyfin_system_xml() -> str:
+    return """<?xml version="1.0" encoding="utf-8"?>
+<ServerConfiguration xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <EnableMetrics>true</EnableMetrics>
+</ServerConfiguration>
+"""
+
+
 def seeded_secret_ids(enabled: frozenset[str]) -> list[str]:
     """The generated secrets the seed files of these services hold."""
     from .catalog import CATALOG
@@ -136,6 +150,8 @@ def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[st
         )
     if "bazarr" in enabled:
         files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"], secrets["bazarr-password"])
+    if "jellyfin" in enabled:
+        files[f"{root}/jellyfin/{JELLYFIN_SYSTEM}"] = jellyfin_system_xml()
     return files
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -9,12 +10,14 @@ import pulumi
 import pulumi_docker as docker
 
 from .catalog import NetworkRole
-from .files import CONTAINER_PATHS
+from .files import CONTAINER_PATHS, generated_dir
 from .resolve import ResolvedService
 
 MIB = 1024**2
-HEALTH_INTERVAL = "30s"
-HEALTH_TIMEOUT = "10s"
+HEALTH_INTERVAL_S = 30
+HEALTH_TIMEOUT_S = 10
+HEALTH_INTERVAL = f"{HEALTH_INTERVAL_S}s"
+HEALTH_TIMEOUT = f"{HEALTH_TIMEOUT_S}s"
 HEALTH_RETRIES = 3
 # `local` compresses and rotates; bounded so a chatty container cannot fill the disk.
 LOG_DRIVER = "local"
@@ -34,6 +37,10 @@ class MediaServiceArgs:
     secrets: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # generated files by render path
     secret_files: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # container path -> secret content
+    # Services in the host's network namespace, by name -> the monitoring bridge's address they listen on: an
+    # /etc/hosts entry, so `node-exporter:9100` still names it from the monitoring network.
+    host_addresses: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    listen_on: pulumi.Input[str] | None = None  # a host-network service: the monitoring bridge's address
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -72,6 +79,58 @@ def mount_fields(service: ResolvedService) -> list[dict]:
     return mounts
 
 
+def files_digest(files: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for path, content in sorted(files.items()):
+        digest.update(f"{path}\0{content}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def wait_timeout(service: ResolvedService) -> int:
+    """Seconds pulumi-docker waits for a healthy container: the start period, then every retry's interval and
+    timeout, and a margin."""
+    assert service.health is not None
+    return service.health.start_period_s + HEALTH_RETRIES * (HEALTH_INTERVAL_S + HEALTH_TIMEOUT_S) + 30
+
+
+LISTEN_FLAG = "--web.listen-address"  # exporter-toolkit's, repeatable (node_exporter v1.10.2 --help)
+
+
+def host_network_command(
+    service: ResolvedService, listen_on: pulumi.Input[str] | None
+) -> pulumi.Input[list[str]] | None:
+    """In the host's namespace an exporter would listen on every host interface, the LAN's too: only on loopback
+    (its health check) and on the monitoring bridge's address (Prometheus, blackbox), once the bridge has one."""
+    command = list(service.command)
+    metrics = service.spec.metrics
+    if service.network_mode != "host" or metrics is None:
+        return command or None
+    command.append(f"{LISTEN_FLAG}=127.0.0.1:{metrics.port}")
+    if listen_on is None:
+        return command
+    port = metrics.port
+    return pulumi.Output.from_input(listen_on).apply(
+        lambda address: [*command, f"{LISTEN_FLAG}={address}:{port}"] if address else command
+    )
+
+
+def host_entries(addresses: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[list[dict[str, str]]] | None:
+    """/etc/hosts entries for the host-network services, by the name the stack's files use for them."""
+    if not addresses:
+        return None
+    found: pulumi.Output[dict[str, str]] = pulumi.Output.all(**addresses)
+    return found.apply(lambda by_name: [{"host": n, "ip": ip} for n, ip in sorted(by_name.items()) if ip])
+
+
+def binds_files(service: ResolvedService) -> bool:
+    """Resolve gave it its generated files as a read-only bind of their directory (instead of uploads)."""
+    spec = service.spec
+    if not spec.uploads:
+        return False
+    where = generated_dir(spec)
+    return any(m.type == "bind" and m.read_only and m.target == where for m in service.mounts)
+
+
 def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     """The docker.Container inputs for a resolved service (everything but the resource options)."""
     service = args.service
@@ -86,12 +145,18 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         )
         for m in mount_fields(service)
     ]
+    bound = binds_files(service)
+    labels = dict(service.labels)
+    if bound:
+        # The files reach it through a read-only bind the host step rewrites: a new content is a new container
+        # (which reads it at start), named by this digest.
+        labels["mediastack.files"] = files_digest({path: args.files[path] for path in spec.uploads})
     return dict(
         name=service.name,
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
         network_mode=service.network_mode,
         image=image,
-        command=list(service.command) or None,
+        command=host_network_command(service, args.listen_on),
         envs=container_env(service, args.secrets),
         user=spec.user,
         restart="unless-stopped",
@@ -133,9 +198,12 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             )
             for role in service.networks
         ],
+        hosts=host_entries(args.host_addresses),
         ports=[docker.ContainerPortArgs(internal=p, external=p, protocol="tcp") for p in spec.published_ports] or None,
-        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(service.labels.items())],
-        uploads=[
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+        uploads=None
+        if bound
+        else [
             *(
                 docker.ContainerUploadArgs(file=CONTAINER_PATHS[path], content=args.files[path])
                 for path in spec.uploads
@@ -143,7 +211,9 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
             *(docker.ContainerUploadArgs(file=path, content=content) for path, content in args.secret_files.items()),
         ]
         or None,
-        wait=False,
+        # Dependents start once this one is healthy (pulumi-docker waits for the health check).
+        wait=service.wait,
+        wait_timeout=wait_timeout(service) if service.wait else None,
     )
 
 
@@ -172,12 +242,15 @@ class MediaService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MediaServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:service:MediaService", name, None, opts)
+        # A component's depends_on does not reach its children: the container waits for the same (the host's
+        # directories and generated files, the services it needs) itself.
+        after = opts.depends_on if opts else None
         child = pulumi.ResourceOptions(parent=self)
         image_ref = service_image(name, args.service, child)
         container = docker.Container(
             f"{name}-container",
             **container_args(args, image_ref),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=after),
         )
         self.container = container
         self.container_name = container.name

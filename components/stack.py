@@ -107,10 +107,16 @@ class MediaStack(pulumi.ComponentResource):
             "alertmanager": {SMTP_PASSWORD_FILE: pulumi.Output.secret(smtp.password)} if smtp and smtp.password else {}
         }
 
+        # Host-network services listen on the monitoring bridge's address; whoever is on that network finds them
+        # by name through an /etc/hosts entry.
+        monitoring = self.networks.get(NetworkRole.monitoring)
+        on_host_network = [s.name for s in stack.services if s.network_mode == "host"]
+        host_addresses = {n: monitoring.gateway for n in on_host_network} if monitoring else {}
+
         self.services: dict[str, MediaService] = {}
         for service in stack.services:  # catalog order puts what others require first
             needs = [*service.spec.requires]
-            if service.network_mode:  # container:<vpn>: the VPN container first
+            if service.network_mode and service.network_mode.startswith("container:"):  # the VPN container first
                 needs.append(service.network_mode.split(":", 1)[1])
             depends = [storage, *(self.services[r] for r in needs if r in self.services)]
             self.services[service.name] = MediaService(
@@ -121,6 +127,8 @@ class MediaStack(pulumi.ComponentResource):
                     secrets=self.secrets,
                     files=files,
                     secret_files=secret_files.get(service.name, {}),
+                    host_addresses=host_addresses if NetworkRole.monitoring in service.networks else {},
+                    listen_on=monitoring.gateway if monitoring and service.network_mode == "host" else None,
                 ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
             )

@@ -8,6 +8,7 @@ runs on the host: idempotent, and reverted by removing only the directories that
 
 from __future__ import annotations
 
+import base64
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import pulumi
 import pulumi_command as command
 
 from .config import Host
-from .resolve import ResolvedStack
+from .resolve import ResolvedStack, run_as
 from .seeds import SecretPlaceholders, seed_files, seed_script, seeded_secret_ids
 
 # The TRaSH guides' single data tree: downloads and library on one filesystem, so moves are atomic
@@ -30,60 +31,146 @@ DATA_DIRS = (
 )
 
 
-def storage_directories(stack: ResolvedStack) -> list[str]:
-    """Every host directory the enabled services bind, plus the data tree, parents first."""
-    paths = stack.config.paths
-    dirs = {paths.data_root, *(f"{paths.data_root}/{d}" for d in DATA_DIRS)}
+@dataclass(frozen=True)
+class Directory:
+    """One host directory the stack creates, with the owner and mode of whoever writes it."""
+
+    path: str
+    uid: int
+    gid: int
+    mode: int
+    service: str = ""  # the service whose own directory this is ("" for the data tree and parents)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+
+def _service_dirs(stack: ResolvedStack) -> dict[str, Directory]:
+    """Each service's own state, cache and photo directories, owned by the uid:gid its image writes as (from the
+    image's facts: PUID for linuxserver images, 65534 for Prometheus, 999 for PostgreSQL, root for Immich...)."""
+    paths, ident = stack.config.paths, stack.config.identity
+    found: dict[str, Directory] = {}
     for service in stack.services:
+        uid, gid = run_as(service.spec, stack.config)
+        facts = service.spec.facts
+        mode = facts.dir_mode if facts and facts.dir_mode is not None else _umask_mode(ident.umask)
         for mount in service.mounts:
             if mount.type == "bind" and (
                 mount.source.startswith(paths.config_root + "/")
                 or mount.source.startswith(paths.cache_root + "/")
                 or mount.source == paths.photos_root
             ):
-                dirs.add(mount.source)
+                if mount.read_only:  # generated files the host step writes as root, read by any user
+                    found.setdefault(mount.source, Directory(mount.source, 0, 0, 0o755, service.name))
+                else:
+                    found.setdefault(mount.source, Directory(mount.source, uid, gid, mode, service.name))
+    return found
+
+
+def storage_plan(stack: ResolvedStack) -> list[Directory]:
+    """Every host directory the enabled services bind, plus the data tree, parents first. The data tree and the
+    parents belong to the stack's identity (PUID:PGID, mode from its umask); each service's own directory to the
+    user its image writes as."""
+    paths, ident = stack.config.paths, stack.config.identity
+    shared = _umask_mode(ident.umask)
+    own = _service_dirs(stack)
+    dirs = {paths.data_root, *(f"{paths.data_root}/{d}" for d in DATA_DIRS), *own}
     expanded = set(dirs)
     for d in dirs:  # every ancestor too, so each `mkdir` has its parent (existing ones are left alone)
         parts = d.strip("/").split("/")
         expanded.update("/" + "/".join(parts[:i]) for i in range(1, len(parts)))
-    return sorted(expanded, key=lambda p: (p.count("/"), p))
+    return [
+        own.get(path) or Directory(path, ident.puid, ident.pgid, shared)
+        for path in sorted(expanded, key=lambda p: (p.count("/"), p))
+    ]
+
+
+def storage_directories(stack: ResolvedStack) -> list[str]:
+    """Every host directory the enabled services bind, plus the data tree, parents first."""
+    return [d.path for d in storage_plan(stack)]
+
+
+def _umask_mode(umask: str) -> int:
+    return 0o777 & ~int(umask, 8)
 
 
 # Which directories the create step made (so the delete removes no directory that was there before).
 CREATED_RECORD = "/var/lib/mediastack/created/storage"
 
 
-def _mode(umask: str) -> str:
-    return format(0o777 & ~int(umask, 8), "03o")
-
-
 def create_script(stack: ResolvedStack) -> str:
     ident = stack.config.identity
-    dirs = " \\\n  ".join(shlex.quote(d) for d in storage_directories(stack))
+    paths = stack.config.paths
+    lines = []
+    for d in storage_plan(stack):
+        # A service's own state or cache directory that exists with another owner is handed to the user its
+        # image writes as (the directory itself, not what is in it); the photo library and the data tree are the
+        # user's and left as they are.
+        repair = "repair" if d.service and d.path != paths.photos_root else "keep"
+        lines.append(f"make_dir {shlex.quote(d.path)} {d.owner} {d.mode:o} {repair}")
+    calls = "\n".join(lines)
     return f"""#!/bin/sh
-# Creates the stack's missing host directories, owned by {ident.puid}:{ident.pgid}. Idempotent.
+# Creates the stack's missing host directories: the data tree owned by {ident.puid}:{ident.pgid}, each service's own
+# directory by the user its image writes as. Idempotent.
 # ROOT prefixes every path (empty on a real host; a sandbox directory in tests).
 set -eu
 ROOT="${{ROOT:-}}"
 changed=0
 record="$ROOT{CREATED_RECORD}"
 mkdir -p "$(dirname "$record")"
-for dir in \\
-  {dirs}
-do
-  target="$ROOT$dir"
+repaired=0
+make_dir() {{
+  target="$ROOT$1"
   # Only what this script creates gets the stack's owner and mode; existing directories are the user's.
   if [ ! -d "$target" ]; then
     mkdir "$target"
-    printf '%s\\n' "$dir" >> "$record"
+    printf '%s\\n' "$1" >> "$record"
     if [ "$(id -u)" = 0 ]; then
-      chown {ident.puid}:{ident.pgid} "$target"
+      chown "$2" "$target"
     fi
-    chmod {_mode(ident.umask)} "$target"
+    chmod "$3" "$target"
     changed=$((changed + 1))
+  elif [ "$4" = repair ] && [ "$(id -u)" = 0 ] && [ "$(stat -c %u:%g "$target")" != "$2" ]; then
+    chown "$2" "$target"
+    chmod "$3" "$target"
+    repaired=$((repaired + 1))
   fi
-done
+}}
+{calls}
+if [ "$repaired" -gt 0 ]; then
+  echo "storage: $repaired directories handed to the user their image writes as"
+fi
 echo "storage: $changed directories created"
+"""
+
+
+def files_script(files: Mapping[str, str], secret_files: Mapping[str, tuple[str, int, int]] = {}) -> str:
+    """Writes generated files (host path -> content; 0444, root's) and secret files (host path -> content, uid,
+    gid; 0400, the reader's) for read-only-rootfs containers. Each is written beside its target and renamed over
+    it, so a reader never sees half a file and a watcher of the (bound) directory sees the change."""
+    blocks = []
+    entries = [(path, content, "444", "") for path, content in sorted(files.items())]
+    entries += [(path, content, "400", f"{uid}:{gid}") for path, (content, uid, gid) in sorted(secret_files.items())]
+    for path, content, mode, owner in entries:
+        encoded = base64.encodebytes(content.encode()).decode()
+        chown = f'if [ "$(id -u)" = 0 ]; then\n  chown {owner} "$target.new"\nfi\n' if owner else ""
+        blocks.append(
+            f"""target="$ROOT"{shlex.quote(path)}
+mkdir -p "$(dirname "$target")"
+base64 -d > "$target.new" <<'MEDIASTACK_FILE'
+{encoded}MEDIASTACK_FILE
+chmod {mode} "$target.new"
+{chown}mv -f "$target.new" "$target"
+written=$((written + 1))
+"""
+        )
+    return f"""#!/bin/sh
+# mediastack: generated files for the containers with a read-only root filesystem (they bind the directory).
+set -eu
+ROOT="${{ROOT:-}}"
+written=0
+{"".join(blocks)}echo "files: $written written"
 """
 
 
@@ -202,6 +289,33 @@ class HostStorage(pulumi.ComponentResource):
                 "echo 'seeds: the files are app state now; left in place'",
                 pulumi.ResourceOptions(parent=self, depends_on=[run]),
             )
+        from .files import config_secret_files, generated_host_path, host_generated_files
+
+        stack = args.stack
+        generated = host_generated_files(stack)
+        if generated:
+            # Only the files of the services that run on this host.
+            here = {
+                path: content
+                for service in stack.services
+                if service.host.name == args.host.name
+                for path, content in generated.get(service.name, {}).items()
+            }
+            secrets = {
+                generated_host_path(config, s.spec, path): (content, *run_as(s.spec, config))
+                for s in stack.services
+                if s.name in generated and s.host.name == args.host.name
+                for path, content in config_secret_files(config).get(s.name, {}).items()
+            }
+            if here:
+                files_create = files_script(here, secrets)
+                host_command(
+                    f"{name}-files",
+                    args.host,
+                    pulumi.Output.secret(files_create) if secrets else files_create,
+                    "echo 'files: left in place (a running container may bind their directory)'",
+                    pulumi.ResourceOptions(parent=self, depends_on=[run]),
+                )
         self.ready = run
         self.stdout = run.stdout
         self.register_outputs({"stdout": self.stdout})

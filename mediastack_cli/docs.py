@@ -19,6 +19,7 @@ from pydantic_core import PydanticUndefined
 
 from components.catalog import CATALOG
 from components.config import StackConfig
+from components.image_facts import IMAGE_FACTS, PUID
 from components.loading import _unwrap, strip_optional
 from components.units import format_size
 
@@ -131,7 +132,8 @@ def catalog_md() -> str:
     ]
     for s in CATALOG.values():
         if s.health is None:
-            health = "none: distroless image, watched by Prometheus `up`"
+            probe = f", probed on :{s.probe[0]}{s.probe[1]}" if s.probe else ""
+            health = f"none: nothing in the image can run one{probe}, watched by Prometheus `up`"
         else:
             health = "`" + " ".join(a for a in s.health.test[1:] if not a.startswith("--max-time") and a != "8") + "`"
         web = f"`{s.web.subdomain}` :{s.web.port}, login: {s.web.login or 'none'}" if s.web else ""
@@ -142,7 +144,52 @@ def catalog_md() -> str:
         )
     lines += ["", "## What each service is for", ""]
     lines += [f"- **{s.name}**: {s.description}" for s in CATALOG.values()]
+    lines += image_facts_md()
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def image_facts_md() -> list[str]:
+    """Each image's facts (components/image_facts.py) and the upstream files they were read from."""
+    lines = [
+        "",
+        "## Image facts",
+        "",
+        "What the program relies on about each image, read from the upstream files named under it (repository,",
+        "path, tag or commit). The program derives each service's directory owner and mode, capabilities,",
+        "command and health check from these, and tests/test_image_facts.py fails when a choice disagrees.",
+        "A fact marked *not verified* could not be read upstream; the reason is given.",
+    ]
+    for image, facts in IMAGE_FACTS.items():
+        services = ", ".join(s.name for s in CATALOG.values() if s.image == image)
+        user = "the stack's PUID:PGID" if facts.user == PUID else facts.user
+        runs = f"starts as root, then runs as {user}" if facts.starts_as_root else f"runs as {user}"
+        lines += ["", f"### `{image}:{facts.tag}` ({services})", ""]
+        lines += [
+            "| fact | value |",
+            "|---|---|",
+            f"| user | {runs} |",
+            f"| at start | {_cell(facts.entrypoint)} |",
+            f"| capabilities | {', '.join(facts.caps) or 'none'} |",
+            f"| binaries | {', '.join(f'`{b}`' for b in facts.binaries)} |",
+            f"| writes | {', '.join(f'`{w}`' for w in facts.writes) or 'nothing'} |",
+        ]
+        if facts.keep_args:
+            lines.append(f"| command keeps | `{' '.join(facts.keep_args)}` |")
+        if facts.engine:
+            lines.append(f"| engine | {_cell(facts.engine)} |")
+        if facts.dir_mode is not None:
+            lines.append(f"| directory mode | {facts.dir_mode:o} |")
+        lines += ["", "Sources:", ""]
+        for src in facts.sources:
+            note = f": {src.note}" if src.note else ""
+            lines.append(f"- {', '.join(src.facts)}: `{src.repo}` `{src.path}` at `{src.ref}`{note}")
+        for reason in facts.unverified:
+            lines.append(f"- *not verified*: {reason}")
+    return lines
 
 
 def schema_json() -> str:

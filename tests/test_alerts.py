@@ -386,9 +386,22 @@ def test_smtp_password_reaches_alertmanager_only_as_a_secret() -> None:
     }
     result = plan_config(cfg, stack="mail")
     alertmanager = containers(result)["alertmanager"]
-    uploads = {u["file"]: u["content"] for u in alertmanager["uploads"]}
-    assert uploads["/etc/alertmanager/smtp_password"] == "[secret]"
-    assert "auth_password_file" in uploads["/etc/alertmanager/alertmanager.yml"]
+    # A read-only rootfs: the host step writes both files into the directory the container binds read-only.
+    assert not alertmanager.get("uploads")
+    assert {
+        k: v
+        for m in alertmanager["mounts"]
+        if m["target"] == "/etc/alertmanager"
+        for k, v in m.items()
+        if k != "source"
+    } == {"target": "/etc/alertmanager", "type": "bind", "readOnly": True}
+    files = next(r for r in result.resources if r.name.endswith("-files"))
+    assert files.inputs["create"] == "[secret]"
+    from components.files import alertmanager_config
+    from components.loading import parse_stack_config
+    from components.resolve import resolve
+
+    assert "auth_password_file" in alertmanager_config(resolve(parse_stack_config(cfg, "mail"), "mail"))
     import json
 
     assert "s3cret-smtp" not in json.dumps(result.to_json())

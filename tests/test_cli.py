@@ -168,13 +168,23 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Path) -> None:
-    from conftest import containers, plan
+    from conftest import containers, plan, raw_config
 
     runner.invoke(app, ["render", "--stack", stack, "--project", str(ROOT), "--out", str(tmp_path)])
     from components.files import CONTAINER_PATHS
 
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
-    assert len(uploads) == (9 if stack == "prod" else 2)  # dev: the artwork cache and Traefik's routes
+    # dev: only the artwork cache; prod: Grafana's three too (read-only rootfs containers bind theirs, below)
+    assert len(uploads) == (4 if stack == "prod" else 1)
     for name, upload in uploads:
         assert (tmp_path / by_container_path[upload["file"]]).read_text() == upload["content"], name
+    from components.files import host_generated_files
+    from components.loading import parse_stack_config
+    from components.resolve import resolve
+
+    resolved = resolve(parse_stack_config(raw_config(stack), stack), stack)
+    bound = {path: text for files in host_generated_files(resolved).values() for path, text in files.items()}
+    assert len(bound) == (4 if stack == "prod" else 0)
+    rendered = {text for text in (p.read_text() for p in tmp_path.rglob("*.y*ml"))}
+    assert set(bound.values()) <= rendered

@@ -161,3 +161,30 @@ def test_docker_endpoint() -> None:
     stack = resolved()
     assert docker_endpoint(stack.config.host) == "ssh://deploy@nas.home.arpa"
     assert docker_endpoint(resolved("dev").config.host) == "unix:///var/run/docker.sock"
+
+
+def test_a_host_network_exporter_listens_on_loopback_and_the_monitoring_bridge_only(mocks) -> None:
+    """Not on every host interface (the LAN's); Prometheus and blackbox find it by name at the bridge's address."""
+    from components.service import container_args, host_entries
+
+    node = resolved().get("node-exporter")
+    assert node.network_mode == "host" and node.networks == ()
+
+    @pulumi.runtime.test
+    def check():
+        args = MediaServiceArgs(service=node, networks={}, listen_on=pulumi.Output.from_input("172.20.0.1"))
+        command = container_args(args, "prom/node-exporter:v1.10.2")["command"]
+        entries = host_entries({"node-exporter": pulumi.Output.from_input("172.20.0.1")})
+
+        def verify(values: list) -> None:
+            argv, hosts = values
+            listens = [a for a in argv if a.startswith("--web.listen-address")]
+            assert listens == ["--web.listen-address=127.0.0.1:9100", "--web.listen-address=172.20.0.1:9100"]
+            assert hosts == [{"host": "node-exporter", "ip": "172.20.0.1"}]
+
+        return pulumi.Output.all(command, entries).apply(verify)
+
+    check()
+    # Before the bridge has an address (a preview), loopback only: never every interface.
+    unknown = container_args(MediaServiceArgs(service=node, networks={}), "x")["command"]
+    assert [a for a in unknown if a.startswith("--web.listen-address")] == ["--web.listen-address=127.0.0.1:9100"]

@@ -127,8 +127,26 @@ def test_every_target_once_and_none_missed() -> None:
         for t in sc["targets"]
     ]
     assert len(targets) == len(set(targets))
-    expected = {f"{s.name}:{s.spec.metrics.port}" for s in stack.services if s.spec.metrics}
+    expected = {
+        f"{s.name}:{s.spec.metrics.port}" for s in stack.services if s.spec.metrics and not s.spec.metrics.targets
+    }
+    # A multi-target exporter scrapes each service it watches, by name, through itself.
+    expected |= {
+        s.spec.metrics.targets.format(c)
+        for s in stack.services
+        if s.spec.metrics and s.spec.metrics.targets
+        for c in s.spec.companion_of
+        if c in stack.enabled
+    }
     assert set(targets) == expected
+    redis = next(j for j in doc["scrape_configs"] if j["job_name"] == "redis-exporter")
+    assert redis["metrics_path"] == "/scrape" and sorted(redis["static_configs"][0]["targets"]) == [
+        "redis://immich-redis:6379",
+        "redis://redis:6379",
+    ]
+    assert {"target_label": "__address__", "replacement": "redis-exporter:9121"} in redis["relabel_configs"]
+    assert stack.get("redis-exporter").command == ("--redis.addr=",)
+    assert "REDIS_ADDR" not in stack.get("redis-exporter").env
     probes = next(j for j in doc["scrape_configs"] if j["job_name"] == "blackbox-health")["static_configs"][0][
         "targets"
     ]
@@ -137,7 +155,9 @@ def test_every_target_once_and_none_missed() -> None:
         f"http://{s.name}:{s.health.probe_port}{s.health.probe_path}"
         for s in stack.services
         if s.health and s.health.probe_port and s.name != "blackbox-exporter"
-    }
+    } | {f"http://{s.name}:{s.spec.probe[0]}{s.spec.probe[1]}" for s in stack.services if s.spec.probe}
+    # Images that can run no health check of their own are probed from outside (exportarr's /healthz).
+    assert "http://sonarr-exporter:9707/healthz" in probes
     for name in (
         "node-exporter",
         "cadvisor",
@@ -169,3 +189,19 @@ def test_adding_a_catalog_entry_adds_its_target(monkeypatch: pytest.MonkeyPatch)
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     assert jobs["lidarr"]["static_configs"][0]["targets"] == ["lidarr:8686"]
     assert "http://lidarr:8686/ping" in jobs["blackbox-health"]["static_configs"][0]["targets"]
+
+
+def test_jellyfin_is_scraped_only_with_its_metrics_turned_on() -> None:
+    """Jellyfin maps /metrics only when EnableMetrics is set in system.xml (off by default): the first-start
+    seed sets it, in the file and element Jellyfin reads (ServerConfiguration, JELLYFIN_CONFIG_DIR=/config)."""
+    import xml.etree.ElementTree as ET
+
+    from components.seeds import SecretPlaceholders, seed_files
+
+    stack = resolved()
+    doc = yaml.safe_load(prometheus_config(stack))
+    assert "jellyfin" in [j["job_name"] for j in doc["scrape_configs"]]
+    jellyfin_config = next(m.source for m in stack.get("jellyfin").mounts if m.target == "/config")
+    seeds = seed_files(stack.config, stack.enabled, SecretPlaceholders())
+    root = ET.fromstring(seeds[f"{jellyfin_config}/system.xml"])
+    assert root.tag == "ServerConfiguration" and root.findtext("EnableMetrics") == "true"

@@ -193,6 +193,14 @@ def test_the_bases_are_compliant(pack: PolicyPack) -> None:
     assert analyze(pack, SERVICE, base_service()) == set()
 
 
+def test_only_node_exporter_gets_the_hosts_network_and_only_that(pack: PolicyPack) -> None:
+    node = copy.deepcopy(containers(plan("prod"))["node-exporter"])
+    assert node["networkMode"] == "host"
+    assert "no-host-namespaces" not in analyze(pack, CONTAINER, node)
+    assert "no-host-namespaces" in analyze(pack, CONTAINER, with_(node, pidMode="host"))
+    assert "no-host-namespaces" in analyze(pack, CONTAINER, with_(base_container(), networkMode="host"))
+
+
 @pytest.mark.parametrize(
     ("policy", "make"), CONTAINER_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CONTAINER_CASES)]
 )

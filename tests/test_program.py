@@ -26,7 +26,9 @@ def test_every_container_is_bounded_and_healthy(stack: str) -> None:
         assert c["securityOpts"] == ["no-new-privileges:true"], name
         assert c["capabilities"]["drops"] == ["ALL"], name
         assert not c.get("privileged"), name
-        assert "networkMode" not in c and "pidMode" not in c and "ipcMode" not in c, name
+        # node-exporter alone shares the host's network namespace (upstream's way; policy no-host-namespaces)
+        assert c.get("networkMode") == ("host" if name == "node-exporter" else None), name
+        assert "pidMode" not in c and "ipcMode" not in c, name
         if CATALOG[name].health is None:
             continue  # distroless exporters: watched by Prometheus' `up`, see docs/catalog.md
         health = c["healthcheck"]
@@ -97,6 +99,8 @@ def test_networks_per_service(stack: str) -> None:
         expected = {r.value for r in CATALOG[name].networks}
         if not monitored:
             expected.discard(NetworkRole.monitoring.value)
+        if CATALOG[name].host_network:
+            expected = set()  # the host's namespace: no bridge of its own
         assert attached == expected, name
     c = containers(result)
     assert {n["name"] for n in c["socket-proxy"]["networksAdvanced"]} == {"mediastack-socket"}
@@ -284,10 +288,46 @@ def test_storage_runs_before_containers_on_the_host() -> None:
 
 
 def test_generated_files_reach_their_containers() -> None:
-    c = containers(plan("prod"))
-    upload = c["prometheus"]["uploads"][0]
-    assert upload["file"] == "/etc/prometheus/prometheus.yml"
-    assert "job_name: jellyfin" in upload["content"]
+    """Uploads where the rootfs is writable; a read-only bind of the directory the host step writes where not."""
+    result = plan("prod")
+    c = containers(result)
+    assert c["grafana"]["uploads"][0]["file"].startswith("/etc/grafana/")
+    for name in ("prometheus", "alertmanager", "blackbox-exporter"):
+        assert c[name]["readOnly"] and not c[name].get("uploads"), name
+    bind = next(m for m in c["prometheus"]["mounts"] if m["target"] == "/etc/prometheus")
+    assert bind["readOnly"] and bind["source"].endswith("/generated/prometheus")
+    files = next(r for r in result.resources if r.name.endswith("-files"))
+    script = files.inputs["create"]
+    assert f'"$ROOT"{bind["source"]}/prometheus.yml\n' in script
+    assert f'"$ROOT"{bind["source"]}/rules/mediastack.yml\n' in script
+    assert "job_name: jellyfin" in _written(script, f"{bind['source']}/prometheus.yml")
+    prometheus = next(r for r in result.resources if r.type == CONTAINER and r.inputs["name"] == "prometheus")
+    assert files.urn in _waits_for(result, prometheus), "the files are written before Prometheus starts"
+
+
+def _written(script: str, path: str) -> str:
+    """The content the files script writes to `path` (base64 in a here-document)."""
+    import base64
+
+    block = script.split(f'"$ROOT"{path}\n', 1)[1].split("<<'MEDIASTACK_FILE'\n", 1)[1].split("MEDIASTACK_FILE", 1)[0]
+    return base64.b64decode(block).decode()
+
+
+def _waits_for(result, resource) -> set[str]:
+    """Every URN the resource itself waits for, a dependency on a component expanded to its children (as the
+    engine does). A parent's dependencies are not the child's."""
+    children: dict[str, list[str]] = {}
+    for r in result.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
+    waits: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in waits:
+            waits.add(urn)
+            todo += children.get(urn, [])
+    return waits
 
 
 def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:

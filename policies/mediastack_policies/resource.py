@@ -219,8 +219,10 @@ def check_namespaces(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     allowed = set(cfg.get("host_namespace_services", []))
     if w.service in allowed:
         return
+    # node-exporter reads the host's network counters from its own namespace (upstream runs it with --net=host).
+    host_network = set(cfg.get("host_network_services", ["node-exporter"]))
     for what, mode in (("network", w.network_mode), ("PID", w.pid_mode), ("IPC", w.ipc_mode), ("user", w.userns_mode)):
-        if mode == "host":
+        if mode == "host" and not (what == "network" and w.service in host_network):
             report(f"{w.service}: shares the host's {what} namespace", None)
 
 
@@ -508,7 +510,10 @@ RESOURCE_POLICIES = [
         "no-host-namespaces",
         "No host network, PID, IPC or user namespace.",
         _on_workloads(check_namespaces),
-        schema={"host_namespace_services": {**_LIST, "default": []}},
+        schema={
+            "host_namespace_services": {**_LIST, "default": []},
+            "host_network_services": {**_LIST, "default": ["node-exporter"]},
+        },
     ),
     _policy(
         "docker-socket-via-proxy",

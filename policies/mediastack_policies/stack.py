@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -104,7 +105,44 @@ def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) ->
             if labels.get("mediastack.file") == "prometheus/prometheus.yml":
                 data = props.get("data")
                 return base64.b64decode(str(data)).decode() if data not in (None, SECRET, UNKNOWN) else None
+        # A read-only rootfs: the host step writes it into the directory the container binds.
+        for path, content in _bound_files(args, w).items():
+            if path.endswith("/prometheus.yml"):
+                return content
     return None
+
+
+# How the host step writes a generated file (components/storage.py files_script): its quoted host path, then its
+# content in base64 (an alphabet that cannot end the here-document).
+_HOST_FILE = re.compile(r"""target="\$ROOT"('[^']*'|\S+)\n.*?<<'MEDIASTACK_FILE'\n(.*?)MEDIASTACK_FILE""", re.DOTALL)
+
+
+def _host_files(args: StackValidationArgs) -> dict[str, str]:
+    """Host path -> content of every file the stack's host steps write for read-only-rootfs containers."""
+    found: dict[str, str] = {}
+    for r in args.resources:
+        create = plain(r.props).get("create") if r.resource_type.startswith("command:") else None
+        if not isinstance(create, str):
+            continue
+        for quoted, encoded in _HOST_FILE.findall(create):
+            found[shlex.split(quoted)[0]] = base64.b64decode(encoded).decode()
+    return found
+
+
+def _bound_files(args: StackValidationArgs, w: Workload, inside: str = "/") -> dict[str, str]:
+    """Container path -> content of the host-written files a workload binds (read-only) under `inside`."""
+    files = _host_files(args)
+    found: dict[str, str] = {}
+    for mount in w.raw.get("mounts") or []:
+        source, target = str(mount.get("source") or ""), str(mount.get("target") or "")
+        if mount.get("type") != "bind" or not source:
+            continue
+        for path, content in files.items():
+            if path.startswith(source.rstrip("/") + "/"):
+                in_container = target.rstrip("/") + path[len(source.rstrip("/")) :]
+                if in_container.startswith(inside):
+                    found[in_container] = content
+    return found
 
 
 def _scrape_targets(args: StackValidationArgs, workloads: Iterable[Workload]) -> set[str] | None:
@@ -179,6 +217,7 @@ def _traefik_files(args: StackValidationArgs, proxy: Workload) -> list[str] | No
                 if data in (None, SECRET, UNKNOWN):
                     return None
                 texts.append(base64.b64decode(str(data)).decode())
+    texts.extend(content for _, content in sorted(_bound_files(args, proxy, inside).items()))
     return texts
 
 
