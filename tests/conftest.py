@@ -101,14 +101,63 @@ def container_labels(container: dict[str, Any]) -> dict[str, str]:
     return {label["label"]: label["value"] for label in container["labels"]}
 
 
+_HOST_FILE = r"""target="\$ROOT"('[^']*'|\S+)\n.*?<<'MEDIASTACK_FILE'\n(.*?)MEDIASTACK_FILE"""
+
+
+def edit_host_files(script: str, change: Any, where: str = "/generated/traefik/") -> str:
+    """A host step's files script with `change(text) -> text` applied to each file whose path contains `where`."""
+    import base64
+    import re
+    import shlex
+
+    def rewrite(match: re.Match[str]) -> str:
+        path = shlex.split(match.group(1))[0]
+        if where not in path:
+            return match.group(0)
+        text = change(base64.b64decode(match.group(2)).decode())
+        start, end = match.span(2)
+        whole = match.group(0)
+        offset = match.start(0)
+        return whole[: start - offset] + base64.encodebytes(text.encode()).decode() + whole[end - offset :]
+
+    return re.sub(_HOST_FILE, rewrite, script, flags=re.DOTALL)
+
+
+def host_written_files(result: PlanResult) -> dict[str, str]:
+    """Host path -> content of every file a host step writes (components/storage.py files_script: the quoted
+    path, then the content in base64)."""
+    import base64
+    import re
+    import shlex
+
+    written = re.compile(_HOST_FILE, re.DOTALL)
+    found = {}
+    for r in result.resources:
+        create = r.inputs.get("create") if r.type.startswith("command:") else None
+        for quoted, encoded in written.findall(create if isinstance(create, str) else ""):
+            found[shlex.split(quoted)[0]] = base64.b64decode(encoded).decode()
+    return found
+
+
 def traefik_dynamic(result: PlanResult) -> dict[str, Any]:
-    """The routes Traefik's file provider reads: uploaded into its container, or its Swarm config on a cluster."""
+    """The routes Traefik's file provider reads, all its files merged: the directory the host step writes and
+    Traefik binds on one host, or its Swarm config on a cluster."""
     import base64
 
     for r in result.resources:
         if r.type == CONTAINER and r.inputs["name"] == "traefik":
-            (upload,) = [u for u in r.inputs["uploads"] if u["file"].startswith("/etc/traefik/dynamic/")]
-            return yaml.safe_load(upload["content"])
+            (source,) = [m["source"] for m in r.inputs["mounts"] if m["target"] == "/etc/traefik/dynamic"]
+            docs = [
+                yaml.safe_load(text)
+                for path, text in sorted(host_written_files(result).items())
+                if path.startswith(source + "/")
+            ]
+            assert docs, f"no file written into {source}"
+            http: dict[str, dict[str, Any]] = {}
+            for doc in docs:
+                for section, entries in (doc.get("http") or {}).items():
+                    http.setdefault(section, {}).update(entries)
+            return {"http": http}
     for r in result.resources:
         if r.type == "docker:index/serviceConfig:ServiceConfig" and r.inputs["name"].startswith(
             "mediastack-traefik-dynamic-"

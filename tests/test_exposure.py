@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.files import traefik_dynamic_config
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
-from conftest import CONTAINER, ROOT, containers, plan, raw_config, traefik_dynamic
+from conftest import CONTAINER, ROOT, containers, edit_host_files, plan, raw_config, traefik_dynamic
 from mediastack_cli.analyzer import PolicyPack
 from mediastack_cli.offline import Registration
 
@@ -258,18 +258,22 @@ def resource_messages(pack: PolicyPack, props: dict[str, Any], policy: str, type
     return [_message(d.message) for d in pack.analyze(reg(type_, props, "r")).diagnostics if d.policyName == policy]
 
 
+def changed(text: str, change) -> str:
+    doc = yaml.safe_load(text)
+    change(doc["http"])
+    return yaml.safe_dump(doc)
+
+
 def with_routes(stack: str, change) -> list[Registration]:
-    """The stack's resources with Traefik's dynamic config changed (its upload, or its Swarm config)."""
+    """The stack's resources with Traefik's dynamic config changed (the file the host step writes into the
+    directory Traefik binds, or its Swarm config)."""
     result = []
     for r in plan(stack).resources:
         if not r.custom:
             continue
         inputs = copy.deepcopy(r.inputs)
-        if r.type == CONTAINER and inputs["name"] == "traefik":
-            for upload in inputs["uploads"]:
-                doc = yaml.safe_load(upload["content"])
-                change(doc["http"])
-                upload["content"] = yaml.safe_dump(doc)
+        if r.type.startswith("command:") and isinstance(inputs.get("create"), str):
+            inputs["create"] = edit_host_files(inputs["create"], lambda text: changed(text, change))
         if r.type == SERVICE_CONFIG and inputs["name"].startswith("mediastack-traefik-dynamic-"):
             doc = yaml.safe_load(base64.b64decode(inputs["data"]).decode())
             change(doc["http"])

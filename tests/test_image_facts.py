@@ -180,7 +180,7 @@ def test_what_others_talk_to_is_created_healthy_before_them() -> None:
         # start period, then three tries of a 30 s interval and a 10 s timeout, and a margin
         assert c[name]["waitTimeout"] == health.start_period_s + 3 * 40 + 30, name
     assert not c["node-exporter"].get("wait"), "nothing talks to node-exporter at deploy time"
-    for dependent, needed in (("immich-server", "immich-postgres"), ("traefik", "socket-proxy")):
+    for dependent, needed in (("immich-server", "immich-postgres"), ("alertmanager", "prometheus")):
         assert by_name[needed].urn in _waits_for(result, by_name[dependent]), (dependent, needed)
 
 

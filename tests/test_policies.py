@@ -20,7 +20,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from conftest import CONTAINER, ROOT, containers, plan
+from conftest import CONTAINER, ROOT, containers, edit_host_files, plan
 from mediastack_cli.analyzer import PolicyPack, PolicyPackError, run_pack
 from mediastack_cli.offline import SECRET_MASK, Registration
 
@@ -359,14 +359,15 @@ STACK_CASES: list[tuple[str, Callable[[list[Registration]], list[Registration]]]
 def without_router(resources: list[Registration], router: str) -> list[Registration]:
     """The stack with one router taken out of Traefik's generated dynamic config."""
     result = []
+
+    def drop(text: str) -> str:
+        doc = yaml.safe_load(text)
+        doc["http"]["routers"].pop(router, None)
+        return yaml.safe_dump(doc)
+
     for r in resources:
-        if r.type == CONTAINER and r.inputs.get("name") == "traefik":
-            uploads = []
-            for upload in r.inputs["uploads"]:
-                doc = yaml.safe_load(upload["content"])
-                doc["http"]["routers"].pop(router, None)
-                uploads.append({**upload, "content": yaml.safe_dump(doc)})
-            r = reg(r.type, with_(r.inputs, uploads=uploads), r.name)
+        if r.type.startswith("command:") and isinstance(r.inputs.get("create"), str):
+            r = reg(r.type, with_(r.inputs, create=edit_host_files(r.inputs["create"], drop)), r.name)
         result.append(r)
     return result
 

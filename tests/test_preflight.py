@@ -22,7 +22,7 @@ from components.units import GIB, MIB
 from conftest import ROOT, raw_config
 from mediastack_cli import preflight as pf
 from mediastack_cli.main import app
-from mediastack_cli.preflight import EngineFacts, Filesystem, HostFacts, Published
+from mediastack_cli.preflight import EngineFacts, Filesystem, HostFacts, Published, SshCommands
 
 runner = CliRunner()
 
@@ -133,10 +133,11 @@ def test_the_gateway_need_matches_the_plan_that_sets_gw_priority():
 
 
 def test_traefik_pinned_to_api_1_24_on_an_engine_that_refuses_it():
-    got = findings(e=engine(version="29.0.1", api_version="1.52", min_api_version="1.44"))
-    tag = pf.image_tag(stack().get("traefik").image)
-    if not pf.older(tag, "v3.6.1"):
-        pytest.skip(f"traefik {tag} negotiates the API version")
+    raw = raw_config("dev")
+    raw["services"] = {**raw.get("services", {}), "traefik": {"image_tag": "v3.5.3"}}  # an older pin, overridden
+    got = findings(stack(raw), e=engine(version="29.0.1", api_version="1.52", min_api_version="1.44"))
+    tag = pf.image_tag(stack(raw).get("traefik").image)
+    assert tag == "v3.5.3"
     assert got == [
         (
             "engine",
@@ -592,6 +593,9 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
     library = tmp_path / "srv" / "data_root" / "media"
     library.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "preflight-library", str(library)], check=True)
+    volatile = tmp_path / "volatile"  # a tmpfs of the test's own (system directories such as /dev/shm are refused)
+    volatile.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "preflight-volatile", str(volatile)], check=True)
     try:
         raw = on_engine_host(
             docker_engine,
@@ -602,7 +606,7 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
             render_gid=4242,
         )
         raw["bundles"] = ["media", "arr", "downloads"]  # download clients: API 1.48 (Docker 28)
-        raw["paths"]["config_root"] = f"/dev/shm/mediastack-preflight-{os.getpid()}/config"
+        raw["paths"]["config_root"] = f"{volatile}/config"
         project = write_project(tmp_path, "misfit", raw)
         done = run_in_engine_netns(docker_engine, project, "misfit")
         assert done.returncode == 1, done.stdout + done.stderr
@@ -618,8 +622,7 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
         ) in text
         assert f"memory: {info['MemTotal'] // MIB}MiB for host dev" in text
         assert (
-            f"mismatch paths: config_root /dev/shm/mediastack-preflight-{os.getpid()}/config is on tmpfs (/dev/shm): "
-            "everything in it is lost at reboot"
+            f"mismatch paths: config_root {volatile}/config is on tmpfs ({volatile}): everything in it is lost at reboot"
         ) in text
         assert (
             "mismatch ports: port 80 on dev is published by container preflight-web; traefik needs it; fix: stop "
@@ -635,6 +638,7 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
         ) in text
     finally:
         subprocess.run(["umount", str(library)], check=False)
+        subprocess.run(["umount", str(volatile)], check=False)
         web.remove(force=True)
         network.remove()
 
@@ -703,7 +707,7 @@ def test_an_ssh_host_that_refuses_exits_2(tmp_path: Path, monkeypatch):
 
 
 @pytest.mark.engine
-def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
+def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path, monkeypatch):
     """Over a stand-in ssh that runs its command on this machine (the `remote` host), with the engine as that
     host's Docker: the Docker API goes through `docker system dial-stdio`, the commands through quoted strings."""
     import dockerd
@@ -717,9 +721,6 @@ def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
     env = stand_in_ssh(tmp_path, body)
     raw = on_engine_host(docker_engine, tmp_path, address="nas.lan", ssh_user="deploy")
     del raw["hosts"][0]["docker_host"]  # the default: ssh://deploy@nas.lan
-    # A path with shell syntax reaches the remote shell as one quoted argument, never as code.
-    marker = tmp_path / "pwned"
-    raw["paths"]["config_root"] = f"{tmp_path}/config$(touch${{IFS}}{marker});echo"
     project = write_project(tmp_path, "nas", raw)
     done = run_in_engine_netns(docker_engine, project, "nas", "--json", env=env)
     assert done.stdout, done.stderr
@@ -734,8 +735,14 @@ def test_a_host_over_ssh_reads_the_same_engine(docker_engine, tmp_path: Path):
     log = (tmp_path / "ssh.log").read_text().splitlines()
     assert "docker system dial-stdio" in log and "BatchMode=yes" in log
     assert any(line.startswith("env LC_ALL=C stat '--printf=%n\\0' -- / ") for line in log), log
-    assert f"'{tmp_path}/config$(touch${{IFS}}{marker});echo'" in "\n".join(log)
-    assert not marker.exists()
+    # The config model refuses shell syntax in paths; the transport quotes anyway: an argument with shell syntax
+    # reaches the remote shell as one quoted argument, never as code.
+    marker = tmp_path / "pwned"
+    hostile = f"{tmp_path}/config$(touch${{IFS}}{marker});echo"
+    monkeypatch.setenv("PATH", env["PATH"])
+    ran = SshCommands("deploy", "nas.lan").run(["stat", "--", hostile])
+    assert f"'{hostile}'" in (tmp_path / "ssh.log").read_text()
+    assert ran is not None and not marker.exists()
 
 
 def test_a_data_tree_split_over_filesystems_breaks_hardlinks():
