@@ -145,13 +145,27 @@ def every_service_monitored(args: StackValidationArgs, report: Report) -> None:
 
 def web_ui_routed(args: StackValidationArgs, report: Report) -> None:
     proxies = set(_config(args).get("proxy_services", ["traefik"]))
-    for w, _ in _workloads(args):
+    workloads = [w for w, _ in _workloads(args)]
+    by_name = {w.name: w for w in workloads}
+    for w in workloads:
         port = w.labels.get("mediastack.web-port")
         if not port or w.service in proxies:
             continue
-        routed = w.labels.get("traefik.enable") == "true" and any(
-            k.startswith("traefik.http.routers.") and k.endswith(".rule") for k in w.labels
-        )
+        shared = (w.network_mode or "").removeprefix("container:")
+        carrier = by_name.get(shared) if w.network_mode and w.network_mode.startswith("container:") else None
+        if carrier is not None:
+            # In another container's network namespace (a VPN's) the proxy reaches the UI at that container, so
+            # the route is on it: a router named for this service, sending to this port.
+            routed = (
+                carrier.labels.get("traefik.enable") == "true"
+                and bool(carrier.labels.get(f"traefik.http.routers.{w.service}.rule"))
+                and carrier.labels.get(f"traefik.http.routers.{w.service}.service", w.service) == w.service
+                and carrier.labels.get(f"traefik.http.services.{w.service}.loadbalancer.server.port") == port
+            )
+        else:
+            routed = w.labels.get("traefik.enable") == "true" and any(
+                k.startswith("traefik.http.routers.") and k.endswith(".rule") for k in w.labels
+            )
         if not routed:
             report(f"{w.service}: web UI on port {port} is not routed through the reverse proxy", None)
         if w.published_ports:
