@@ -27,7 +27,7 @@ from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 from conftest import ROOT
 
-EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "80"))
+EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "100"))
 RANDOM = os.environ.get("MEDIASTACK_PROPERTY_RANDOM") == "1"
 
 OPTIONAL = sorted(s.name for s in CATALOG.values() if s.bundle != "core")
@@ -92,14 +92,14 @@ def stack_config(draw: st.DrawFn) -> dict[str, Any]:
         bundles = draw(st.lists(st.sampled_from([b for b in BUNDLES if b != "core"]), min_size=1, unique=True))
         config["bundles"] = sorted(bundles)
     services: dict[str, dict[str, Any]] = {}
-    for name in draw(st.lists(st.sampled_from(OPTIONAL), max_size=3, unique=True)):
+    for name in draw(st.lists(st.sampled_from(OPTIONAL), max_size=2, unique=True)):
         services[name] = {"enabled": draw(st.booleans())}
     if draw(st.booleans()):
         name = draw(st.sampled_from(OPTIONAL))
         services.setdefault(name, {})["tier"] = draw(st.sampled_from(["standard", "utility"]))
     if draw(st.booleans()):
         name = draw(st.sampled_from(OPTIONAL))
-        services.setdefault(name, {})["resources"] = {"memory": draw(st.sampled_from(["1GiB", "3GiB"]))}
+        services.setdefault(name, {})["resources"] = {"memory": draw(st.sampled_from(["512MiB", "1GiB"]))}
     if services:
         config["services"] = services
     transcode = draw(st.sampled_from([None, "1GiB", "default"]))
