@@ -203,7 +203,7 @@ def _capacity_problems(config: StackConfig, enabled: list[str]) -> list[Problem]
                 )
             )
     for i, host in enumerate(config.hosts):
-        room = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM))
+        room = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM)) // 2**20 * 2**20
         if mem[host.name] > room:
             problems.append(
                 Problem(

@@ -304,7 +304,7 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 )
             )
 
-    available_mem = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM))
+    available_mem = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM)) // MIB * MIB
     if config.cluster:
         return problems  # per host, in placement.check_cluster
     if total_mem > available_mem:
@@ -436,15 +436,9 @@ def _labels(
         "mediastack.image": image_ref,
     }
     if placement(service, config).host is not None:
-        # Host facts travel with each workload so stack policies can check capacity per host.
-        labels.update(
-            {
-                "mediastack.host": host.name,
-                "mediastack.host-cpus": str(host.cpus),
-                "mediastack.host-memory": str(host.memory),
-                "mediastack.host-reserve": str(config.reserve_for_host),
-            }
-        )
+        # Where it runs; the host's capacities travel once, on its tuning step (host_tuning.host_facts), so
+        # resizing a host changes no container.
+        labels["mediastack.host"] = host.name
     if service.web:
         labels["mediastack.web-port"] = str(service.web.port)
     if service.name == "artwork-cache":

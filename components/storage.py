@@ -113,6 +113,7 @@ def host_command(
     opts: pulumi.ResourceOptions,
     triggers: Sequence[pulumi.Input[str]] = (),
     stdin: pulumi.Input[str] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
@@ -132,10 +133,18 @@ def host_command(
             triggers=all_triggers,
             interpreter=["/bin/sh", "-c"],
             stdin=stdin,
+            environment=dict(environment) if environment else None,
             opts=opts,
         )
     return command.remote.Command(
-        name, connection=connection, create=create, delete=delete, triggers=all_triggers, stdin=stdin, opts=opts
+        name,
+        connection=connection,
+        create=create,
+        delete=delete,
+        triggers=all_triggers,
+        stdin=stdin,
+        environment=dict(environment) if environment else None,
+        opts=opts,
     )
 
 
