@@ -354,7 +354,8 @@ def default_tiers(cpus: int, memory: int) -> dict[str, dict[str, float]]:
     limits never above what that host has, reservations never above the limits."""
     tiers = {}
     for name, field in Tiers.model_fields.items():
-        preset: dict[str, float] = {**field.default.model_dump(), **(SMALL_TIERS[name] if cpus < SMALL_HOST_CPUS else {})}
+        small = SMALL_TIERS[name] if cpus < SMALL_HOST_CPUS else {}
+        preset: dict[str, float] = {**field.default.model_dump(), **small}
         preset["cpus"] = min(preset["cpus"], cpus)
         preset["memory"] = min(preset["memory"], memory)
         preset["cpu_reservation"] = min(preset["cpu_reservation"], preset["cpus"])

@@ -278,20 +278,20 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
         problems += _layer_problems(f"mediastack:services.{name}", service, resources, fits)
         tier = effective_resources(service, config)[0]
         bound = TIER_BOUNDS[tier.value]
-        for key, value, most, shown in (
-            ("cpus", resources.cpus, bound["max_cpus"], f"{resources.cpus:g}"),
-            ("memory", resources.memory, bound["max_memory_mib"] * MIB, format_size(resources.memory)),
-        ):
-            if value > most:
-                problems.append(
-                    Problem(
-                        f"mediastack:services.{name}.resources.{key}",
-                        shown,
-                        f"above the {tier.value} tier's bound "
-                        f"({bound['max_cpus'] if key == 'cpus' else format_size(most)}; policy resource-limits); "
-                        f"lower it or move {name} to a bigger tier (services.{name}.tier)",
-                    )
+        over: list[tuple[str, str, str]] = []
+        if resources.cpus > bound["max_cpus"]:
+            over.append(("cpus", f"{resources.cpus:g}", f"{bound['max_cpus']:g}"))
+        if resources.memory > bound["max_memory_mib"] * MIB:
+            over.append(("memory", format_size(resources.memory), format_size(bound["max_memory_mib"] * MIB)))
+        for key, shown, most in over:
+            problems.append(
+                Problem(
+                    f"mediastack:services.{name}.resources.{key}",
+                    shown,
+                    f"above the {tier.value} tier's bound ({most}; policy resource-limits); "
+                    f"lower it or move {name} to a bigger tier (services.{name}.tier)",
                 )
+            )
         total_cpu += resources.cpu_reservation
         total_mem += resources.memory_reservation
         if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
@@ -323,8 +323,7 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 "mediastack:hosts[0].cpus",
                 host.cpus,
                 f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has less 10% "
-                f"headroom ({host.cpus * (1 - CAPACITY_HEADROOM):g}); "
-                + smallest_fit(config, enabled),
+                f"headroom ({host.cpus * (1 - CAPACITY_HEADROOM):g}); " + smallest_fit(config, enabled),
             )
         )
     return problems
@@ -352,7 +351,8 @@ def smallest_fit(config: StackConfig, enabled: list[str]) -> str:
         if options:
             break
     memory = math.ceil((mem / (1 - CAPACITY_HEADROOM) + config.reserve_for_host) / GIB) * GIB
-    need = f"a host with at least {math.ceil(cpu / (1 - CAPACITY_HEADROOM) - 1e-9)} CPU threads and {format_size(memory)}"
+    threads = math.ceil(cpu / (1 - CAPACITY_HEADROOM) - 1e-9)
+    need = f"a host with at least {threads} CPU threads and {format_size(memory)}"
     if options:
         *_, left_out = min(options)
         kept = [b for b in (config.bundles if config.bundles is not None else BUNDLES) if b not in ("core", *left_out)]

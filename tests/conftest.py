@@ -28,6 +28,15 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
+def require_root(why: str) -> None:
+    """Tests that change the kernel's state (network namespaces) need root: elsewhere they skip, under CI they fail."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}: CI runs the tests as root (.ci/run)")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def pack():
     """The policy pack, started as `pulumi preview --policy-pack` starts it, with its default config."""

@@ -88,7 +88,8 @@ def test_bad_config_exits_2_with_the_message_and_no_traceback(tmp_path: Path) ->
 def test_unknown_stack_exits_2_and_lists_stacks() -> None:
     result = runner.invoke(app, ["plan", "--stack", "staging", "--project", str(ROOT)])
     assert result.exit_code == 2
-    assert "no stack 'staging'" in result.output and "stacks here: cluster, cluster-nfs, dev, home, prod" in result.output
+    assert "no stack 'staging'" in result.output
+    assert "stacks here: cluster, cluster-nfs, dev, home, prod" in result.output
 
 
 def test_non_namespaced_keys_and_project_defaults_are_read_like_the_cli(tmp_path: Path) -> None:

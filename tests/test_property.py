@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from components.catalog import BUNDLES, CATALOG
 from components.loading import ConfigError, parse_stack_config
+from conftest import ROOT
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
-from conftest import ROOT
 
 EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "100"))
 RANDOM = os.environ.get("MEDIASTACK_PROPERTY_RANDOM") == "1"
@@ -123,7 +123,11 @@ def stack_config(draw: st.DrawFn) -> dict[str, Any]:
     config["downloads"] = downloads
     repository = draw(
         st.sampled_from(
-            ["/mnt/usb-backup/mediastack", "sftp:restic@backup.home.arpa:/srv/restic/m", "s3:https://s3.example.org/backups"]
+            [
+                "/mnt/usb-backup/mediastack",
+                "sftp:restic@backup.home.arpa:/srv/restic/m",
+                "s3:https://s3.example.org/backups",
+            ]
         )
     )
     config["backups"] = {"repository": repository}
