@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from conftest import CONTAINER, ROOT, containers, plan
 from mediastack_cli.analyzer import PolicyPack, PolicyPackError, run_pack
-from mediastack_cli.offline import SECRET_MASK, Registration
+from mediastack_cli.offline import SECRET_MASK, SECRET_SIG, SECRET_VALUE, Registration
 
 sys.path.insert(0, str(ROOT / "policies"))
 from mediastack_policies.resource import image_problem
@@ -213,6 +213,25 @@ def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
     assert "secret-env" not in analyze(pack, CONTAINER, secret)
     whole = with_(base_container(), envs=SECRET_MASK)
     assert "secret-env" not in analyze(pack, CONTAINER, whole)
+
+
+def real_secret(value: Any) -> dict[str, Any]:
+    """A value as the engine sends a Pulumi secret: the signature object around the real value (not the mask)."""
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
+
+
+def test_a_real_secret_is_told_from_the_same_plain_value(pack: PolicyPack) -> None:
+    line = "DB_PASSWORD=hunter2-real-value"
+    plain = pack.analyze(reg(CONTAINER, with_(base_container(), envs=["PUID=1000", line])))
+    (message,) = [d.message for d in plain.diagnostics if d.policyName == "secret-env"]
+    assert "DB_PASSWORD" in message
+    one = with_(base_container(), envs=["PUID=1000", real_secret(line)])
+    assert "secret-env" not in analyze(pack, CONTAINER, one)
+    whole = with_(base_container(), envs=real_secret(["PUID=1000", line]))
+    assert "secret-env" not in analyze(pack, CONTAINER, whole)
+    service = task(base_service(), "taskSpec.containerSpec.env", {"PUID": "1000", "DB_PASSWORD": real_secret("x1")})
+    assert "secret-env" not in analyze(pack, SERVICE, service)
+    assert "secret-env" in analyze(pack, SERVICE, task(service, "taskSpec.containerSpec.env", {"DB_PASSWORD": "x1"}))
 
 
 def test_digest_required_when_configured(pack: PolicyPack) -> None:
