@@ -95,7 +95,7 @@ class Covered:
     @property
     def method(self) -> str:
         return {
-            "sqlite": "SQLite online backup of each database, then the directory",
+            "sqlite": "a consistent SQLite copy of each database (backups.sqlite_copy), then the directory",
             "postgres": "pg_dump (plain SQL), loaded back with psql",
             "redis": "BGSAVE, then the directory",
             "files": "the directory",
@@ -200,7 +200,7 @@ class BackupPlan:
     check_schedule: str
     keep: tuple[str, ...]
     read_subset: str | None
-    sqlite_copy: str = "online-backup"
+    sqlite_copy: str = "vacuum-into"
     swarm: bool = False  # a Swarm node: a service's container is its task's, found by the service label
 
     @property

@@ -482,6 +482,32 @@ class Tiers(Model):
         return getattr(self, tier.value)
 
 
+# The whole catalog reserves 5.25 CPUs with the standard preset (1 critical x 1 + 14 standard x 0.25 + 15 utility
+# x 0.05); a stack whose smallest host has fewer threads gets the small preset, whose reservations total 3.4
+# (docs/architecture.md).
+SMALL_HOST_CPUS = 6
+SMALL_TIERS: dict[str, dict[str, float]] = {
+    "critical": {"cpu_reservation": 1},
+    "standard": {"cpu_reservation": 0.15},
+    "utility": {"cpu_reservation": 0.02},
+}
+
+
+def default_tiers(cpus: int, memory: int) -> dict[str, dict[str, float]]:
+    """The tier preset for the smallest host: the standard one from SMALL_HOST_CPUS threads up, else the small one;
+    limits never above what that host has, reservations never above the limits."""
+    tiers = {}
+    for name, field in Tiers.model_fields.items():
+        small = SMALL_TIERS[name] if cpus < SMALL_HOST_CPUS else {}
+        preset: dict[str, float] = {**field.default.model_dump(), **small}
+        preset["cpus"] = min(preset["cpus"], cpus)
+        preset["memory"] = min(preset["memory"], memory)
+        preset["cpu_reservation"] = min(preset["cpu_reservation"], preset["cpus"])
+        preset["memory_reservation"] = min(preset["memory_reservation"], preset["memory"])
+        tiers[name] = preset
+    return tiers
+
+
 class ExtraMount(Model):
     """A host directory bound into one service."""
 
@@ -869,11 +895,11 @@ class Backups(Model):
     )
     retention: Retention = Field(Retention(), description="Snapshots kept (restic forget).")
     sqlite_copy: SqliteCopy = Field(
-        SqliteCopy.online_backup,
-        description="How each SQLite database is copied before the snapshot, both consistent: online-backup "
-        "(SQLite's backup API; the copy keeps the page layout) or vacuum-into (VACUUM INTO: a compacted copy whose "
-        "layout stays stable, so a day's inserts add megabytes to the repository instead of most of the "
-        "database; see docs/performance.md).",
+        SqliteCopy.vacuum_into,
+        description="How each SQLite database is copied before the snapshot, both consistent: vacuum-into (the "
+        "default; VACUUM INTO: a compacted copy whose layout stays stable, so a day's inserts add megabytes to the "
+        "repository instead of most of the database; measured 5x smaller incrementals, see docs/performance.md) "
+        "or online-backup (SQLite's backup API; the copy keeps the live file's page layout).",
     )
     include_photos: bool = Field(
         False,
@@ -1099,6 +1125,9 @@ class Exposure(Model):
         return v
 
 
+# Reservations fit each host with this share to spare (the policy pack's host-capacity `headroom` default).
+CAPACITY_HEADROOM = 0.1
+
 # Below the line rate, so the queue forms on the host (where streams get priority), not in the ISP's modem.
 LINE_SHARE_MAX = 0.95
 
@@ -1110,7 +1139,11 @@ class StackConfig(Model):
     hosts: list[Host] = Field(min_length=1, description="The machines of this stack (one for a single-host stack).")
     paths: Paths = Field(Paths(), description="Where state and media live.")
     identity: Identity = Field(Identity(), description="PUID, PGID, UMASK, TZ.")
-    tiers: Tiers = Field(Tiers(), description="Resource tiers.")
+    tiers: Tiers = Field(
+        Tiers(),
+        description="Resource tiers. A tier left out follows the smallest host: the defaults below from 6 CPU "
+        "threads, else the small preset (cpu_reservation 1, 0.15 and 0.02); limits no higher than that host has.",
+    )
     bundles: list[str] | None = Field(
         None, description="Catalog bundles to enable (default: all). Core (Traefik, socket proxy) is always on."
     )
@@ -1145,6 +1178,32 @@ class StackConfig(Model):
         "leaves out Docker's own pools (see exposure.docker_ranges); on a cluster it is "
         f"{LAN_RANGES_CLUSTER} (10.0.0.0/8 holds Swarm's overlay networks).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tiers_for_host(cls, data: Any) -> Any:
+        """Tiers the user left out come from the size of the smallest host (the only one on a single host)."""
+        if not isinstance(data, dict) or not isinstance(data.get("hosts"), list) or not data["hosts"]:
+            return data
+        sizes = []
+        for host in data["hosts"]:
+            if isinstance(host, Host):
+                sizes.append((host.cpus, host.memory))
+                continue
+            try:
+                sizes.append((int(host["cpus"]), parse_size(host["memory"])))
+            except (KeyError, TypeError, ValueError):
+                return data  # the host's own validation names the problem
+        cpus, memory = min(c for c, _ in sizes), min(m for _, m in sizes)
+        if cpus < 1 or memory < 1:
+            return data
+        given = data.get("tiers")
+        if given is not None and not isinstance(given, dict):
+            return data
+        given = dict(given or {})
+        for name, preset in default_tiers(cpus, memory).items():
+            given.setdefault(name, preset)
+        return {**data, "tiers": given}
 
     @field_validator("postgres_settings")
     @classmethod

@@ -313,9 +313,22 @@ def tuning_scripts(host: Host, daemon_extra: Mapping[str, object] | None = None)
     }
 
 
+def host_facts(host: Host, reserve_for_host: int) -> dict[str, str]:
+    """The host's capacities for the policy pack (host-capacity), carried by its sysctl step's environment: a change
+    updates that one command in place (its create runs again, idempotent) and replaces no container."""
+    return {
+        "MEDIASTACK_HOST": host.name,
+        "MEDIASTACK_HOST_CPUS": str(host.cpus),
+        "MEDIASTACK_HOST_MEMORY": str(host.memory),
+        "MEDIASTACK_HOST_RESERVE": str(reserve_for_host),
+    }
+
+
 @dataclass(frozen=True)
 class HostTuningArgs:
     host: Host
+    # Memory the host keeps for itself (stack config reserve_for_host), one of the facts the pack checks against.
+    reserve_for_host: int = 0
     qos: QosPlan | None = None
     # The downloads network: its bridge must exist before shaping, and a new bridge needs shaping again.
     downloads_network: StackNetwork | None = None
@@ -335,7 +348,12 @@ class HostTuning(pulumi.ComponentResource):
         scripts = tuning_scripts(args.host, args.daemon_extra)
         self.steps = {
             step: host_command(
-                f"{name}-{step}", args.host, scripts[f"{step}-create.sh"], scripts[f"{step}-delete.sh"], child
+                f"{name}-{step}",
+                args.host,
+                scripts[f"{step}-create.sh"],
+                scripts[f"{step}-delete.sh"],
+                child,
+                environment=host_facts(args.host, args.reserve_for_host) if step == "sysctl" else None,
             )
             for step in ("sysctl", "daemon")
         }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .catalog import CATALOG, MountKind, Service
-from .config import Gpu, Host, HostRole, SharedStorageKind, StackConfig
+from .config import CAPACITY_HEADROOM, Gpu, Host, HostRole, SharedStorageKind, StackConfig
 from .loading import Problem
 from .units import format_size
 
@@ -204,7 +204,7 @@ def _capacity_problems(config: StackConfig, enabled: list[str]) -> list[Problem]
                 )
             )
     for i, host in enumerate(config.hosts):
-        room = host.memory - config.reserve_for_host
+        room = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM)) // 2**20 * 2**20
         if mem[host.name] > room:
             problems.append(
                 Problem(
@@ -212,15 +212,16 @@ def _capacity_problems(config: StackConfig, enabled: list[str]) -> list[Problem]
                     format_size(host.memory),
                     f"memory reservations of the services on {host.name} (pinned and global) total "
                     f"{format_size(mem[host.name])}, more than the {format_size(max(room, 0))} left after "
-                    "reserve_for_host; move services with services.<name>.host or use a bigger host",
+                    "reserve_for_host and 10% headroom; move services with services.<name>.host or use a bigger host",
                 )
             )
-        if cpu[host.name] > host.cpus + 1e-9:
+        if cpu[host.name] > host.cpus * (1 - CAPACITY_HEADROOM) + 1e-9:
             problems.append(
                 Problem(
                     f"mediastack:hosts[{i}].cpus",
                     host.cpus,
-                    f"CPU reservations of the services on {host.name} total {cpu[host.name]:g}, more than it has; "
+                    f"CPU reservations of the services on {host.name} total {cpu[host.name]:g}, more than it has "
+                    f"less 10% headroom ({host.cpus * (1 - CAPACITY_HEADROOM):g}); "
                     "move services with services.<name>.host or lower the tiers' cpu_reservation",
                 )
             )

@@ -8,6 +8,8 @@ layer only translates it into provider inputs.
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 import posixpath
 from dataclasses import dataclass, field, replace
 
@@ -21,13 +23,20 @@ from .catalog import (
     Secret,
     Service,
 )
-from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
+from .config import CAPACITY_HEADROOM, LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
 from .image_facts import PUID
 from .loading import Problem
 from .placement import check_cluster, placement, runs_on, service_host
 from .tuning import postgres_command, postgres_settings
-from .units import format_rate, format_size
+from .units import GIB, MIB, format_rate, format_size
 
+# The policy pack's default `resource-limits` bounds per tier (policies/mediastack_policies/resource.py, held equal
+# by a test): a limit the model accepts must pass the pack.
+TIER_BOUNDS = {
+    "critical": {"max_cpus": 16, "max_memory_mib": 32768},
+    "standard": {"max_cpus": 4, "max_memory_mib": 8192},
+    "utility": {"max_cpus": 1, "max_memory_mib": 1024},
+}
 ALWAYS_ON = frozenset(s.name for s in CATALOG.values() if s.bundle == "core")
 PROJECT = "mediastack"
 
@@ -336,6 +345,22 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
         # On a cluster, limits must fit the biggest host the service may run on (placement checks the sums).
         fits = max(runs_on(placement(service, config), config), key=lambda h: h.memory) if config.cluster else host
         problems += _layer_problems(f"mediastack:services.{name}", service, resources, fits)
+        tier = effective_resources(service, config)[0]
+        bound = TIER_BOUNDS[tier.value]
+        over: list[tuple[str, str, str]] = []
+        if resources.cpus > bound["max_cpus"]:
+            over.append(("cpus", f"{resources.cpus:g}", f"{bound['max_cpus']:g}"))
+        if resources.memory > bound["max_memory_mib"] * MIB:
+            over.append(("memory", format_size(resources.memory), format_size(bound["max_memory_mib"] * MIB)))
+        for key, shown, most in over:
+            problems.append(
+                Problem(
+                    f"mediastack:services.{name}.resources.{key}",
+                    shown,
+                    f"above the {tier.value} tier's bound ({most}; policy resource-limits); "
+                    f"lower it or move {name} to a bigger tier (services.{name}.tier)",
+                )
+            )
         total_cpu += resources.cpu_reservation
         total_mem += resources.memory_reservation
         if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
@@ -348,7 +373,7 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 )
             )
 
-    available_mem = host.memory - config.reserve_for_host
+    available_mem = int((host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM)) // MIB * MIB
     if config.cluster:
         return problems  # per host, in placement.check_cluster
     if total_mem > available_mem:
@@ -357,20 +382,52 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 "mediastack:hosts[0].memory",
                 format_size(host.memory),
                 f"memory reservations of the enabled services total {format_size(total_mem)}, more than the "
-                f"{format_size(max(available_mem, 0))} left after reserve_for_host; lower the tiers' "
-                "memory_reservation, disable services, or use a bigger host",
+                f"{format_size(max(available_mem, 0))} left after reserve_for_host and 10% headroom; "
+                + smallest_fit(config, enabled),
             )
         )
-    if total_cpu > host.cpus + 1e-9:
+    if total_cpu > host.cpus * (1 - CAPACITY_HEADROOM) + 1e-9:
         problems.append(
             Problem(
                 "mediastack:hosts[0].cpus",
                 host.cpus,
-                f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has; lower the "
-                "tiers' cpu_reservation or disable services",
+                f"CPU reservations of the enabled services total {total_cpu:g}, more than the host has less 10% "
+                f"headroom ({host.cpus * (1 - CAPACITY_HEADROOM):g}); " + smallest_fit(config, enabled),
             )
         )
     return problems
+
+
+def _reserved(config: StackConfig, names: list[str]) -> tuple[float, int]:
+    picked = [effective_resources(CATALOG[n], config)[1] for n in names]
+    return sum(r.cpu_reservation for r in picked), sum(r.memory_reservation for r in picked)
+
+
+def smallest_fit(config: StackConfig, enabled: list[str]) -> str:
+    """The smallest change that makes a single host's reservations fit: leaving out the one bundle that frees the
+    least while fitting, else the host size the enabled services need."""
+    host = config.host
+    available = (host.memory - config.reserve_for_host) * (1 - CAPACITY_HEADROOM)
+    cpu, mem = _reserved(config, enabled)
+    options = []
+    bundles = sorted({CATALOG[n].bundle for n in enabled} - {"core"})
+    for count in (1, 2):
+        for left_out in itertools.combinations(bundles, count):
+            rest = [n for n in enabled if CATALOG[n].bundle not in left_out]
+            rest_cpu, rest_mem = _reserved(config, rest)
+            if rest_cpu <= host.cpus * (1 - CAPACITY_HEADROOM) + 1e-9 and rest_mem <= available:
+                options.append((count, cpu - rest_cpu, mem - rest_mem, left_out))
+        if options:
+            break
+    memory = math.ceil((mem / (1 - CAPACITY_HEADROOM) + config.reserve_for_host) / GIB) * GIB
+    threads = math.ceil(cpu / (1 - CAPACITY_HEADROOM) - 1e-9)
+    need = f"a host with at least {threads} CPU threads and {format_size(memory)}"
+    if options:
+        *_, left_out = min(options)
+        kept = [b for b in (config.bundles if config.bundles is not None else BUNDLES) if b not in ("core", *left_out)]
+        what = " and ".join(left_out)
+        return f"the smallest change that fits: leave out {what} (bundles: [{', '.join(kept)}]), or {need}"
+    return f"the smallest change that fits: {need}, or lower the tiers' reservations"
 
 
 # -- resolution ------------------------------------------------------------------------------------
@@ -457,15 +514,9 @@ def _labels(
         "mediastack.image": image_ref,
     }
     if placement(service, config).host is not None:
-        # Host facts travel with each workload so stack policies can check capacity per host.
-        labels.update(
-            {
-                "mediastack.host": host.name,
-                "mediastack.host-cpus": str(host.cpus),
-                "mediastack.host-memory": str(host.memory),
-                "mediastack.host-reserve": str(config.reserve_for_host),
-            }
-        )
+        # Where it runs; the host's capacities travel once, on its tuning step (host_tuning.host_facts), so
+        # resizing a host changes no container.
+        labels["mediastack.host"] = host.name
     if service.web:
         # Routes come from Traefik's generated file (files.py); these say what the policies check them against.
         labels["mediastack.web-port"] = str(service.web.port)

@@ -94,6 +94,7 @@ class MediaStack(pulumi.ComponentResource):
             f"{name}-{host.name}-tuning",
             HostTuningArgs(
                 host=host,
+                reserve_for_host=stack.config.reserve_for_host,
                 qos=qos_plan(stack.config) if downloads else None,
                 downloads_network=downloads,
                 vpn_guard=(guard["vpn-guard-create.sh"], guard["vpn-guard-delete.sh"]) if guard else None,

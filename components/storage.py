@@ -216,6 +216,7 @@ def host_command(
     triggers: Sequence[pulumi.Input[str]] = (),
     stdin: pulumi.Input[str] | None = None,
     stdout_is_secret: bool = False,
+    environment: Mapping[str, str] | None = None,
 ) -> command.local.Command | command.remote.Command:
     """A script pair that changes a host: local on the machine running Pulumi, over SSH elsewhere.
 
@@ -237,6 +238,7 @@ def host_command(
             interpreter=["/bin/sh", "-c"],
             stdin=stdin,
             logging=command.local.Logging.STDERR if stdout_is_secret else None,
+            environment=dict(environment) if environment else None,
             opts=opts,
         )
     return command.remote.Command(
@@ -247,6 +249,7 @@ def host_command(
         triggers=all_triggers,
         stdin=stdin,
         logging=command.remote.Logging.STDERR if stdout_is_secret else None,
+        environment=dict(environment) if environment else None,
         opts=opts,
     )
 

@@ -102,7 +102,11 @@ class SwarmMediaStack(pulumi.ComponentResource):
         # Every node: kernel and daemon settings first (daemon.json is read when dockerd starts).
         tuning = {
             h.name: HostTuning(
-                f"{name}-{h.name}-tuning", HostTuningArgs(host=h, daemon_extra=gpu_daemon_settings(h) or None), child
+                f"{name}-{h.name}-tuning",
+                HostTuningArgs(
+                    host=h, reserve_for_host=config.reserve_for_host, daemon_extra=gpu_daemon_settings(h) or None
+                ),
+                child,
             )
             for h in config.hosts
         }

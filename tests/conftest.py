@@ -51,6 +51,15 @@ def docker_engine(worker_id: str):
         dockerd.stop(engine)
 
 
+def require_root(why: str) -> None:
+    """Tests that change the kernel's state (network namespaces) need root: elsewhere they skip, under CI they fail."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}: CI runs the tests as root (.ci/run)")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def pack():
     """The policy pack, started as `pulumi preview --policy-pack` starts it, with its default config."""

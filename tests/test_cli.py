@@ -6,13 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, containers, plan
 from mediastack_cli.main import app
 
 runner = CliRunner()
@@ -57,11 +58,16 @@ def test_plan_prints_the_tree_and_counts_in_a_real_process(tmp_path: Path) -> No
     assert jellyfin["inputs"]["memory"] == 2048  # inputs as the provider receives them: camelCase, MiB
 
 
-def test_plan_json_matches_the_resource_counts() -> None:
-    result = runner.invoke(app, ["plan", "--stack", "prod", "--project", str(ROOT), "--quiet"])
+def test_plan_json_matches_the_resource_counts(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    result = runner.invoke(app, ["plan", "--stack", "prod", "--project", str(ROOT), "--quiet", "--json", str(out)])
     assert result.exit_code == 0, result.output
     count = int(result.output.split(":")[1].split()[0])
-    assert count > 90
+    doc = json.loads(out.read_text())
+    assert doc["stack"] == "prod" and len(doc["resources"]) == count == len(plan("prod").resources)
+    types = Counter(r["type"] for r in doc["resources"])
+    assert types["docker:index/container:Container"] == len(containers(plan("prod")))
+    assert doc["policy"]["mandatory"] == 0 and doc["policy"]["pack"] == "mediastack"
 
 
 def test_bad_config_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
@@ -88,7 +94,8 @@ def test_bad_config_exits_2_with_the_message_and_no_traceback(tmp_path: Path) ->
 def test_unknown_stack_exits_2_and_lists_stacks() -> None:
     result = runner.invoke(app, ["plan", "--stack", "staging", "--project", str(ROOT)])
     assert result.exit_code == 2
-    assert "no stack 'staging'" in result.output and "dev, prod" in result.output
+    assert "no stack 'staging'" in result.output
+    assert "stacks here: cluster, cluster-nfs, dev, home, prod" in result.output
 
 
 def test_non_namespaced_keys_and_project_defaults_are_read_like_the_cli(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, MountKind
+from components.config import default_tiers
 from components.files import CONTAINER_PATHS, generate_files
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
 from components.swarm_stack import encrypted_networks
+from components.units import parse_size
 from conftest import container_labels, containers, plan, plan_config, raw_config, require_tool, traefik_dynamic
 from mediastack_cli.offline import PlanResult, Registration
 from mediastack_cli.synthetic import synthetic_cluster
@@ -38,6 +40,9 @@ def labels(items: list[dict[str, str]] | None) -> dict[str, str]:
 def single_host_twin() -> PlanResult:
     """The cluster config on its first host alone: what each Swarm service must look like as a container."""
     cfg = raw_config("cluster")
+    # The tiers the cluster's smallest host chose (the single host would choose by its own size).
+    smallest = min(cfg["hosts"], key=lambda h: h["cpus"])
+    cfg["tiers"] = default_tiers(smallest["cpus"], parse_size(smallest["memory"]))
     cfg["hosts"] = [cfg["hosts"][0]]
     del cfg["storage"]
     cfg["services"] = {k: {kk: vv for kk, vv in v.items() if kk != "host"} for k, v in cfg["services"].items()}

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from conftest import CONTAINER, ROOT, containers, edit_host_files, plan
 from mediastack_cli.analyzer import PolicyPack, PolicyPackError, run_pack
-from mediastack_cli.offline import SECRET_MASK, Registration
+from mediastack_cli.offline import SECRET_MASK, SECRET_SIG, SECRET_VALUE, Registration
 
 sys.path.insert(0, str(ROOT / "policies"))
 from mediastack_policies.resource import image_problem
@@ -187,6 +187,56 @@ SERVICE_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
 ]
 
 
+# What each case's violation must say (in case order), so a policy that fires for the wrong reason fails.
+CONTAINER_MESSAGES: list[str] = [
+    "sonarr: no memory limit; set one from the service's tier",
+    "sonarr: no CPU limit",
+    "CPU limit 8 is above the standard tier's bound 4",
+    "sonarr: no memory reservation",
+    "memory reservation 4096 MiB is above its limit 2048 MiB",
+    "sonarr: no health check; add one on the app's own endpoint",
+    "health check timeout 45.0s must be set, below the interval",
+    "health check retries 0 outside 1.0-10.0",
+    "sonarr: no health check",
+    "lscr.io/linuxserver/sonarr:latest uses `latest`; pin a version",
+    "registry:5000/sonarr has no tag",
+    "sonarr: runs privileged",
+    "shares the host's network namespace",
+    "shares the host's PID namespace",
+    "shares the host's IPC namespace",
+    "sonarr: mounts /var/run/docker.sock; only the socket proxy may reach the Docker API",
+    "socket-proxy: mounts /var/run/docker.sock read-write; mount it read-only",
+    "sonarr: no-new-privileges is not set",
+    "sonarr: adds SYS_ADMIN, which gives away the host",
+    "adds capability NET_RAW, not in the allow-list",
+    "does not drop ALL capabilities",
+    "restart policy None; use one of unless-stopped, always, on-failure",
+    "on-failure retries 50.0 above 5.0",
+    "json-file logs without max-size grow without bound",
+    "log max-size 5g is above 100.0m",
+    "jellyfin: critical-tier container can swap; set memory_swap equal to memory",
+    "sonarr: publishes 8989 on the host",
+    "environment variable DB_PASSWORD looks like a secret but is plain",
+    "environment variable SONARR__AUTH__APIKEY looks like a secret but is plain",
+]
+
+
+# What each case's violation must say (in case order), so a policy that fires for the wrong reason fails.
+SERVICE_MESSAGES: list[str] = [
+    "sonarr: no memory limit",
+    "sonarr: no CPU limit",
+    "sonarr: no memory reservation",
+    "sonarr: no health check",
+    "image sonarr:latest uses `latest`",
+    "sonarr: mounts /var/run/docker.sock",
+    "sonarr: adds SYS_ADMIN, which gives away the host",
+    "restart policy 'none'; use one of any, on-failure",
+    "log max-size 10g is above 100.0m",
+    "sonarr: publishes 8989 on the host",
+    "environment variable API_TOKEN looks like a secret but is plain",
+]
+
+
 def test_the_bases_are_compliant(pack: PolicyPack) -> None:
     assert analyze(pack, CONTAINER, base_container()) == set()
     assert analyze(pack, CONTAINER, base_critical()) == set()
@@ -201,16 +251,28 @@ def test_only_node_exporter_gets_the_hosts_network_and_only_that(pack: PolicyPac
     assert "no-host-namespaces" in analyze(pack, CONTAINER, with_(base_container(), networkMode="host"))
 
 
+def messages(pack: PolicyPack, type_: str, props: dict[str, Any], policy: str) -> list[str]:
+    return [d.message for d in pack.analyze(reg(type_, props)).diagnostics if d.policyName == policy]
+
+
 @pytest.mark.parametrize(
-    ("policy", "make"), CONTAINER_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CONTAINER_CASES)]
+    ("policy", "make", "says"),
+    [(p, m, says) for (p, m), says in zip(CONTAINER_CASES, CONTAINER_MESSAGES, strict=True)],
+    ids=[f"{p}-{i}" for i, (p, _) in enumerate(CONTAINER_CASES)],
 )
-def test_container_violations(pack: PolicyPack, policy: str, make) -> None:
-    assert policy in analyze(pack, CONTAINER, make())
+def test_container_violations(pack: PolicyPack, policy: str, make, says: str) -> None:
+    found = messages(pack, CONTAINER, make(), policy)
+    assert any(says in m for m in found), found
 
 
-@pytest.mark.parametrize(("policy", "make"), SERVICE_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(SERVICE_CASES)])
-def test_service_violations(pack: PolicyPack, policy: str, make) -> None:
-    assert policy in analyze(pack, SERVICE, make())
+@pytest.mark.parametrize(
+    ("policy", "make", "says"),
+    [(p, m, says) for (p, m), says in zip(SERVICE_CASES, SERVICE_MESSAGES, strict=True)],
+    ids=[f"{p}-{i}" for i, (p, _) in enumerate(SERVICE_CASES)],
+)
+def test_service_violations(pack: PolicyPack, policy: str, make, says: str) -> None:
+    found = messages(pack, SERVICE, make(), policy)
+    assert any(says in m for m in found), found
 
 
 def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
@@ -221,6 +283,25 @@ def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
     assert "secret-env" not in analyze(pack, CONTAINER, secret)
     whole = with_(base_container(), envs=SECRET_MASK)
     assert "secret-env" not in analyze(pack, CONTAINER, whole)
+
+
+def real_secret(value: Any) -> dict[str, Any]:
+    """A value as the engine sends a Pulumi secret: the signature object around the real value (not the mask)."""
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
+
+
+def test_a_real_secret_is_told_from_the_same_plain_value(pack: PolicyPack) -> None:
+    line = "DB_PASSWORD=hunter2-real-value"
+    plain = pack.analyze(reg(CONTAINER, with_(base_container(), envs=["PUID=1000", line])))
+    (message,) = [d.message for d in plain.diagnostics if d.policyName == "secret-env"]
+    assert "DB_PASSWORD" in message
+    one = with_(base_container(), envs=["PUID=1000", real_secret(line)])
+    assert "secret-env" not in analyze(pack, CONTAINER, one)
+    whole = with_(base_container(), envs=real_secret(["PUID=1000", line]))
+    assert "secret-env" not in analyze(pack, CONTAINER, whole)
+    service = task(base_service(), "taskSpec.containerSpec.env", {"PUID": "1000", "DB_PASSWORD": real_secret("x1")})
+    assert "secret-env" not in analyze(pack, SERVICE, service)
+    assert "secret-env" in analyze(pack, SERVICE, task(service, "taskSpec.containerSpec.env", {"DB_PASSWORD": "x1"}))
 
 
 def test_digest_required_when_configured(pack: PolicyPack) -> None:
@@ -412,11 +493,35 @@ def test_stateful_services_backed_up_accepts_what_the_config_excludes(pack: Poli
         pack.configure({})
 
 
-@pytest.mark.parametrize(("policy", "break_it"), STACK_CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(STACK_CASES)])
-def test_stack_violations(pack: PolicyPack, policy: str, break_it) -> None:
+# What each case's violation must say (in case order), so a policy that fires for the wrong reason fails.
+STACK_MESSAGES: list[str] = [
+    "host nas: memory reservations total 39.9 GiB, above the 27.9 GiB left after the host reserve and 10% headroom",
+    "lidarr: neither scraped nor probed by Prometheus",
+    "sonarr: web UI on port 8989 is not routed through the reverse proxy",
+    "qbittorrent: download client without a bandwidth limit (down and up)",
+    "host nas: port 443 is published by sonarr, traefik",
+    "radarr: separate /downloads, /movies mounts make imports copies, not hardlinks",
+    "mount different data roots, so hardlinks fail: /mnt/other -> /data: radarr",
+    "PUID=1001 PGID=1001 UMASK=022: qbittorrent",
+    "jellyfin: has /dev/dri without the host's render group",
+    "immich-postgres: a database container on non-internal network(s) mediastack-frontend",
+    "qbittorrent: has a network path that bypasses the VPN",
+    "no backups in this stack",
+    "sonarr: keeps sqlite state that the backups do not cover",
+    "lidarr: keeps sqlite state that the backups do not cover",
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "break_it", "says"),
+    [(p, b, says) for (p, b), says in zip(STACK_CASES, STACK_MESSAGES, strict=True)],
+    ids=[f"{p}-{i}" for i, (p, _) in enumerate(STACK_CASES)],
+)
+def test_stack_violations(pack: PolicyPack, policy: str, break_it, says: str) -> None:
     before = analyze_stack(pack, prod_resources()).get(policy, [])
     after = analyze_stack(pack, break_it(prod_resources())).get(policy, [])
-    assert len(after) > len(before), after
+    new = [m for m in after if m not in before]
+    assert any(says in m for m in new), after
 
 
 def test_stack_compliant_cases_for_advisory_policies(pack: PolicyPack) -> None:
@@ -477,7 +582,30 @@ def test_bad_pack_config_is_refused(pack: PolicyPack) -> None:
     pack.configure({})
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "cluster"])
+def test_the_vpn_container_may_administer_its_own_network_namespace_only(pack: PolicyPack) -> None:
+    gluetun = copy.deepcopy(containers(plan("home"))["gluetun"])
+    assert gluetun["capabilities"]["adds"] == ["NET_ADMIN"]
+    assert "capabilities-allow-list" not in analyze(pack, CONTAINER, gluetun)
+    on_host = messages(pack, CONTAINER, with_(gluetun, networkMode="host"), "capabilities-allow-list")
+    assert any("gluetun: adds NET_ADMIN, which gives away the host" in m for m in on_host), on_host
+    sonarr = with_(base_container(), capabilities={"drops": ["ALL"], "adds": ["NET_ADMIN"]})
+    assert any(
+        "adds NET_ADMIN, which gives away the host" in m
+        for m in messages(pack, CONTAINER, sonarr, "capabilities-allow-list")
+    )
+
+
+def test_uis_behind_the_vpn_are_routed_on_its_container(pack: PolicyPack) -> None:
+    resources = [copy.deepcopy(r) for r in plan("home").resources if r.custom]
+    assert "web-ui-routed" not in analyze_stack(pack, resources)
+    gluetun = containers(plan("home"))["gluetun"]
+    unrouted = [lb for lb in gluetun["labels"] if not lb["label"].startswith("traefik.http.routers.qbittorrent.")]
+    broken = replace_container(resources, "gluetun", with_(gluetun, labels=unrouted))
+    found = [m.split("\n", 1)[-1] for m in analyze_stack(pack, broken)["web-ui-routed"]]
+    assert found == ["qbittorrent: web UI on port 8090 is not routed through the reverse proxy"], found
+
+
+@pytest.mark.parametrize("stack", sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
 def test_repository_stacks_pass_every_mandatory_policy(stack: str) -> None:
     report = run_pack(ROOT / "policies", plan(stack).resources)
     assert report.mandatory == [], report.mandatory

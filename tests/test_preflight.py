@@ -622,7 +622,8 @@ def test_a_config_that_does_not_fit_the_real_engine(docker_engine, tmp_path: Pat
         ) in text
         assert f"memory: {info['MemTotal'] // MIB}MiB for host dev" in text
         assert (
-            f"mismatch paths: config_root {volatile}/config is on tmpfs ({volatile}): everything in it is lost at reboot"
+            f"mismatch paths: config_root {volatile}/config is on tmpfs ({volatile}): "
+            "everything in it is lost at reboot"
         ) in text
         assert (
             "mismatch ports: port 80 on dev is published by container preflight-web; traefik needs it; fix: stop "

@@ -12,7 +12,7 @@ import pytest
 
 from components.config import StackConfig
 from components.qos import UNIT_FILE, qos_plan, qos_scripts
-from conftest import require_tool
+from conftest import require_root, require_tool
 from netlab import Lab, summary
 
 LINE_UP, LINE_DOWN = 100_000_000, 200_000_000
@@ -109,8 +109,7 @@ def test_unit_passes_systemd_analyze(tmp_path: Path) -> None:
 def lab():
     for tool in ("ip", "tc", "nft", "iperf3", "ping"):
         require_tool(tool)
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+    require_root("network namespaces need root")
     with Lab(line_up=LINE_UP, line_down=LINE_DOWN) as built:
         yield built
 
@@ -164,11 +163,14 @@ def test_apply_refuses_a_missing_interface(lab: Lab) -> None:
 
 
 def test_lab_is_gone_after_use() -> None:
+    for tool in ("ip", "tc", "nft"):
+        require_tool(tool)
+    require_root("network namespaces need root")
     with Lab(line_up=LINE_UP, line_down=LINE_DOWN) as built:
         names = list(built.names.values())
-    listed = (
-        subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout if shutil.which("ip") else ""
-    )
+        during = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert all(name in during for name in names)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(name in listed for name in names)
 
 

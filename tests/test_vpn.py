@@ -13,7 +13,7 @@ import pytest
 
 from components.config import StackConfig
 from components.vpn_guard import guard_scripts
-from conftest import container_labels, containers, plan_config, raw_config, require_tool, traefik_dynamic
+from conftest import container_labels, containers, plan_config, raw_config, require_root, require_tool, traefik_dynamic
 from mediastack_cli.offline import PlanResult
 from netlab import Lab
 
@@ -175,8 +175,7 @@ except OSError:
 def lab():
     for tool in ("ip", "nft", "ping"):
         require_tool(tool)
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+    require_root("network namespaces need root")
     with Lab(line_up=1_000_000_000, line_down=1_000_000_000) as built:
         yield built
 

@@ -316,8 +316,14 @@ def check_capabilities(w: Workload, cfg: dict[str, Any], report: Report) -> None
             "allowed_capabilities", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "KILL", "NET_BIND_SERVICE"]
         )
     )
+    # A VPN client sets up its tunnel, routes and kill-switch firewall in its own network namespace (gluetun's
+    # README: cap_add NET_ADMIN with /dev/net/tun). There NET_ADMIN reaches that namespace only, never the host's.
+    own_namespace = w.role == "vpn" and (w.network_mode or "bridge") not in ("host",)
+    vpn_caps = set(cfg.get("vpn_capabilities", ["NET_ADMIN"])) if own_namespace else set()
     for cap in w.cap_adds:
         name = cap.upper().removeprefix("CAP_")
+        if name in vpn_caps:
+            continue
         if name in DANGEROUS_CAPS:
             report(f"{w.service}: adds {name}, which gives away the host", None)
         elif name not in allowed:
@@ -543,6 +549,7 @@ RESOURCE_POLICIES = [
                 "default": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "KILL", "NET_BIND_SERVICE"],
             },
             "require_drop_all": {"type": "boolean", "default": True},
+            "vpn_capabilities": {**_LIST, "default": ["NET_ADMIN"]},
         },
     ),
     _policy(

@@ -43,7 +43,9 @@ def mark(value: Any) -> Any:
 
 
 def is_secret(value: Any) -> bool:
-    return isinstance(value, (SecretStr, SecretList, SecretDict, SecretNumber))
+    return isinstance(value, (SecretStr, SecretList, SecretDict, SecretNumber)) or getattr(
+        type(value), "mediastack_secret", False
+    )
 
 
 def install() -> bool:
@@ -71,4 +73,29 @@ def install() -> bool:
         return {k: prop(v) for k, v in props.items()}
 
     policy.deserialize_properties = properties  # type: ignore[attr-defined]
+    _keep_marks_through_proxies()
     return True
+
+
+def _keep_marks_through_proxies() -> None:
+    """pulumi_policy wraps every list and dict in an unknown-checking proxy built from a fresh copy, which drops
+    the mark of a whole secret list or map (a container's `envs`, a Swarm service's `env`). A marked value gets a
+    marked proxy."""
+    from pulumi_policy import proxy
+
+    original = getattr(proxy, "_proxy_helper", None)
+    lists, dicts = getattr(proxy, "_ListProxy", None), getattr(proxy, "_DictProxy", None)
+    if original is None or lists is None or dicts is None:
+        return
+    marked = {
+        lists: type("SecretListProxy", (lists,), {"mediastack_secret": True}),
+        dicts: type("SecretDictProxy", (dicts,), {"mediastack_secret": True}),
+    }
+
+    def helper(to_proxy: Any, props_acc: list[str]) -> Any:
+        result = original(to_proxy, props_acc)
+        if is_secret(to_proxy) and type(result) in marked:
+            result.__class__ = marked[type(result)]
+        return result
+
+    proxy._proxy_helper = helper  # type: ignore[attr-defined]

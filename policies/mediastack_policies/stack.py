@@ -69,19 +69,27 @@ def host_capacity(args: StackValidationArgs, report: Report) -> None:
         h = hosts[host]
         h["cpu"] += w.cpu_reservation or 0
         h["mem"] += w.memory_reservation or 0
-        h["cpus"] = float(w.labels.get("mediastack.host-cpus", 0))
-        h["memory"] = float(w.labels.get("mediastack.host-memory", 0))
-        h["reserve"] = float(w.labels.get("mediastack.host-reserve", 0))
+    # Each host's capacities come once, from the environment of its host command (mediastack's sysctl step).
+    for r in args.resources:
+        env = plain(r.props.get("environment")) if r.resource_type in (LOCAL_COMMAND, REMOTE_COMMAND) else None
+        if isinstance(env, dict) and env.get("MEDIASTACK_HOST") in hosts:
+            h = hosts[str(env["MEDIASTACK_HOST"])]
+            h["cpus"] = float(env.get("MEDIASTACK_HOST_CPUS", 0))
+            h["memory"] = float(env.get("MEDIASTACK_HOST_MEMORY", 0))
+            h["reserve"] = float(env.get("MEDIASTACK_HOST_RESERVE", 0))
     for host, h in sorted(hosts.items()):
+        if not (h["cpus"] and h["memory"]):
+            report(f"host {host}: its capacities are unknown (no host command carries MEDIASTACK_HOST_*)", None)
+            continue
         mem_room = (h["memory"] - h["reserve"]) * (1 - headroom)
-        if h["memory"] and h["mem"] > mem_room:
+        if h["mem"] > mem_room:
             report(
                 f"host {host}: memory reservations total {h['mem'] / 2**30:.1f} GiB, above the "
                 f"{mem_room / 2**30:.1f} GiB left after the host reserve and {headroom:.0%} headroom",
                 None,
             )
         cpu_room = h["cpus"] * (1 - headroom)
-        if h["cpus"] and h["cpu"] > cpu_room:
+        if h["cpu"] > cpu_room:
             report(
                 f"host {host}: CPU reservations total {h['cpu']:.2f}, above {cpu_room:.2f} "
                 f"({h['cpus']:g} CPUs less {headroom:.0%} headroom)",
