@@ -7,6 +7,7 @@ are paths relative to the render directory; `Service.uploads` names the ones a c
 from __future__ import annotations
 
 import posixpath
+from dataclasses import replace
 
 import yaml
 
@@ -17,7 +18,7 @@ from .dashboards import dashboard_json, dashboards_provider
 from .placement import placement
 from .replica import PATHS as REPLICA_PATHS
 from .replica import pg_hba, replica_entrypoint, replica_init
-from .resolve import ResolvedStack, routes
+from .resolve import ResolvedStack, Route, public_after_logins, routes
 
 # Where each generated file lands inside its container.
 CONTAINER_PATHS = {
@@ -529,24 +530,22 @@ http {{
 """
 
 
-def traefik_dynamic_config(stack: ResolvedStack) -> str:
-    """Traefik's routes, from the catalog: its file provider reads this instead of the Docker API, so Traefik
-    needs no socket access. The shape is Traefik v3's file provider (doc.traefik.io/traefik/v3.5/routing/
-    providers/file/, reference/dynamic-configuration/file.yaml): http.routers, http.services, http.middlewares.
-    LAN-only routers get an ipAllowList of lan_ranges before compression."""
+def _traefik_http(stack: ResolvedStack, chosen: list[Route], suffix: str = "") -> dict[str, object]:
+    """Routers (named route.name + suffix), their services and middlewares for Traefik's file provider."""
     config = stack.config
     tls: dict[str, str] = {"certResolver": "letsencrypt"} if config.tls.acme_email else {}
     routers: dict[str, object] = {}
     services: dict[str, object] = {}
     middlewares: dict[str, object] = {}
-    for route in routes(stack):
+    for route in chosen:
+        name = f"{route.name}{suffix}"
         chain = []
         if route.lan_only:
-            middlewares[f"{route.name}-lan"] = {"ipAllowList": {"sourceRange": list(config.lan_ranges)}}
-            chain.append(f"{route.name}-lan")
+            middlewares[f"{name}-lan"] = {"ipAllowList": {"sourceRange": list(config.lan_ranges)}}
+            chain.append(f"{name}-lan")
         if route.compress:
-            middlewares[f"{route.name}-compress"] = {"compress": {}}
-            chain.append(f"{route.name}-compress")
+            middlewares[f"{name}-compress"] = {"compress": {}}
+            chain.append(f"{name}-compress")
         router: dict[str, object] = {"rule": route.rule, "entryPoints": ["websecure"]}
         if route.priority is not None:
             router["priority"] = route.priority
@@ -555,14 +554,43 @@ def traefik_dynamic_config(stack: ResolvedStack) -> str:
         if route.url == "api@internal":
             router["service"] = "api@internal"
         else:
-            router["service"] = route.name
-            services[route.name] = {"loadBalancer": {"servers": [{"url": route.url}]}}
+            router["service"] = name
+            services[name] = {"loadBalancer": {"servers": [{"url": route.url}]}}
         router["tls"] = dict(tls)
-        routers[route.name] = router
+        routers[name] = router
     http: dict[str, object] = {"routers": routers, "services": services}
     if middlewares:
         http["middlewares"] = middlewares
-    return _dump({"http": http})
+    return http
+
+
+def traefik_dynamic_config(stack: ResolvedStack) -> str:
+    """Traefik's routes, from the catalog: its file provider reads this instead of the Docker API, so Traefik
+    needs no socket access. The shape is Traefik v3's file provider (doc.traefik.io/traefik/v3.5/routing/
+    providers/file/, reference/dynamic-configuration/file.yaml): http.routers, http.services, http.middlewares.
+    LAN-only routers get an ipAllowList of lan_ranges before compression. Where public routes wait for the logins
+    (resolve.public_after_logins), every route here is LAN-only and `traefik_public_routes` opens them."""
+    gated = public_after_logins(stack)
+    chosen = [replace(r, lan_only=True) if gated else r for r in routes(stack)]
+    return _dump({"http": _traefik_http(stack, chosen)})
+
+
+PUBLIC_ROUTES_FILE = f"{TRAEFIK_DYNAMIC_DIR}/public.yml"
+
+
+def traefik_public_routes(stack: ResolvedStack) -> tuple[str, list[str]] | None:
+    """The file that opens the public routes once their logins exist, and the services whose logins it waits
+    for; None when nothing waits. Each public route gets a second router, `<name>-public`, without the LAN
+    allow-list and one above the LAN router's priority (Traefik's default priority is the rule's length), so it
+    answers everyone as soon as Traefik reads the file."""
+    if not public_after_logins(stack):
+        return None
+    public = [r for r in routes(stack) if not r.lan_only]
+    if not public:
+        return None
+    raised = [replace(r, priority=(r.priority or len(r.rule)) + 1) for r in public]
+    text = _dump({"http": _traefik_http(stack, raised, suffix="-public")})
+    return text, sorted({r.login_of for r in public})
 
 
 GENERATORS = {

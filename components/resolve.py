@@ -563,6 +563,13 @@ class Route:
     lan_only: bool
     compress: bool = True  # Traefik's compress middleware (it skips already-compressed types such as images)
     priority: int | None = None
+    login_of: str = ""  # the service whose login guards this route (its own, or the one it fronts)
+
+
+def public_after_logins(stack: ResolvedStack) -> bool:
+    """Whether public routes open only once the logins exist: on one host with the deploy-time wiring, which
+    makes them. Until then a public UI answers the LAN only (the wiring itself reaches it from there)."""
+    return stack.config.wiring.enabled and not stack.config.cluster
 
 
 def routes(stack: ResolvedStack) -> list[Route]:
@@ -574,7 +581,8 @@ def routes(stack: ResolvedStack) -> list[Route]:
         spec = service.spec
         if spec.web and service.web_host:
             url = "api@internal" if spec.name == "traefik" else f"http://{spec.name}:{spec.web.port}"
-            found.append(Route(spec.name, f"Host(`{service.web_host}`)", url, not is_public(config, spec.name)))
+            rule = f"Host(`{service.web_host}`)"
+            found.append(Route(spec.name, rule, url, not is_public(config, spec.name), login_of=spec.name))
         if spec.name == ARTWORK_CACHE and "jellyfin" in stack.enabled:
             rule = f"Host(`{web_host_of(config, 'jellyfin')}`) && {ARTWORK_PATHS}"
             found.append(
@@ -585,6 +593,7 @@ def routes(stack: ResolvedStack) -> list[Route]:
                     not is_public(config, "jellyfin"),
                     compress=False,
                     priority=100,
+                    login_of="jellyfin",
                 )
             )
     return found

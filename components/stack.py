@@ -11,13 +11,14 @@ import pulumi_random as random
 from .backup import stack_backups
 from .catalog import NetworkRole, Secret
 from .config import Host, StackConfig
-from .files import SMTP_PASSWORD_FILE, generate_files
+from .files import PUBLIC_ROUTES_FILE, SMTP_PASSWORD_FILE, generate_files, generated_host_path, traefik_public_routes
 from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
 from .qos import qos_plan
+from .quoting import sh
 from .resolve import ResolvedStack, config_secret
 from .service import MediaService, MediaServiceArgs
-from .storage import HostStorage, HostStorageArgs
+from .storage import HostStorage, HostStorageArgs, files_script, host_command
 from .vpn_guard import guard_scripts
 from .wiring import PipelineWiring, PipelineWiringArgs
 
@@ -135,7 +136,7 @@ class MediaStack(pulumi.ComponentResource):
             )
 
         if stack.config.wiring.enabled:
-            PipelineWiring(
+            wiring = PipelineWiring(
                 f"{name}-wiring",
                 PipelineWiringArgs(
                     stack=stack,
@@ -144,6 +145,25 @@ class MediaStack(pulumi.ComponentResource):
                 ),
                 child,
             )
+            public = traefik_public_routes(stack)
+            if public is not None:
+                # The internet reaches a UI only once its login exists: Traefik reads this file from the directory
+                # it binds, after the wiring made the logins (until then the routes answer the LAN only).
+                text, guarded = public
+                path = generated_host_path(stack.config, stack.get("traefik").spec, PUBLIC_ROUTES_FILE)
+                host_command(
+                    f"{name}-{host.name}-public-routes",
+                    host,
+                    files_script({path: text}),
+                    f'rm -f "${{ROOT:-}}"{sh(path)}',
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[
+                            storage,
+                            *(wiring.logins.get(s) or self.services[s] for s in guarded),
+                        ],
+                    ),
+                )
 
         self.credentials = generated_credentials(stack, self.secrets)
         # Every service with state, from the catalog (docs/backups.md); None without a repository.

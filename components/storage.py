@@ -310,13 +310,23 @@ class HostStorage(pulumi.ComponentResource):
                 if s.name in generated and s.host.name == args.host.name
                 for path, content in config_secret_files(config).get(s.name, {}).items()
             }
+            left = "echo 'files: left in place (a running container may bind their directory)'"
             if here:
-                files_create = files_script(here, secrets)
+                # In the open: the policy pack reads these (Traefik's routes, Prometheus' config) from the plan.
                 host_command(
                     f"{name}-files",
                     args.host,
-                    pulumi.Output.secret(files_create) if secrets else files_create,
-                    "echo 'files: left in place (a running container may bind their directory)'",
+                    files_script(here),
+                    left,
+                    pulumi.ResourceOptions(parent=self, depends_on=[run]),
+                )
+            if secrets:
+                # A step of their own, so that a secret (the SMTP password) does not hide the other files.
+                host_command(
+                    f"{name}-secret-files",
+                    args.host,
+                    pulumi.Output.secret(files_script({}, secrets)),
+                    left,
                     pulumi.ResourceOptions(parent=self, depends_on=[run]),
                 )
         self.ready = run

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.files import traefik_dynamic_config
+from components.files import traefik_dynamic_config, traefik_public_routes
 from components.loading import ConfigError, parse_stack_config
 from components.resolve import resolve
 from conftest import CONTAINER, ROOT, containers, edit_host_files, plan, raw_config, traefik_dynamic
@@ -116,9 +116,13 @@ def test_public_uis_with_a_login_are_accepted() -> None:
     cfg = raw_config("prod")
     cfg["exposure"] = {"public": ["jellyfin", "immich-server", "grafana", "sonarr"]}
     config = parse_stack_config(cfg, "prod")
-    http = yaml.safe_load(traefik_dynamic_config(resolve(config, "prod")))["http"]
-    assert http["routers"]["sonarr"]["middlewares"] == ["sonarr-compress"]
-    assert http["routers"]["radarr"]["middlewares"] == ["radarr-lan", "radarr-compress"]
+    # Public once the logins exist: a router without the allow-list in the file that opens them.
+    public, _ = traefik_public_routes(resolve(config, "prod")) or ("", [])
+    http = yaml.safe_load(public)["http"]
+    assert http["routers"]["sonarr-public"]["middlewares"] == ["sonarr-public-compress"]
+    assert "radarr-public" not in http["routers"]
+    main = yaml.safe_load(traefik_dynamic_config(resolve(config, "prod")))["http"]
+    assert main["routers"]["radarr"]["middlewares"] == ["radarr-lan", "radarr-compress"]
 
 
 # -- Traefik's dynamic config, held to Traefik's file-provider schema --------------------------------------
@@ -217,8 +221,16 @@ def test_traefik_dynamic_config_matches_the_file_provider_schema(stack: str) -> 
     config = parse_stack_config(raw_config(stack), stack)
     doc = check_traefik_file(traefik_dynamic_config(resolve(config, stack)))
     assert doc.http.routers
-    # The plan carries the same file to Traefik (upload on one host, Swarm config on a cluster).
-    assert traefik_dynamic(plan(stack)) == yaml.safe_load(traefik_dynamic_config(resolve(config, stack)))
+    # The plan carries the same files to Traefik (written into the directory it binds on one host, a Swarm
+    # config on a cluster): the main routes, and the public ones once the logins exist.
+    resolved = resolve(config, stack)
+    public = traefik_public_routes(resolved)
+    expected = yaml.safe_load(traefik_dynamic_config(resolved))
+    if public is not None:
+        check_traefik_file(public[0])
+        for section, entries in yaml.safe_load(public[0])["http"].items():
+            expected["http"].setdefault(section, {}).update(entries)
+    assert traefik_dynamic(plan(stack)) == expected
 
 
 def test_the_schema_check_refuses_what_traefik_would() -> None:
@@ -273,7 +285,10 @@ def with_routes(stack: str, change) -> list[Registration]:
             continue
         inputs = copy.deepcopy(r.inputs)
         if r.type.startswith("command:") and isinstance(inputs.get("create"), str):
-            inputs["create"] = edit_host_files(inputs["create"], lambda text: changed(text, change))
+            # Traefik's main routes file (a public UI's router opens in public.yml once its login exists).
+            inputs["create"] = edit_host_files(
+                inputs["create"], lambda text: changed(text, change), where="/generated/traefik/mediastack.yml"
+            )
         if r.type == SERVICE_CONFIG and inputs["name"].startswith("mediastack-traefik-dynamic-"):
             doc = yaml.safe_load(base64.b64decode(inputs["data"]).decode())
             change(doc["http"])
@@ -325,10 +340,11 @@ def test_the_artwork_cache_counts_as_jellyfin(pack: PolicyPack) -> None:
             r = reg(r.type, inputs, r.name)
         no_login.append(r)
     messages = stack_messages(pack, no_login, policy)
-    assert "router artwork: public route (no ipAllowList) to artwork-cache (in front of jellyfin), which has no " in (
-        " ".join(messages)
+    assert (
+        "router artwork-public: public route (no ipAllowList) to artwork-cache (in front of jellyfin), which has "
+        in (" ".join(messages))
     )
-    assert any(m.startswith("router jellyfin: public route") for m in messages)
+    assert any(m.startswith("router jellyfin-public: public route") for m in messages)
 
 
 def test_a_route_to_something_unknown_is_reported(pack: PolicyPack) -> None:

@@ -204,7 +204,7 @@ CONTAINER_MESSAGES: list[str] = [
     "shares the host's network namespace",
     "shares the host's PID namespace",
     "shares the host's IPC namespace",
-    "sonarr: mounts /var/run/docker.sock; only the socket proxy may reach the Docker API",
+    "sonarr: mounts /var/run/docker.sock, which reaches /var/run/docker.sock; only the socket proxy may reach",
     "socket-proxy: mounts /var/run/docker.sock read-write; mount it read-only",
     "sonarr: no-new-privileges is not set",
     "sonarr: adds SYS_ADMIN, which gives away the host",
@@ -598,9 +598,7 @@ def test_the_vpn_container_may_administer_its_own_network_namespace_only(pack: P
 def test_uis_behind_the_vpn_are_routed_on_its_container(pack: PolicyPack) -> None:
     resources = [copy.deepcopy(r) for r in plan("home").resources if r.custom]
     assert "web-ui-routed" not in analyze_stack(pack, resources)
-    gluetun = containers(plan("home"))["gluetun"]
-    unrouted = [lb for lb in gluetun["labels"] if not lb["label"].startswith("traefik.http.routers.qbittorrent.")]
-    broken = replace_container(resources, "gluetun", with_(gluetun, labels=unrouted))
+    broken = without_router(resources, "qbittorrent")
     found = [m.split("\n", 1)[-1] for m in analyze_stack(pack, broken)["web-ui-routed"]]
     assert found == ["qbittorrent: web UI on port 8090 is not routed through the reverse proxy"], found
 

@@ -11,7 +11,8 @@ from components.files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
 from components.loading import parse_stack_config
 from components.resolve import resolve
 from components.storage import files_script
-from conftest import containers, plan_config, raw_config, require_tool
+from conftest import ROOT, containers, plan_config, raw_config, require_tool
+from mediastack_cli.analyzer import run_pack
 
 
 def _prod():
@@ -46,7 +47,7 @@ def test_the_files_script_writes_each_file_whole_and_again_the_same(tmp_path: Pa
     assert not list(root.rglob("*.new")), "no half-written file is left"
 
 
-def test_a_secret_file_of_a_read_only_container_goes_with_the_files_as_a_secret() -> None:
+def test_a_secret_file_of_a_read_only_container_goes_in_a_secret_step_of_its_own() -> None:
     cfg = raw_config("prod")
     cfg["alerting"] = {
         **cfg.get("alerting", {}),
@@ -61,9 +62,13 @@ def test_a_secret_file_of_a_read_only_container_goes_with_the_files_as_a_secret(
     result = plan_config(cfg, stack="smtp")
     c = containers(result)
     assert not c["alertmanager"].get("uploads"), "no upload into its read-only rootfs, the secret included"
-    files = next(r for r in result.resources if r.name.endswith("-files"))
-    assert files.inputs["create"] == "[secret]"
+    steps = {r.name.rsplit("-storage-", 1)[-1]: r for r in result.resources if r.name.endswith("files")}
+    assert steps["secret-files"].inputs["create"] == "[secret]"
     assert "s3cret-smtp" not in str(result.to_json())
+    # The other files stay readable: the pack still finds Traefik's routes and Prometheus' config.
+    assert "prometheus.yml" in steps["files"].inputs["create"] and "traefik" in steps["files"].inputs["create"]
+    report = run_pack(ROOT / "policies", result.resources)
+    assert report.mandatory == [], report.mandatory
     assert CONTAINER_PATHS["alertmanager/alertmanager.yml"].rsplit("/", 1)[0] == SMTP_PASSWORD_FILE.rsplit("/", 1)[0]
 
 

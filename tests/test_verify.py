@@ -42,7 +42,7 @@ def jellyfin(delays_ms: dict[str, float], failing: frozenset[str] = frozenset())
         yield url, seen
 
 
-def project_with_key(tmp_path) -> str:
+def project_with_key(tmp_path, slo: dict[str, float] | None = None) -> str:
     import shutil
 
     project = tmp_path / "project"
@@ -50,6 +50,8 @@ def project_with_key(tmp_path) -> str:
     shutil.copy(ROOT / "Pulumi.yaml", project)
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     doc["config"]["mediastack:jellyfin_api_key"] = "k3y"
+    if slo:
+        doc["config"]["mediastack:slo"] = slo
     (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
     return str(project)
 
@@ -57,11 +59,15 @@ def project_with_key(tmp_path) -> str:
 ARGS = ["--requests", "30", "--concurrency", "4", "--warmup", "2", "--duration", "30"]
 
 
+# Targets ten times the stand-in's own delays and more: what is tested is the verdict, not how busy the test
+# machine is (a loaded CI runner adds tens of milliseconds to a loopback request).
+GENEROUS = {"health_p95_ms": 1500, "api_p95_ms": 1500, "search_p95_ms": 2000, "page_p95_ms": 2000}
+
+
 def test_a_fast_stack_meets_its_slos(tmp_path) -> None:
     with jellyfin({"/health": 2, "/System/Info/Public": 5, "/Items": 20, "/web/index.html": 10}) as (url, seen):
-        result = runner.invoke(
-            app, ["verify", "--stack", "dev", "--project", project_with_key(tmp_path), "--base-url", url, *ARGS]
-        )
+        project = project_with_key(tmp_path, GENEROUS)
+        result = runner.invoke(app, ["verify", "--stack", "dev", "--project", project, "--base-url", url, *ARGS])
     assert result.exit_code == 0, result.output
     for endpoint in ("health", "api", "search", "page"):
         assert endpoint in result.output
