@@ -160,7 +160,7 @@ def _duration_ns(text: str | None) -> int:
 
 
 def _cpus_to_nano(text: str) -> int:
-    return int(round(float(text) * 1e9))
+    return round(float(text) * 1e9)
 
 
 def create_kwargs(plan: PlanResult, container: Registration, target: Target) -> dict[str, Any]:
@@ -217,9 +217,11 @@ def create_kwargs(plan: PlanResult, container: Registration, target: Target) -> 
         log_config=docker.types.LogConfig(type=i.get("logDriver", ""), config=i.get("logOpts") or {}),
         cap_add=capabilities.get("adds"),
         cap_drop=capabilities.get("drops"),
-        devices=[f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}" for d in i["devices"]]
-        if i.get("devices")
-        else None,
+        devices=[
+            f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
+            for d in i.get("devices", [])
+        ]
+        or None,
         security_opt=i.get("securityOpts"),
         mem_limit=int(i["memory"]) * 1024 * 1024 if i.get("memory") else None,
         mem_reservation=int(i["memoryReservation"]) * 1024 * 1024 if i.get("memoryReservation") else None,
@@ -467,3 +469,223 @@ def applied_stack(plan: PlanResult, target: Target) -> Iterator[Applied]:
         yield applied
     finally:
         destroy(applied, target.client)
+
+
+# --- Swarm: resource_docker_service_funcs.go `resourceDockerServiceCreate` (createServiceSpec, then
+# ServiceCreate), resource_docker_config_funcs.go and resource_docker_secret_funcs.go (ConfigCreate and
+# SecretCreate with the data base64-decoded / as given).
+SERVICE = "docker:index/service:Service"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
+SECRET = "docker:index/secret:Secret"
+REMOTE_COMMAND = "command:remote:Command"
+
+
+def _mock_id(resource: Registration) -> str:
+    """The id the offline plan's mocks gave a resource (`<name>-<8 hex>`), which other inputs quote."""
+    return f"{resource.name}-{offline._digest(f'{resource.type}/{resource.name}')[:8]}"
+
+
+def _health(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not health:
+        return None
+    return {
+        "Test": health["tests"],
+        "Interval": _duration_ns(health.get("interval")),
+        "Timeout": _duration_ns(health.get("timeout")),
+        "StartPeriod": _duration_ns(health.get("startPeriod")),
+        "Retries": int(health.get("retries", 0)),
+    }
+
+
+def _update(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    return {
+        "Parallelism": int(config.get("parallelism", 1)),
+        "Delay": _duration_ns(config.get("delay")),
+        "FailureAction": config.get("failureAction", "pause"),
+        "Monitor": _duration_ns(config.get("monitor")),
+        "MaxFailureRatio": float(config.get("maxFailureRatio", 0)),
+        "Order": config.get("order", "stop-first"),
+    }
+
+
+def service_spec(plan: PlanResult, service: Registration, target: Target, ids: dict[str, str]) -> dict[str, Any]:
+    """`createServiceSpec` for the inputs the program uses; `ids` maps the plan's ids to the engine's."""
+    i = service.inputs
+    task = i["taskSpec"]
+    c = task["containerSpec"]
+    mounts = []
+    for m in c.get("mounts", []):
+        mount: dict[str, Any] = {"Target": m["target"], "Type": m["type"], "ReadOnly": bool(m.get("readOnly"))}
+        if m["type"] == "bind":
+            mount["Source"] = host_path(target, m["source"])
+        elif m.get("source"):
+            mount["Source"] = m["source"]
+        if m.get("tmpfsOptions"):
+            mount["TmpfsOptions"] = {
+                "SizeBytes": m["tmpfsOptions"].get("sizeBytes"),
+                "Mode": m["tmpfsOptions"].get("mode"),
+            }
+        mounts.append(mount)
+    container: dict[str, Any] = {
+        "Image": container_image(plan, service),
+        "Labels": {label["label"]: label["value"] for label in c.get("labels", [])},
+        "Command": c.get("commands"),
+        "Args": c.get("args"),
+        "Hostname": c.get("hostname"),
+        "Env": [f"{k}={v}" for k, v in sorted((c.get("env") or {}).items())],
+        "User": c.get("user"),
+        "Groups": c.get("groups"),
+        "ReadOnly": bool(c.get("readOnly")),
+        "Init": c.get("init"),
+        "Mounts": mounts,
+        "StopGracePeriod": _duration_ns(c.get("stopGracePeriod")),
+        "Healthcheck": _health(c.get("healthcheck")),
+        "CapabilityAdd": c.get("capAdds"),
+        "CapabilityDrop": c.get("capDrops"),
+        "Sysctls": c.get("sysctl"),
+        "Configs": [
+            {
+                "ConfigID": ids[ref["configId"]],
+                "ConfigName": ref.get("configName"),
+                "File": {
+                    "Name": ref["fileName"],
+                    "UID": ref.get("fileUid", "0"),
+                    "GID": ref.get("fileGid", "0"),
+                    "Mode": int(ref.get("fileMode", 0o444)),
+                },
+            }
+            for ref in c.get("configs", [])
+        ],
+        "Secrets": [
+            {
+                "SecretID": ids[ref["secretId"]],
+                "SecretName": ref.get("secretName"),
+                "File": {
+                    "Name": ref["fileName"],
+                    "UID": ref.get("fileUid", "0"),
+                    "GID": ref.get("fileGid", "0"),
+                    "Mode": int(ref.get("fileMode", 0o444)),
+                },
+            }
+            for ref in c.get("secrets", [])
+        ],
+    }
+    resources = task.get("resources") or {}
+    limits = resources.get("limits") or {}
+    reservation = resources.get("reservation") or {}
+    restart = task.get("restartPolicy") or {}
+    placement = task.get("placement") or {}
+    log = task.get("logDriver") or {}
+    spec: dict[str, Any] = {
+        "Name": i["name"],
+        "Labels": {label["label"]: label["value"] for label in i.get("labels", [])},
+        "TaskTemplate": {
+            "ContainerSpec": {k: v for k, v in container.items() if v not in (None, [])},
+            "Resources": {
+                "Limits": {
+                    "NanoCPUs": int(limits.get("nanoCpus", 0)),
+                    "MemoryBytes": int(limits.get("memoryBytes", 0)),
+                },
+                "Reservations": {
+                    "NanoCPUs": int(reservation.get("nanoCpus", 0)),
+                    "MemoryBytes": int(reservation.get("memoryBytes", 0)),
+                },
+            },
+            "RestartPolicy": {
+                "Condition": restart.get("condition", "any"),
+                "Delay": _duration_ns(restart.get("delay")),
+                "Window": _duration_ns(restart.get("window")),
+                **({"MaxAttempts": int(restart["maxAttempts"])} if "maxAttempts" in restart else {}),
+            },
+            "Placement": {
+                "Constraints": placement.get("constraints", []),
+                "Preferences": [{"Spread": {"SpreadDescriptor": p["spread"]}} for p in placement.get("prefs", [])],
+                **({"MaxReplicas": int(placement["maxReplicas"])} if "maxReplicas" in placement else {}),
+            },
+            "Networks": [
+                {"Target": ids.get(n["id"], n["id"]), "Aliases": n.get("aliases", [])}
+                for n in task.get("networksAdvanceds", [])
+            ],
+            "LogDriver": {"Name": log["name"], "Options": log.get("options", {})} if log else None,
+        },
+        "Mode": {"Global": {}}
+        if (i.get("mode") or {}).get("global")
+        else {"Replicated": {"Replicas": int(((i.get("mode") or {}).get("replicated") or {}).get("replicas", 1))}},
+        "UpdateConfig": _update(i.get("updateConfig")),
+        "RollbackConfig": _update(i.get("rollbackConfig")),
+    }
+    endpoint = i.get("endpointSpec")
+    if endpoint:
+        spec["EndpointSpec"] = {
+            "Mode": endpoint.get("mode", "vip"),
+            "Ports": [
+                {
+                    "Protocol": p.get("protocol", "tcp"),
+                    "TargetPort": int(p["targetPort"]),
+                    "PublishedPort": int(p.get("publishedPort", 0)),
+                    "PublishMode": p.get("publishMode", "ingress"),
+                }
+                for p in endpoint.get("ports", [])
+            ],
+        }
+    return spec
+
+
+def apply_swarm(plan: PlanResult, target: Target, applied: Applied | None = None) -> Applied:
+    """Networks, configs, secrets and services of a Swarm plan in dependency order (the swarm is already
+    initialised; the host commands the target names run locally with ROOT)."""
+    applied = applied or Applied()
+    api = target.client.api
+    ids: dict[str, str] = {}
+    failed: set[str] = set()
+    by_urn = {r.urn: r for r in plan.resources}
+    for resource in dependency_order(plan):
+        blocked = [by_urn[d].name for d in resource.dependencies if d in failed and d in by_urn]
+        if blocked:  # as `pulumi up`: what depends on a failed resource is not attempted
+            failed.add(resource.urn)
+            applied.errors[resource.name] = f"not attempted: depends on {', '.join(sorted(blocked))}, which failed"
+            continue
+        try:
+            if resource.type == NETWORK:
+                ident = create_network(resource, target.client, applied)
+                ids[resource.inputs["name"]] = ident
+            elif resource.type == SERVICE_CONFIG:
+                created = api.create_config(
+                    resource.inputs["name"],
+                    base64_decode(resource.inputs["data"]),
+                    labels={label["label"]: label["value"] for label in resource.inputs.get("labels", [])},
+                )
+                ident = created["ID"]
+                applied.record("config", resource.name)
+            elif resource.type == SECRET:
+                created = api.create_secret(resource.inputs["name"], resource.inputs["data"].encode())
+                ident = created["ID"]
+                applied.record("secret", resource.name)
+            elif (
+                resource.type in (LOCAL_COMMAND, REMOTE_COMMAND)
+                and target.run_commands
+                and resource.name.endswith(target.run_commands)
+            ):
+                ident = run_command(resource, target, applied)
+            elif resource.type == SERVICE:
+                spec = service_spec(plan, resource, target, ids)
+                response = api._post_json(api._url("/services/create"), data=spec)  # type: ignore[attr-defined]
+                ident = api._result(response, True)["ID"]  # type: ignore[attr-defined]
+                applied.record("service", resource.name, resource.inputs["name"])
+            else:
+                continue
+        except (RuntimeError, docker.errors.APIError) as error:
+            applied.errors[resource.name] = str(getattr(error, "explanation", None) or error)
+            failed.add(resource.urn)
+            continue
+        ids[_mock_id(resource)] = ident
+        applied.state[resource.urn] = (resource.inputs, ident)
+    return applied
+
+
+def base64_decode(data: str) -> bytes:
+    import base64
+
+    return base64.b64decode(data)

@@ -20,8 +20,9 @@ import shlex
 import tempfile
 from pathlib import Path
 
-import dockerd
 from engine_apply import CONTAINER, container_image
+
+import dockerd
 from mediastack_cli.offline import PlanResult
 
 URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(\d+)(/[^\s'\"]*)?")
