@@ -44,9 +44,9 @@ class Deployed:
         return self.engine.client.api.inspect_container(name)
 
 
-@pytest.fixture(scope="module")
-def dev(docker_engine, tmp_path_factory):
-    deployed = Deployed(docker_engine, "dev", tmp_path_factory.mktemp("host"))
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def dev(request, docker_engine, tmp_path_factory):
+    deployed = Deployed(docker_engine, request.param, tmp_path_factory.mktemp("host"))
     try:
         yield deployed
     finally:
@@ -98,6 +98,10 @@ def _wait_all_healthy(dev) -> dict[str, str]:
         time.sleep(2)
 
 
+def _logs(dev, name: str) -> str:
+    return dev.engine.client.containers.get(name).logs(tail=5).decode(errors="replace")
+
+
 def _health(dev, name: str) -> str:
     return dev.inspect(name)["State"].get("Health", {}).get("Status", "")
 
@@ -107,7 +111,7 @@ def test_every_container_becomes_healthy_within_its_start_period_without_restart
     assert {n: s for n, s in status.items() if s not in ("healthy", "running")} == {}
     for name, inputs in dev.containers.items():
         state = dev.inspect(name)
-        assert state["RestartCount"] == 0, (name, dev.engine.cli("logs", "--tail", "20", name))
+        assert state["RestartCount"] == 0, (name, _logs(dev, name))
         assert ("Health" in state["State"]) == bool(inputs.get("healthcheck")), name
 
 
@@ -155,7 +159,7 @@ def test_host_directories_made_by_the_storage_script_are_writable_by_each_image_
                 continue
             assert Path(str(root) + mount["source"]).is_dir(), (name, mount["source"])
             marker = Path(str(root) + mount["source"]) / ".standin-write"
-            assert marker.exists(), (name, mount["source"], dev.engine.cli("logs", "--tail", "5", name))
+            assert marker.exists(), (name, mount["source"], _logs(dev, name))
             user = (inputs.get("user") or env.get("PUID", "0")).split(":")[0]
             assert str(marker.stat().st_uid) == user, (name, mount["source"])
             checked += 1
@@ -170,7 +174,7 @@ def test_a_second_apply_changes_nothing(dev):
 
     before = {name: identity(name) for name in dev.containers}
     calls = len(dev.applied.calls)
-    again = apply(unsealed_plan(read_stack(ROOT, "dev")), dev.target, dev.applied)
+    again = apply(unsealed_plan(read_stack(ROOT, dev.plan.stack)), dev.target, dev.applied)
     assert again.calls[calls:] == []
     after = {name: identity(name) for name in dev.containers}
     assert after == before
