@@ -119,12 +119,30 @@ class Target:
     host_root: Path
     docker_socket: Path
     run_commands: tuple[str, ...] = ()  # name suffixes of command:local:Command resources to run (with ROOT)
+    lowered: dict[str, str] = field(default_factory=dict)  # CPU limits above this machine's, lowered
+    # A Swarm node smaller than the host it stands for: reservations scaled by node/host capacity (<= 1).
+    reservation_scale: float = 1.0
 
 
 def host_path(target: Target, source: str) -> str:
+    """A bind source: the engine's socket for Docker's; under the sandbox root where the host steps made it
+    (or it is not a system path); the machine's own system path (/sys, /proc, /dev/…) otherwise."""
     if source in ("/var/run/docker.sock", "/run/docker.sock"):
         return str(target.docker_socket)
-    return str(target.host_root) + source
+    sandboxed = str(target.host_root) + source
+    if Path(sandboxed).exists() or not Path(source).exists():
+        return sandboxed
+    return source
+
+
+def cpu_limit(target: Target, name: str, nano_cpus: int) -> int:
+    """The engine refuses a CPU limit above the machine's CPU count ("Range of CPUs is from 0.01 to N"):
+    on a machine smaller than the configured host the limit is lowered to the machine's, and recorded."""
+    ceiling = int((os.cpu_count() or 1) * 1e9)
+    if nano_cpus > ceiling:
+        target.lowered[name] = f"{nano_cpus / 1e9:g} -> {ceiling / 1e9:g} CPUs"
+        return ceiling
+    return nano_cpus
 
 
 def _images(plan: PlanResult) -> dict[str, str]:
@@ -143,10 +161,20 @@ def container_image(plan: PlanResult, container: Registration) -> str:
     only locally has no repo digest (the provider's `determineRepoDigest` returns ""), so the reference is
     taken from the image resource the container depends on: the same name:tag the stand-in carries."""
     refs = _images(plan)
+    spec = container.inputs.get("taskSpec", {}).get("containerSpec", {})
+    wanted = str(container.inputs.get("image") or spec.get("image", ""))
+    repository = _repository(wanted)
     for dependency in container.dependencies:
-        if dependency in refs:
+        if dependency in refs and _repository(refs[dependency]) == repository:
             return refs[dependency]
-    return str(container.inputs["image"])
+    return wanted
+
+
+def _repository(reference: str) -> str:
+    """`repo` of `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…`."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
 
 
 def _duration_ns(text: str | None) -> int:
@@ -228,7 +256,7 @@ def create_kwargs(plan: PlanResult, container: Registration, target: Target) -> 
         memswap_limit=(int(i["memorySwap"]) * 1024 * 1024 if int(i["memorySwap"]) > 0 else int(i["memorySwap"]))
         if i.get("memorySwap")
         else None,
-        nano_cpus=_cpus_to_nano(i["cpus"]) if i.get("cpus") else None,
+        nano_cpus=cpu_limit(target, container.name, _cpus_to_nano(i["cpus"])) if i.get("cpus") else None,
         cpu_shares=int(i["cpuShares"]) if i.get("cpuShares") else None,
         network_mode=i.get("networkMode", "bridge"),  # the provider's default
         group_add=i.get("groupAdds"),
@@ -585,12 +613,12 @@ def service_spec(plan: PlanResult, service: Registration, target: Target, ids: d
             "ContainerSpec": {k: v for k, v in container.items() if v not in (None, [])},
             "Resources": {
                 "Limits": {
-                    "NanoCPUs": int(limits.get("nanoCpus", 0)),
+                    "NanoCPUs": cpu_limit(target, service.name, int(limits.get("nanoCpus", 0))),
                     "MemoryBytes": int(limits.get("memoryBytes", 0)),
                 },
                 "Reservations": {
-                    "NanoCPUs": int(reservation.get("nanoCpus", 0)),
-                    "MemoryBytes": int(reservation.get("memoryBytes", 0)),
+                    "NanoCPUs": int(int(reservation.get("nanoCpus", 0)) * target.reservation_scale),
+                    "MemoryBytes": int(int(reservation.get("memoryBytes", 0)) * target.reservation_scale),
                 },
             },
             "RestartPolicy": {

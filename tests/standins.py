@@ -20,7 +20,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from engine_apply import CONTAINER, container_image
+from engine_apply import CONTAINER, SERVICE, container_image
 
 import dockerd
 from mediastack_cli.offline import PlanResult
@@ -91,11 +91,19 @@ def _health_binaries(tests: list[str]) -> list[str]:
     return [tests[1]] if len(tests) > 1 else []
 
 
+def container_facts(inputs: dict) -> dict:
+    """A Swarm service's container spec in a container's input names (what `build` reads)."""
+    if "taskSpec" not in inputs:
+        return inputs
+    spec = inputs["taskSpec"]["containerSpec"]
+    return {"name": inputs["name"], "healthcheck": spec.get("healthcheck"), "mounts": spec.get("mounts", [])}
+
+
 def build_all(engine: dockerd.Engine, plan: PlanResult) -> dict[str, str]:
     """Builds one stand-in per image the plan's containers run (skipping those present); image -> service."""
     built: dict[str, str] = {}
     for resource in plan.resources:
-        if resource.type != CONTAINER:
+        if resource.type not in (CONTAINER, SERVICE):
             continue
         reference = container_image(plan, resource)
         if reference in built:
@@ -103,7 +111,7 @@ def build_all(engine: dockerd.Engine, plan: PlanResult) -> dict[str, str]:
         built[reference] = resource.inputs["name"]
         if any(reference in (image.tags or []) for image in engine.client.images.list()):
             continue
-        build(engine, reference, resource.inputs)
+        build(engine, reference, container_facts(resource.inputs))
     return built
 
 

@@ -40,11 +40,16 @@ def swarm(docker_engine, tmp_path_factory):
         spec["Labels"] = dict(host["labels"])
         node.update(spec)
         standins.build_all(engine, plan)
+        # This machine is smaller than the host the node stands for: reservations shrink in proportion, so
+        # the scheduler still has to fit them (and the placement under test stays the program's).
+        resources = engine.client.api.info()
+        scale = min(1.0, resources["NCPU"] / host["cpus"], resources["MemTotal"] / host["memory"])
         target = Target(
             engine.client,
             tmp_path_factory.mktemp("swarmhost"),
             engine.socket,
             run_commands=(f"{host['name']}-storage-dirs",),
+            reservation_scale=scale,
         )
         applied = apply_swarm(plan, target)
         yield engine, plan, applied, host
@@ -119,9 +124,18 @@ def test_configs_and_secrets_are_created_before_the_services_that_mount_them(swa
     assert checked > 0
 
 
+_states: dict[str, str] = {}
+
+
+def _settled_once(engine, plan, host) -> dict[str, str]:
+    if not _states:
+        _states.update(_settled(engine, plan, host))
+    return _states
+
+
 def test_placement_holds_and_global_services_run_on_the_node(swarm):
     engine, plan, _, host = swarm
-    states = _settled(engine, plan, host)
+    states = _settled_once(engine, plan, host)
     placed, pinned_elsewhere, global_ = [], [], []
     for r in plan.resources:
         if r.type != SERVICE:
@@ -143,7 +157,7 @@ def test_placement_holds_and_global_services_run_on_the_node(swarm):
 
 def test_configs_and_secrets_are_mounted_where_the_images_read_them(swarm):
     engine, plan, _, host = swarm
-    _settled(engine, plan, host)
+    _settled_once(engine, plan, host)
     by_mock = {}
     for r in plan.resources:
         if r.type in (SERVICE_CONFIG, SECRET):
