@@ -22,7 +22,7 @@ from mediastack_cli.offline import read_stack
 
 pytestmark = pytest.mark.engine
 
-SETTLE_S = 150  # tasks scheduled, images resolved without a registry, health checks passed
+SETTLE_S = 240  # tasks scheduled, images resolved without a registry, health checks passed, on 2 busy cores
 
 
 @pytest.fixture(scope="module")
