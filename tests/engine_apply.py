@@ -429,9 +429,11 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
     failed: set[str] = set()
     by_urn = {r.urn: r for r in plan.resources}
     for resource in dependency_order(plan):
-        if resource.type not in (CONTAINER, NETWORK, REMOTE_IMAGE, BUILT_IMAGE, LOCAL_COMMAND):
+        if resource.type not in (CONTAINER, NETWORK, REMOTE_IMAGE, BUILT_IMAGE, LOCAL_COMMAND, REMOTE_COMMAND):
             continue
-        if resource.type == LOCAL_COMMAND and not resource.name.endswith(target.run_commands or ("\0",)):
+        # Host steps named by the target run here with ROOT (tests/test_engine_ssh.py runs them over SSH).
+        is_command = resource.type in (LOCAL_COMMAND, REMOTE_COMMAND)
+        if is_command and not resource.name.endswith(target.run_commands or ("\0",)):
             continue
         if any(d in failed or _under_failed(d, by_urn, failed) for d in resource.dependencies):
             failed.add(resource.urn)
@@ -447,7 +449,7 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
                 ident = create_container(plan, resource, target, applied)
             elif resource.type == NETWORK:
                 ident = create_network(resource, target.client, applied)
-            elif resource.type == LOCAL_COMMAND:
+            elif is_command:
                 ident = run_command(resource, target, applied)
             else:
                 reference = _images(plan)[resource.urn]
