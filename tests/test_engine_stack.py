@@ -59,7 +59,8 @@ def dev(request, docker_engine, tmp_path_factory):
 
 def test_every_resource_is_accepted_by_the_engine(dev):
     # The engine's own message for each refusal (e.g. an upload into a read-only root filesystem).
-    assert dev.applied.errors == {}
+    refused = "\n".join(f"{name}: {error}" for name, error in sorted(dev.applied.errors.items()))
+    assert not dev.applied.errors, refused
 
 
 def test_containers_start_in_the_order_of_their_recorded_dependencies(dev):
@@ -103,7 +104,10 @@ def _wait_all_healthy(dev) -> dict[str, str]:
 
 
 def _logs(dev, name: str) -> str:
-    return dev.engine.client.containers.get(name).logs(tail=5).decode(errors="replace")
+    try:
+        return dev.engine.client.containers.get(name).logs(tail=5).decode(errors="replace")
+    except docker.errors.NotFound:
+        return "(no container)"
 
 
 def _health(dev, name: str) -> str:
@@ -112,7 +116,8 @@ def _health(dev, name: str) -> str:
 
 def test_every_container_becomes_healthy_within_its_start_period_without_restarts(dev):
     status = _wait_all_healthy(dev)
-    assert {n: s for n, s in status.items() if s not in ("healthy", "running")} == {}
+    bad = {n: s for n, s in status.items() if s not in ("healthy", "running")}
+    assert not bad, "\n".join(f"{n}: {s}: {_logs(dev, n).strip()[-300:]}" for n, s in sorted(bad.items()))
     for name, inputs in dev.containers.items():
         state = dev.inspect(name)
         assert state["RestartCount"] == 0, (name, _logs(dev, name))
@@ -191,7 +196,12 @@ def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
     checked = [n for n, i in dev.containers.items() if i.get("healthcheck") and _health(dev, n) == "healthy"]
     assert checked
     for name in checked:
-        dev.engine.client.containers.get(name).exec_run(["sh", "-c", "kill $(pidof httpd)"], user="0")
+        # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
+        inputs = dev.containers[name]
+        env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
+        user = env.get("PUID") or inputs.get("user") or "0"
+        stopped = dev.engine.client.containers.get(name).exec_run(["sh", "-c", "kill $(pidof httpd)"], user=user)
+        assert stopped.exit_code == 0, (name, stopped.output)
     limit = max(
         (_seconds(check["interval"]) + _seconds(check["timeout"])) * int(check["retries"])
         for check in (dev.containers[n]["healthcheck"] for n in checked)
