@@ -30,6 +30,10 @@ import docker
 
 # The tests own this range: every network a test makes takes a /24 from it, numbered per worker.
 TEST_RANGE = ipaddress.ip_network("10.213.0.0/16")
+# subnet() hands out 8 /24s per worker from the range's first half; the engine picks its own networks'
+# subnets from ENGINE_POOL; the outside world's /30s sit at the range's top.
+ENGINE_POOL = "10.213.128.0/18"
+BRIDGE_IP = "10.213.192.1/24"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -66,8 +70,8 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.client = docker.DockerClient(base_url=self.host, timeout=120)
-        # 16 /24s per worker (16 workers): workers never collide.
-        per_worker = list(TEST_RANGE.subnets(new_prefix=24))[self.worker * 16 : (self.worker + 1) * 16]
+        # 8 /24s per worker (16 workers) below ENGINE_POOL: workers never collide.
+        per_worker = list(TEST_RANGE.subnets(new_prefix=24))[self.worker * 8 : (self.worker + 1) * 8]
         self._subnets = iter(per_worker)  # type: ignore[arg-type]
 
     @property
@@ -185,7 +189,10 @@ def start(root: Path | None = None, worker: int = 0) -> Engine:
             f"--pidfile={pidfile}",
             f"--host=unix://{root / 'docker.sock'}",
             "--storage-driver=vfs",
-            "--bridge=none",
+            # The default bridge (pulumi-docker creates every container on it before connecting its networks)
+            # and the engine's own network pool, both in the tests' range, apart from `subnet()`'s share.
+            f"--bip={BRIDGE_IP}",
+            f"--default-address-pool=base={ENGINE_POOL},size=24",
             "--log-level=warn",
         ],
         stdout=log,
@@ -291,3 +298,23 @@ def busybox_rootfs(target: Path, applets: tuple[str, ...] = APPLETS) -> Path:
     (target / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
     (target / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return target
+
+
+def copy_program(target: Path, program: str, dest: str | None = None) -> Path:
+    """Copies a Debian program and the shared libraries `ldd` lists into a root filesystem (no debootstrap)."""
+    source = Path(shutil.which(program) or program)
+    if not source.exists():
+        raise EngineUnavailable(f"{program} is not installed")
+    placed = target / (dest or str(source)).lstrip("/")
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, placed)
+    listing = subprocess.run(["ldd", str(source)], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        words = line.split()
+        library = next((w for w in words if w.startswith("/")), None)
+        if library and Path(library).exists():
+            copy = target / library.lstrip("/")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if not copy.exists():
+                shutil.copy2(Path(library).resolve(), copy)
+    return placed

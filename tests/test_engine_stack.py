@@ -1,0 +1,216 @@
+"""The single-host stacks on a real Docker engine: the program's plan applied as pulumi-docker applies it
+(tests/engine_apply.py) with stand-in images that keep the real images' facts (tests/standins.py).
+
+Generic over the plan: every container, network and image the program registers is applied and checked, so
+these tests follow the program as it changes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker.errors
+import pytest
+import standins
+from engine_apply import CONTAINER, NETWORK, Applied, Target, apply, destroy, unsealed_plan
+
+from conftest import ROOT
+from mediastack_cli.offline import read_stack
+
+pytestmark = pytest.mark.engine
+
+STORAGE_COMMAND = "storage-dirs"
+HEALTH_GRACE_S = 15  # beyond a check's start period, interval and timeout: engine scheduling on 2 busy cores
+
+
+def _seconds(text: str) -> float:
+    return float(text.rstrip("s")) if text.endswith("s") and not text.endswith("ms") else float(text[:-1]) * 60
+
+
+class Deployed:
+    def __init__(self, engine, stack: str, host_root: Path):
+        self.engine = engine
+        self.plan = unsealed_plan(read_stack(ROOT, stack))
+        standins.build_all(engine, self.plan)
+        self.target = Target(engine.client, host_root, engine.socket, run_commands=(STORAGE_COMMAND,))
+        self.applied: Applied = apply(self.plan, self.target)
+        self.started = time.monotonic()
+
+    @property
+    def containers(self) -> dict[str, dict]:
+        return {r.inputs["name"]: r.inputs for r in self.plan.resources if r.type == CONTAINER}
+
+    def inspect(self, name: str) -> dict:
+        """The engine's view of a container; a container the engine refused reads as never started."""
+        try:
+            return self.engine.client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return {"Id": "", "RestartCount": 0, "Mounts": [], "State": {"Status": "missing", "StartedAt": ""}}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def dev(request, docker_engine, tmp_path_factory):
+    deployed = Deployed(docker_engine, request.param, tmp_path_factory.mktemp("host"))
+    try:
+        yield deployed
+    finally:
+        destroy(deployed.applied, docker_engine.client)
+
+
+def test_every_resource_is_accepted_by_the_engine(dev):
+    # The engine's own message for each refusal (e.g. an upload into a read-only root filesystem).
+    refused = "\n".join(f"{name}: {error}" for name, error in sorted(dev.applied.errors.items()))
+    assert not dev.applied.errors, refused
+
+
+def test_containers_start_in_the_order_of_their_recorded_dependencies(dev):
+    created = {name: n for n, (verb, name, _) in enumerate(dev.applied.calls) if verb in ("create", "network")}
+    by_urn = {r.urn: r for r in dev.plan.resources}
+    checked = 0
+    for resource in dev.plan.resources:
+        if resource.type != CONTAINER or resource.name not in created:
+            continue
+        for dependency in resource.dependencies:
+            needed = by_urn.get(dependency)
+            if needed and needed.type in (CONTAINER, NETWORK):
+                assert created.get(needed.name, 10**9) < created[resource.name], (resource.name, needed.name)
+                checked += 1
+    assert checked >= len(dev.containers)  # every container waits at least for its networks
+
+
+def _wait_all_healthy(dev) -> dict[str, str]:
+    limits = {
+        name: _seconds(inputs["healthcheck"]["startPeriod"])
+        + _seconds(inputs["healthcheck"]["interval"])
+        + _seconds(inputs["healthcheck"]["timeout"])
+        + HEALTH_GRACE_S
+        for name, inputs in dev.containers.items()
+        if inputs.get("healthcheck")
+    }
+    deadline = dev.started + max(limits.values(), default=HEALTH_GRACE_S)
+    status: dict[str, str] = {}
+    while True:
+        status = {}
+        for name in dev.containers:
+            try:
+                state = dev.inspect(name)["State"]
+            except docker.errors.NotFound:
+                status[name] = "missing"
+                continue
+            status[name] = state.get("Health", {}).get("Status", state["Status"])
+        if all(s in ("healthy", "running") for s in status.values()) or time.monotonic() > deadline:
+            return status
+        time.sleep(2)
+
+
+def _logs(dev, name: str) -> str:
+    try:
+        return dev.engine.client.containers.get(name).logs(tail=5).decode(errors="replace")
+    except docker.errors.NotFound:
+        return "(no container)"
+
+
+def _health(dev, name: str) -> str:
+    return dev.inspect(name)["State"].get("Health", {}).get("Status", "")
+
+
+def test_every_container_becomes_healthy_within_its_start_period_without_restarts(dev):
+    status = _wait_all_healthy(dev)
+    bad = {n: s for n, s in status.items() if s not in ("healthy", "running")}
+    assert not bad, "\n".join(f"{n}: {s}: {_logs(dev, n).strip()[-300:]}" for n, s in sorted(bad.items()))
+    for name, inputs in dev.containers.items():
+        state = dev.inspect(name)
+        assert state["RestartCount"] == 0, (name, _logs(dev, name))
+        assert ("Health" in state["State"]) == bool(inputs.get("healthcheck")), name
+
+
+def test_only_the_socket_proxy_mounts_the_docker_socket_and_read_only(dev):
+    mounting = {}
+    for name in dev.containers:
+        for mount in dev.inspect(name)["Mounts"]:
+            if mount.get("Source") == str(dev.engine.socket):
+                mounting[name] = mount["RW"]
+    assert mounting == {"socket-proxy": False}
+
+
+def test_containers_on_internal_networks_only_have_no_route_out(dev):
+    networks = {r.inputs["name"]: bool(r.inputs.get("internal")) for r in dev.plan.resources if r.type == NETWORK}
+    enclosed = [
+        n
+        for n, i in dev.containers.items()
+        if i.get("networksAdvanced") and all(networks[a["name"]] for a in i["networksAdvanced"])
+    ]
+    _wait_all_healthy(dev)
+    running = {n for n in dev.containers if dev.inspect(n)["State"]["Status"] == "running"}
+    open_ = [
+        n
+        for n, i in dev.containers.items()
+        if n in running and any(not networks[a["name"]] for a in i.get("networksAdvanced", []))
+    ]
+    assert enclosed and open_
+    with dev.engine.outside_world() as url:
+        probe = ["sh", "-c", f"timeout -s KILL 5 busybox wget -q -O - {url}; exit $?"]
+        reached = dev.engine.client.containers.get(open_[0]).exec_run(probe)
+        assert (reached.exit_code, reached.output.decode().strip()) == (0, "world")
+        for name in [n for n in enclosed if n in running]:
+            blocked = dev.engine.client.containers.get(name).exec_run(probe)
+            assert blocked.exit_code != 0, (name, blocked.output)
+
+
+def test_host_directories_made_by_the_storage_script_are_writable_by_each_image_user(dev):
+    _wait_all_healthy(dev)
+    root = dev.target.host_root
+    checked = 0
+    for name, inputs in dev.containers.items():
+        env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
+        for mount in inputs.get("mounts", []):
+            if mount["type"] != "bind" or mount.get("readOnly") or not mount["source"].startswith("/srv"):
+                continue
+            assert Path(str(root) + mount["source"]).is_dir(), (name, mount["source"])
+            marker = Path(str(root) + mount["source"]) / ".standin-write"
+            assert marker.exists(), (name, mount["source"], _logs(dev, name))
+            user = (inputs.get("user") or env.get("PUID", "0")).split(":")[0]
+            assert str(marker.stat().st_uid) == user, (name, mount["source"])
+            checked += 1
+    assert checked > 0
+
+
+def test_a_second_apply_changes_nothing(dev):
+    def identity(name: str) -> tuple[str, str]:
+        # A container restarting by itself changes StartedAt; that is the restart test's concern, not this one's.
+        state = dev.inspect(name)
+        return state["Id"], state["State"]["StartedAt"] if state["RestartCount"] == 0 else "restarting"
+
+    before = {name: identity(name) for name in dev.containers}
+    calls = len(dev.applied.calls)
+    again = apply(unsealed_plan(read_stack(ROOT, dev.plan.stack)), dev.target, dev.applied)
+    assert again.calls[calls:] == []
+    after = {name: identity(name) for name in dev.containers}
+    assert after == before
+
+
+def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
+    # Last in the module: it stops every app.
+    _wait_all_healthy(dev)
+    # Those that became healthy (any other already fails the test above with its reason).
+    checked = [n for n, i in dev.containers.items() if i.get("healthcheck") and _health(dev, n) == "healthy"]
+    assert checked
+    for name in checked:
+        # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
+        inputs = dev.containers[name]
+        env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
+        user = env.get("PUID") or inputs.get("user") or "0"
+        stopped = dev.engine.client.containers.get(name).exec_run(["sh", "-c", "kill $(pidof httpd)"], user=user)
+        assert stopped.exit_code == 0, (name, stopped.output)
+    limit = max(
+        (_seconds(check["interval"]) + _seconds(check["timeout"])) * int(check["retries"])
+        for check in (dev.containers[n]["healthcheck"] for n in checked)
+    )
+    deadline = time.monotonic() + limit + HEALTH_GRACE_S
+    status = {}
+    while time.monotonic() < deadline:
+        status = {n: _health(dev, n) for n in checked}
+        if all(s == "unhealthy" for s in status.values()):
+            break
+        time.sleep(3)
+    assert status == dict.fromkeys(checked, "unhealthy")
