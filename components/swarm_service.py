@@ -85,10 +85,18 @@ def update_order(service: ResolvedService, placement: Placement) -> str:
     return "start-first"
 
 
+# Docker refuses a config (or secret) name longer than 64 characters: "invalid name, only 64 [a-zA-Z0-9-_.]
+# characters allowed, and the start and end character must be [a-zA-Z0-9]" (seen on the tests' engine).
+SWARM_NAME_MAX = 64
+
+
 def config_name(path: str, content: str) -> str:
-    """Swarm configs cannot change: a new content is a new config (the old one goes after the update)."""
-    slug = path.replace("/", "-").replace(".", "-")
-    return f"mediastack-{slug}-{hashlib.sha256(content.encode()).hexdigest()[:12]}"
+    """Swarm configs cannot change: a new content is a new config (the old one goes after the update). The path
+    is cut to fit Docker's 64 characters; the content's hash keeps the name unique."""
+    digest = hashlib.sha256(f"{path}\0{content}".encode()).hexdigest()[:12]
+    room = SWARM_NAME_MAX - len("mediastack-") - len(digest) - 1
+    slug = path.replace("/", "-").replace(".", "-")[:room].strip("-")
+    return f"mediastack-{slug}-{digest}"
 
 
 def b64(text: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -414,3 +415,14 @@ def test_an_nvidia_node_gets_its_runtime_and_jellyfin_its_gpu(tmp_path) -> None:
     merged = json.loads((root / "etc/docker/daemon.json").read_text())
     assert merged["default-runtime"] == "nvidia" and merged["dns"] == ["192.0.2.53"]
     assert merged["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
+
+
+@pytest.mark.parametrize("stack", ["cluster", "cluster-nfs"])
+def test_swarm_config_and_secret_names_are_ones_docker_accepts(stack: str) -> None:
+    """moby's names for configs and secrets: at most 64 of [a-zA-Z0-9-_.], starting and ending alphanumeric."""
+    kinds = ("docker:index/serviceConfig:ServiceConfig", "docker:index/secret:Secret")
+    names = [r.inputs["name"] for r in plan(stack).resources if r.type in kinds]
+    assert names
+    for name in names:
+        assert len(name) <= 64 and re.fullmatch(r"[a-zA-Z0-9](?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?", name), name
+    assert len(set(names)) == len(names)
