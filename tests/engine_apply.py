@@ -145,6 +145,18 @@ def cpu_limit(target: Target, name: str, nano_cpus: int) -> int:
     return nano_cpus
 
 
+def host_devices(target: Target, name: str, devices: list[dict]) -> list[str] | None:
+    """The engine refuses a device the machine lacks ("error gathering device information while adding custom
+    device"): a GPU device (/dev/dri) this machine has not is left out, and recorded, as a lowered CPU limit is."""
+    found = []
+    for d in devices:
+        if not Path(d["hostPath"]).exists():
+            target.lowered[f"{name} {d['hostPath']}"] = "device absent on this machine, left out"
+            continue
+        found.append(f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}")
+    return found or None
+
+
 def _images(plan: PlanResult) -> dict[str, str]:
     """URN of an image resource -> the local reference it resolves to (name:tag)."""
     refs = {}
@@ -245,11 +257,7 @@ def create_kwargs(plan: PlanResult, container: Registration, target: Target) -> 
         log_config=docker.types.LogConfig(type=i.get("logDriver", ""), config=i.get("logOpts") or {}),
         cap_add=capabilities.get("adds"),
         cap_drop=capabilities.get("drops"),
-        devices=[
-            f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
-            for d in i.get("devices", [])
-        ]
-        or None,
+        devices=host_devices(target, i["name"], i.get("devices", [])),
         security_opt=i.get("securityOpts"),
         mem_limit=int(i["memory"]) * 1024 * 1024 if i.get("memory") else None,
         mem_reservation=int(i["memoryReservation"]) * 1024 * 1024 if i.get("memoryReservation") else None,

@@ -34,6 +34,14 @@ set -u
 if [ "$(id -u)" = 0 ] && [ -n "${PUID:-}" ]; then
   mkdir -p /config && chown "$PUID:${PGID:-$PUID}" /config || exit 71
   run="/usr/bin/setpriv --reuid=$PUID --regid=${PGID:-$PUID} --clear-groups"
+elif [ "$(id -u)" = 0 ] && [ -n "${STANDIN_DROP_TO:-}" ]; then
+  # An image whose entrypoint starts as root, hands what it writes to its user and drops to it (valkey,
+  # postgres: image facts): the chown needs CHOWN, as in the real image.
+  for dir in $STANDIN_CHOWN; do
+    [ -d "$dir" ] || continue
+    find "$dir" ! -user "${STANDIN_DROP_TO%%:*}" -exec chown "$STANDIN_DROP_TO" {} + || exit 71
+  done
+  run="/usr/bin/setpriv --reuid=${STANDIN_DROP_TO%%:*} --regid=${STANDIN_DROP_TO##*:} --clear-groups"
 else
   run=""
 fi
@@ -99,6 +107,14 @@ def container_facts(inputs: dict) -> dict:
     return {"name": inputs["name"], "healthcheck": spec.get("healthcheck"), "mounts": spec.get("mounts", [])}
 
 
+def _image_facts(name: str):
+    """The catalog's facts about the image a service runs (components/image_facts.py), if it is a catalog service."""
+    from components.catalog import CATALOG
+
+    service = CATALOG.get(name)
+    return service.facts if service is not None else None
+
+
 def build_all(engine: dockerd.Engine, plan: PlanResult) -> dict[str, str]:
     """Builds one stand-in per image the plan's containers run (skipping those present); image -> service."""
     built: dict[str, str] = {}
@@ -122,7 +138,7 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
         m["target"] for m in inputs.get("mounts", []) if m["type"] == "bind" and not m.get("readOnly", False)
     )
     with tempfile.TemporaryDirectory(prefix="standin") as scratch:
-        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo"))
+        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo", "find"))
         dockerd.copy_program(root, "/usr/bin/setpriv")  # util-linux's: busybox's cannot change the user
         (root / "bin" / "busybox").chmod(0o755)
         standin = root / "standin"
@@ -142,7 +158,14 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
         (root / "etc" / "passwd").write_text(
             "root:x:0:0:root:/root:/bin/sh\nabc:x:911:911::/config:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n"
         )
+        facts = _image_facts(inputs.get("name", ""))
+        user = []
+        if facts is not None and facts.starts_as_root and facts.user.split(":")[0] not in ("0", "root"):
+            user = [f"ENV STANDIN_DROP_TO={facts.user}", f"ENV STANDIN_CHOWN={shlex.quote(' '.join(facts.writes))}"]
+        elif facts is not None and not facts.starts_as_root and facts.user.split(":")[0].isdigit():
+            user = [f"USER {facts.user}"]  # the image's own USER (the container's `user` overrides it)
         changes = (
+            *user,
             'ENTRYPOINT ["/standin/entrypoint"]',
             "ENV PATH=/usr/local/bin:/usr/bin:/bin",
             f"ENV STANDIN_PORT={port}",
