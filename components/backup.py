@@ -35,20 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from .backup_checks import METRICS_DIR, STATE_DIR, backup_problems, textfile_flag  # noqa: F401  (re-exported)
 from .calendar import format_duration, parse
 from .catalog import MountKind
 from .config import StackConfig
-from .host_tuning import install_file, restore_file
+from .host_files import install_file, restore_file
 from .quoting import sh
 
 if TYPE_CHECKING:
-    from .loading import Problem
     from .resolve import ResolvedStack
 
 NAME = "mediastack-backup"
 TOOL = f"/usr/local/sbin/{NAME}"
-STATE_DIR = "/var/lib/mediastack/restic"  # password, credentials, staging, status, restic's cache
-METRICS_DIR = "/var/lib/mediastack/metrics"  # node-exporter's textfile collector reads *.prom here
 METRICS_FILE = "mediastack_backup.prom"
 # What the tool writes to the textfile (node-exporter exports it); alerts and dashboards may use these.
 BACKUP_METRICS = (
@@ -156,34 +154,6 @@ def covers_marker(covered: Sequence[Covered]) -> str:
 
 
 # -- config checks across keys -----------------------------------------------------------------------
-
-
-def backup_problems(config: StackConfig) -> list[Problem]:
-    """A local repository must not sit inside what it backs up, or inside the media."""
-    from .loading import Problem
-
-    repo = config.backups.repository
-    if not repo:
-        return []
-    paths = config.paths
-    for key in ("config_root", "photos_root"):
-        if any(c.isspace() for c in getattr(paths, key)):
-            return [Problem(f"mediastack:paths.{key}", getattr(paths, key), "backups need a path without whitespace")]
-    if not repo.startswith("/"):
-        return []
-    for key in ("config_root", "data_root", "cache_root", "photos_root"):
-        root = getattr(paths, key)
-        if repo == root or repo.startswith(root + "/") or root.startswith(repo + "/"):
-            return [
-                Problem(
-                    "mediastack:backups.repository",
-                    repo,
-                    f"overlaps paths.{key} ({root}); put the repository on another disk, e.g. /mnt/backup/mediastack",
-                )
-            ]
-    if repo.startswith(STATE_DIR) or repo.startswith(METRICS_DIR):
-        return [Problem("mediastack:backups.repository", repo, f"overlaps {STATE_DIR}; pick another directory")]
-    return []
 
 
 # -- the host tool ---------------------------------------------------------------------------------
@@ -1050,11 +1020,6 @@ def backup_alerts(config: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def textfile_flag() -> str:
-    """node-exporter's flag for the textfile collector (it sees the host's / at /host)."""
-    return f"--collector.textfile.directory=/host{METRICS_DIR}"
-
-
 # -- the component ---------------------------------------------------------------------------------
 
 
@@ -1114,7 +1079,7 @@ class StackBackups(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackBackupsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mediastack:backup:StackBackups", name, None, opts)
-        from .storage import host_command
+        from .host_command import host_command
 
         plan = backup_plan(args.stack, swarm=args.swarm)
         assert plan is not None, "StackBackups needs backups.repository"

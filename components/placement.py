@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from .catalog import CATALOG, MountKind, Service
 from .config import Gpu, Host, HostRole, SharedStorageKind, StackConfig
-from .loading import Problem
+from .problems import Problem
+from .sizing import effective_resources
 from .units import format_size
 
 # One task per node: what they watch is the node itself.
@@ -173,8 +174,6 @@ def _storage_problems(config: StackConfig) -> list[Problem]:
 
 
 def _capacity_problems(config: StackConfig, enabled: list[str]) -> list[Problem]:
-    from .resolve import effective_resources
-
     problems: list[Problem] = []
     mem: dict[str, int] = {h.name: 0 for h in config.hosts}
     cpu: dict[str, float] = {h.name: 0.0 for h in config.hosts}

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import DOWNLOADS_BRIDGE, StackConfig
-from .host_tuning import tool_create, tool_delete, tool_unit
+from .host_files import tool_create, tool_delete, tool_unit
 from .quoting import sh
 from .units import format_rate
 

@@ -11,6 +11,7 @@ import difflib
 import posixpath
 from dataclasses import dataclass, field, replace
 
+from .backup_checks import backup_problems, textfile_flag
 from .catalog import (
     BUNDLES,
     CATALOG,
@@ -22,9 +23,12 @@ from .catalog import (
     Service,
 )
 from .config import LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
+from .generated_paths import binds_generated_files, generated_dir, generated_host_dir
 from .image_facts import PUID
-from .loading import Problem
 from .placement import check_cluster, placement, runs_on, service_host
+from .problems import Problem
+from .replica_settings import ENTRYPOINT, primary_settings, standby_settings
+from .sizing import effective_resources
 from .tuning import postgres_command, postgres_settings
 from .units import format_rate, format_size
 
@@ -141,16 +145,6 @@ def enabled_services(config: StackConfig) -> list[str]:
             continue
         result.append(name)
     return result
-
-
-def effective_resources(service: Service, config: StackConfig) -> tuple[TierName, Resources]:
-    override = config.services.get(service.name)
-    tier = (override.tier if override and override.tier else None) or service.tier
-    base = config.tiers.get(tier).model_dump()
-    for layer in (service.resources, override.resources if override else None):
-        if layer is not None:
-            base.update({k: v for k, v in layer.model_dump().items() if v is not None})
-    return tier, Resources.model_construct(**base)
 
 
 def _layer_problems(path: str, service: Service, resources: Resources, host: Host) -> list[Problem]:
@@ -294,7 +288,6 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 )
             )
     problems += exposure_problems(config)
-    from .backup import backup_problems
 
     problems += backup_problems(config)
     if not problems:
@@ -400,7 +393,6 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
             mounts.append(ResolvedMount("bind", m.target, m.host_path, m.read_only))
     for tmp in service.tmpfs:
         mounts.append(ResolvedMount("tmpfs", tmp, size=64 * 1024**2))
-    from .files import binds_generated_files, generated_dir, generated_host_dir
 
     if binds_generated_files(service, config):
         # No uploads into a read-only rootfs: the host step wrote them; the directory comes in read-only.
@@ -566,8 +558,6 @@ def _contains(command: tuple[str, ...], run: tuple[str, ...]) -> bool:
 
 def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
     if service.name in ("immich-postgres", "immich-postgres-replica"):
-        from .replica import ENTRYPOINT, primary_settings, standby_settings
-
         replicated = config.cluster and "immich-postgres-replica" in enabled_services(config)
         extra = {**primary_settings(), **(standby_settings() if service.replica_of else {})} if replicated else {}
         settings = postgres_settings(
@@ -576,8 +566,6 @@ def _command(service: Service, config: StackConfig, resources: Resources, host: 
         command = keep_image_args(service, postgres_command(settings))
         return ("sh", ENTRYPOINT, *command) if service.replica_of else command
     if service.name == "node-exporter" and config.backups.repository:
-        from .backup import textfile_flag
-
         return (*service.command, textfile_flag())  # the backup tool's metrics
     if service.name == "redis":
         # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
