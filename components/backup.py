@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from mediastack_vocabulary import BACKUP_COVERS_MARKER
+
 from .backup_checks import METRICS_DIR, STATE_DIR, backup_problems, textfile_flag  # noqa: F401  (re-exported)
 from .calendar import format_duration, parse
 from .catalog import MountKind
@@ -65,7 +67,7 @@ BACKUP_METRICS = (
 UNIT_DIR = "/etc/systemd/system"
 TAG = "mediastack"
 # The backup command resource names what it covers on one of its triggers; the policy reads it.
-COVERS_MARKER = "mediastack.backup.covers="
+COVERS_MARKER = BACKUP_COVERS_MARKER
 # Inside every state directory: what apps rebuild, and SQLite's side files (the database is staged instead).
 GENERIC_EXCLUDES = ("log", "logs", "cache", "Cache", "transcodes", "*.log", "*.pid", "*-wal", "*-shm", "*-journal")
 PHOTO_EXCLUDES = ("thumbs", "encoded-video")  # Immich rebuilds both from the originals

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from mediastack_vocabulary import INTERNAL_NETWORKS, NetworkRole  # noqa: F401  (re-exported)
+
 from .config import ResourcesOverride, TierName
 from .image_facts import IMAGE_FACTS, ImageFacts
 from .units import GIB
@@ -19,16 +21,7 @@ from .units import GIB
 TRAEFIK_DYNAMIC_DIR = "/etc/traefik/dynamic"
 
 
-class NetworkRole(StrEnum):
-    frontend = "frontend"  # Traefik and the web UIs it routes to
-    backend = "backend"  # apps that talk to each other, with egress for metadata and indexers
-    database = "database"  # internal: databases and their clients
-    monitoring = "monitoring"  # internal: Prometheus, its targets, Grafana, Alertmanager
-    socket = "socket"  # internal: the socket proxy and its few readers
-    downloads = "downloads"  # the download clients' way out: its bridge is where the host shapes their traffic
-
-
-INTERNAL_NETWORKS = frozenset({NetworkRole.database, NetworkRole.monitoring, NetworkRole.socket})
+# NetworkRole and INTERNAL_NETWORKS: the shared vocabulary (the pack judges networks by the same roles).
 
 
 class MountKind(StrEnum):

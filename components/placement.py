@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mediastack_vocabulary import Label
+
 from .catalog import CATALOG, MountKind, Service
 from .config import Gpu, Host, HostRole, SharedStorageKind, StackConfig
 from .problems import Problem
@@ -85,10 +87,10 @@ def pinned_host(spec: Service, config: StackConfig) -> Host:
 def node_labels(host: Host) -> dict[str, str]:
     """The Swarm node labels each host gets; placement constraints read them."""
     return {
-        "mediastack.host": host.name,
-        "mediastack.gpu": host.gpu.value,
-        "mediastack.disk": host.storage.value,
-        "mediastack.roles": ",".join(r.value for r in host.roles),
+        Label.host: host.name,
+        Label.gpu: host.gpu.value,
+        Label.disk: host.storage.value,
+        Label.roles: ",".join(r.value for r in host.roles),
     }
 
 

@@ -11,6 +11,8 @@ import difflib
 import posixpath
 from dataclasses import dataclass, field, replace
 
+from mediastack_vocabulary import Label
+
 from .backup_checks import backup_problems, textfile_flag
 from .catalog import (
     BUNDLES,
@@ -89,7 +91,7 @@ class ResolvedService:
 
     @property
     def tier(self) -> TierName:
-        return TierName(self.labels["mediastack.tier"])
+        return TierName(self.labels[Label.tier])
 
 
 @dataclass(frozen=True)
@@ -442,45 +444,45 @@ def _labels(
     service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str, host: Host
 ) -> dict[str, str]:
     labels = {
-        "mediastack.service": service.name,
-        "mediastack.bundle": service.bundle,
-        "mediastack.tier": tier.value,
-        "mediastack.role": service.role,
-        "mediastack.image": image_ref,
+        Label.service: service.name,
+        Label.bundle: service.bundle,
+        Label.tier: tier.value,
+        Label.role: service.role,
+        Label.image: image_ref,
     }
     if placement(service, config).host is not None:
         # Host facts travel with each workload so stack policies can check capacity per host.
         labels.update(
             {
-                "mediastack.host": host.name,
-                "mediastack.host-cpus": str(host.cpus),
-                "mediastack.host-memory": str(host.memory),
-                "mediastack.host-reserve": str(config.reserve_for_host),
+                Label.host: host.name,
+                Label.host_cpus: str(host.cpus),
+                Label.host_memory: str(host.memory),
+                Label.host_reserve: str(config.reserve_for_host),
             }
         )
     if service.web:
         # Routes come from Traefik's generated file (files.py); these say what the policies check them against.
-        labels["mediastack.web-port"] = str(service.web.port)
-        labels["mediastack.exposure"] = "public" if is_public(config, service.name) else "lan"
-        labels["mediastack.login"] = service.web.login.value if service.web.login else "none"
+        labels[Label.web_port] = str(service.web.port)
+        labels[Label.exposure] = "public" if is_public(config, service.name) else "lan"
+        labels[Label.login] = service.web.login.value if service.web.login else "none"
     if service.name == ARTWORK_CACHE:
         # Serves Jellyfin's images on Jellyfin's host name: as reachable as Jellyfin, behind Jellyfin's login.
-        labels["mediastack.fronts"] = "jellyfin"
-        labels["mediastack.exposure"] = "public" if is_public(config, "jellyfin") else "lan"
+        labels[Label.fronts] = "jellyfin"
+        labels[Label.exposure] = "public" if is_public(config, "jellyfin") else "lan"
     if service.writes_data_root:
-        labels["mediastack.writes-data"] = "true"
+        labels[Label.writes_data] = "true"
     if service.state:
-        labels["mediastack.state"] = service.state  # the backups must cover it (policy stateful-services-backed-up)
+        labels[Label.state] = service.state  # the backups must cover it (policy stateful-services-backed-up)
     if service.role == "download_client":
         # What the host shapes this client's traffic to (and the client's own limit); policies read it.
-        for direction, cap in zip(("down", "up"), config.download_caps(), strict=True):
+        for key, cap in zip((Label.bandwidth_down, Label.bandwidth_up), config.download_caps(), strict=True):
             if cap:
-                labels[f"mediastack.bandwidth-{direction}"] = format_rate(cap)
+                labels[key] = format_rate(cap)
     if service.companion_of:
-        labels["mediastack.watches"] = ",".join(service.companion_of)
+        labels[Label.watches] = ",".join(service.companion_of)
     if service.linuxserver:
         ident = config.identity
-        labels["mediastack.identity"] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
+        labels[Label.identity] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     return labels
 
 

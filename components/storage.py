@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from mediastack_vocabulary import HOST_FILE_MARKER
+
 from .config import Host
 from .host_command import host_command, host_connection  # noqa: F401  (re-exported)
 from .resolve import ResolvedStack, run_as
@@ -158,8 +160,8 @@ def files_script(files: Mapping[str, str], secret_files: Mapping[str, tuple[str,
         blocks.append(
             f"""target="$ROOT"{shlex.quote(path)}
 mkdir -p "$(dirname "$target")"
-base64 -d > "$target.new" <<'MEDIASTACK_FILE'
-{encoded}MEDIASTACK_FILE
+base64 -d > "$target.new" <<'{HOST_FILE_MARKER}'
+{encoded}{HOST_FILE_MARKER}
 chmod {mode} "$target.new"
 {chown}mv -f "$target.new" "$target"
 written=$((written + 1))

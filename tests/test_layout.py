@@ -19,6 +19,7 @@ PACKAGES = {
     "components": ROOT / "components",
     "mediastack_cli": ROOT / "mediastack_cli",
     "mediastack_policies": ROOT / "policies" / "mediastack_policies",
+    "mediastack_vocabulary": ROOT / "policies" / "mediastack_vocabulary",
 }
 
 
