@@ -131,3 +131,22 @@ def test_the_graph_sees_function_level_imports() -> None:
 def test_no_import_cycle_inside_the_project() -> None:
     found = cycles(import_graph())
     assert not found, "modules that import each other in a circle: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_resolution_names_no_service() -> None:
+    """What is special about a service is a field of its catalog entry: resolution reads fields, never names."""
+    from components.catalog import CATALOG
+
+    named = {}
+    for module in ("resolve.py",):
+        tree = ast.parse((ROOT / "components" / module).read_text())
+        found = sorted(
+            {
+                node.value
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in CATALOG
+            }
+        )
+        if found:
+            named[module] = found
+    assert named == {}
