@@ -29,9 +29,8 @@ node-exporter textfile; BackupTooOld fires when the last success is older than t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -44,6 +43,7 @@ from .catalog import MountKind
 from .config import StackConfig
 from .host_files import install_file, restore_file
 from .quoting import sh
+from .scripts import script
 
 if TYPE_CHECKING:
     from .resolve import ResolvedStack
@@ -236,21 +236,6 @@ with 'mediastack-backup restic restore', then scale it back; see docs/cluster.md
   fi"""
 
 
-TOOL_SOURCE = Path(__file__).with_name("backup_tool.sh")  # the tool itself, as shell (shellcheck reads it)
-
-
-def _generated(source: str, blocks: Mapping[str, str]) -> str:
-    """The source with each line `#@name` replaced by its block (a line, lines, or nothing)."""
-    out = []
-    for line in source.splitlines(keepends=True):
-        if line.startswith("#@"):
-            block = blocks[line.strip()[2:]]
-            out.append(block + "\n" if block else "")
-        else:
-            out.append(line)
-    return "".join(out)
-
-
 def backup_tool(plan: BackupPlan) -> str:
     """The script installed as /usr/local/sbin/mediastack-backup: backup_tool.sh with this stack's parameters
     (quoted words) and its per-service `case` branches in the places marked `#@name`."""
@@ -307,7 +292,7 @@ def backup_tool(plan: BackupPlan) -> str:
         ),
         "swarm_restore": _SWARM_RESTORE.lstrip("\n") if plan.swarm else "",
     }
-    return _generated(TOOL_SOURCE.read_text(), blocks)
+    return script("backup_tool.sh", blocks)
 
 
 # -- systemd units, and the install -------------------------------------------------------------------

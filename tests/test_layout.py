@@ -188,7 +188,6 @@ SHELL_IN_PYTHON = {
     ("backup.py", "backup_create"),
     ("host_tuning.py", "daemon_create"),
     ("host_tuning.py", "gpu_detect_script"),
-    ("qos.py", "qos_tool"),
     ("replica.py", "replica_init"),
     ("shared_storage.py", "volume_delete"),
     ("storage.py", "create_script"),
