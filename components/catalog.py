@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from mediastack_vocabulary import INTERNAL_NETWORKS, NetworkRole  # noqa: F401  (re-exported)
+
 from .config import ResourcesOverride, TierName
 from .image_facts import IMAGE_FACTS, ImageFacts
 from .units import GIB
@@ -19,16 +21,7 @@ from .units import GIB
 TRAEFIK_DYNAMIC_DIR = "/etc/traefik/dynamic"
 
 
-class NetworkRole(StrEnum):
-    frontend = "frontend"  # Traefik and the web UIs it routes to
-    backend = "backend"  # apps that talk to each other, with egress for metadata and indexers
-    database = "database"  # internal: databases and their clients
-    monitoring = "monitoring"  # internal: Prometheus, its targets, Grafana, Alertmanager
-    socket = "socket"  # internal: the socket proxy and its few readers
-    downloads = "downloads"  # the download clients' way out: its bridge is where the host shapes their traffic
-
-
-INTERNAL_NETWORKS = frozenset({NetworkRole.database, NetworkRole.monitoring, NetworkRole.socket})
+# NetworkRole and INTERNAL_NETWORKS: the shared vocabulary (the pack judges networks by the same roles).
 
 
 class MountKind(StrEnum):
@@ -90,6 +83,17 @@ class WebUI:
     via: NetworkRole = NetworkRole.frontend
     # None: the UI has no login of its own, so it is never public (Traefik's ipAllowList keeps it on the LAN).
     login: Login | None = None
+
+
+@dataclass(frozen=True)
+class Front:
+    """A router that sends some paths of another service's host name to this service."""
+
+    service: str  # whose host name, login and exposure it shares
+    route: str  # the router's name
+    paths: str  # Traefik rule for the paths it takes
+    port: int
+    priority: int = 100  # above the fronted service's own router
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ class Service:
     replica_of: str | None = None  # a standby copy of this service's state, kept on another node
     # What the program relies on about the image, read from its upstream files (components/image_facts.py).
     facts: ImageFacts | None = None
+    # -- what resolution adds from the stack config, asked for here so that no code path names a service --
+    umask_env: str | None = None  # the image's own spelling of UMASK, set beside it (Tdarr's UMASK_SET)
+    # (variable, service): http://<service>:<its web port>, or "" while that service is off
+    service_urls: tuple[tuple[str, str], ...] = ()
+    # A socket proxy's readers; with none of them enabled (or on a cluster, where they read cgroups) the env
+    # below closes the sections they would read.
+    socket_readers: tuple[str, ...] = ()
+    closed_without_readers: tuple[tuple[str, str], ...] = ()
+    route_url: str | None = None  # where Traefik sends the UI when not http://<name>:<port> (its own dashboard)
+    fronts: Front | None = None  # serves part of another service's UI on that service's host name
+    takes_acme: bool = False  # gets the ACME resolver's arguments when tls.acme_email is set (Traefik)
+    postgres_tuned: bool = False  # `postgres -c` settings from its limits and the host's storage (tuning.py)
+    cache_maxmemory: bool = False  # a cache: --maxmemory three quarters of its memory limit
+    backup_metrics: bool = False  # reads the backup tool's textfile metrics when backups are on (node-exporter)
+    forwarded_port: bool = False  # listens on the port the VPN's provider forwards
+    router: bool = False  # the reverse proxy the wiring calls the apps through
+    scraper: bool = False  # scrapes the others: without it no service joins the monitoring network
 
     @property
     def image_ref(self) -> str:
@@ -277,6 +298,7 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
 
 IMMICH_POSTGRES = Service(
     name="immich-postgres",
+    postgres_tuned=True,
     image="ghcr.io/immich-app/postgres",
     tag="14-vectorchord0.4.3-pgvectors0.2.0",
     bundle="photos",
@@ -297,6 +319,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     # -- core: always on ----------------------------------------------------------------------
     Service(
         name="socket-proxy",
+        socket_readers=("cadvisor",),
+        closed_without_readers=(("CONTAINERS", "0"), ("INFO", "0"), ("VERSION", "0")),
         image="lscr.io/linuxserver/socket-proxy",
         tag="3.2.3",
         bundle="core",
@@ -328,6 +352,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="traefik",
+        route_url="api@internal",
+        takes_acme=True,
+        router=True,
         image="traefik",
         tag="v3.6.25",
         bundle="core",
@@ -401,6 +428,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="artwork-cache",
+        fronts=Front("jellyfin", "artwork", "PathRegexp(`^/Items/[^/]+/Images/`)", 8080),
         image="docker.io/library/nginx",
         tag="1.29.3-alpine",
         bundle="media",
@@ -483,6 +511,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         env={"WEBUI_PORT": "8090", "TORRENTING_PORT": "6881"},
         login=Login.password,
         seeded_secrets=(Secret("qbittorrent-password", "password", 24),),
+        forwarded_port=True,
     ),
     _lsio(
         "sabnzbd",
@@ -518,6 +547,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     replace(
         IMMICH_POSTGRES,
         name="immich-postgres-replica",
+        postgres_tuned=True,
         description="Cluster stacks only: a streaming replica of Immich's PostgreSQL on a second node, a hot "
         "standby to promote when the primary's node is lost.",
         # A first start takes a base backup before the server answers.
@@ -576,6 +606,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     # -- batch transcoding (Tdarr) -----------------------------------------------------------------
     Service(
         name="tdarr",
+        umask_env="UMASK_SET",
         image="ghcr.io/haveagitgat/tdarr",
         tag="2.45.01",
         bundle="transcoding",
@@ -604,6 +635,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="tdarr-node",
+        umask_env="UMASK_SET",
         image="ghcr.io/haveagitgat/tdarr_node",
         tag="2.45.01",
         bundle="transcoding",
@@ -634,6 +666,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     # -- cache ----------------------------------------------------------------------------------------
     Service(
         name="redis",
+        cache_maxmemory=True,
         image="docker.io/library/redis",
         tag="8.2.2-bookworm",
         bundle="cache",
@@ -658,6 +691,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     # -- monitoring -------------------------------------------------------------------------------
     Service(
         name="prometheus",
+        scraper=True,
         image="prom/prometheus",
         tag="v3.7.3",
         bundle="monitoring",
@@ -750,6 +784,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     ),
     Service(
         name="node-exporter",
+        backup_metrics=True,
         image="prom/node-exporter",
         tag="v1.10.2",
         bundle="monitoring",
@@ -833,6 +868,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     _exportarr("prowlarr", 9696),
     Service(
         name="media-exporter",
+        service_urls=(("JELLYFIN_URL", "jellyfin"), ("TDARR_URL", "tdarr")),
         image="mediastack/media-exporter",
         tag="0.1.0",
         bundle="monitoring",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .catalog import CATALOG
 from .resolve import ResolvedStack
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -27,7 +28,14 @@ class Panel:
 def _panels(stack: ResolvedStack) -> list[Panel]:
     enabled = stack.enabled
     # exportarr's prowlarr mode has no queue collector (internal/commands/arr.go): Prowlarr has its indexers.
-    arr_queues = tuple((f"{app}_queue_total", app) for app in ("sonarr", "radarr") if f"{app}-exporter" in enabled)
+    arr_queues = tuple(
+        (metric, app)
+        for name, spec in CATALOG.items()  # catalog order: the panel's series keep their order
+        if name in enabled and (metrics := spec.metrics)
+        for app in spec.companion_of
+        for metric in metrics.provides
+        if metric == f"{app}_queue_total"
+    )
     candidates = [
         Panel(
             "Service p95 response time",

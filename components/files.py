@@ -6,58 +6,25 @@ are paths relative to the render directory; `Service.uploads` names the ones a c
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import replace
 
 import yaml
 
 from .backup import backup_alerts
-from .catalog import TRAEFIK_DYNAMIC_DIR, Service
+from .catalog import TRAEFIK_DYNAMIC_DIR
 from .config import StackConfig
 from .dashboards import dashboard_json, dashboards_provider
+from .generated_paths import (  # noqa: F401  (re-exported)
+    CONTAINER_PATHS,
+    GENERATED,
+    binds_generated_files,
+    generated_dir,
+    generated_host_dir,
+    generated_host_path,
+)
 from .placement import placement
-from .replica import PATHS as REPLICA_PATHS
 from .replica import pg_hba, replica_entrypoint, replica_init
 from .resolve import ResolvedStack, Route, public_after_logins, routes
-
-# Where each generated file lands inside its container.
-CONTAINER_PATHS = {
-    "prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
-    "alertmanager/alertmanager.yml": "/etc/alertmanager/alertmanager.yml",
-    "prometheus/rules/mediastack.yml": "/etc/prometheus/rules/mediastack.yml",
-    "blackbox/config.yml": "/etc/blackbox_exporter/config.yml",
-    "artwork-cache/nginx.conf": "/etc/nginx/mediastack.conf",
-    "traefik/dynamic/mediastack.yml": f"{TRAEFIK_DYNAMIC_DIR}/mediastack.yml",
-    "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
-    "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
-    "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
-    **REPLICA_PATHS,
-}
-
-
-# Generated files for containers with a read-only root filesystem, on a single host: pulumi-docker copies
-# `uploads` into the container after create and before start, which Docker refuses on a read-only rootfs. The
-# host step writes them under <config_root>/generated/<service>/ and the container gets that DIRECTORY as a
-# read-only bind (a directory, not single files: a file rewritten by rename is then seen inside, by watchers
-# too). On a Swarm they are Swarm configs.
-GENERATED = "generated"
-
-
-def binds_generated_files(service: Service, config: StackConfig) -> bool:
-    return service.read_only_rootfs and bool(service.uploads) and not config.cluster
-
-
-def generated_dir(service: Service) -> str:
-    """The one container directory that holds every generated file the service receives."""
-    return posixpath.commonpath([posixpath.dirname(CONTAINER_PATHS[path]) for path in service.uploads])
-
-
-def generated_host_dir(config: StackConfig, service: Service) -> str:
-    return f"{config.paths.config_root}/{GENERATED}/{service.name}"
-
-
-def generated_host_path(config: StackConfig, service: Service, container_path: str) -> str:
-    return f"{generated_host_dir(config, service)}/{posixpath.relpath(container_path, generated_dir(service))}"
 
 
 def host_generated_files(stack: ResolvedStack) -> dict[str, dict[str, str]]:
@@ -575,7 +542,7 @@ def traefik_dynamic_config(stack: ResolvedStack) -> str:
     return _dump({"http": _traefik_http(stack, chosen)})
 
 
-PUBLIC_ROUTES_FILE = f"{TRAEFIK_DYNAMIC_DIR}/public.yml"
+PUBLIC_ROUTES_FILE = f"{TRAEFIK_DYNAMIC_DIR}/public.yml"  # opened once the logins exist
 
 
 def traefik_public_routes(stack: ResolvedStack) -> tuple[str, list[str]] | None:

@@ -5,48 +5,14 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from .config import NAMESPACE, StackConfig
+from .problems import _MISSING, ConfigError, Problem
 
 SECRET_MASK = "[secret]"
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str  # e.g. mediastack:hosts[0].memory
-    value: Any
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path} = {_show(self.value)}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Bad stack config: raised before any resource is registered."""
-
-    def __init__(self, stack: str, problems: list[Problem]):
-        self.stack = stack
-        self.problems = problems
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        count = len(self.problems)
-        head = f"stack '{self.stack}': {count} config problem{'s' if count != 1 else ''} in Pulumi.{self.stack}.yaml"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
-
-
-_MISSING = object()
-
-
-def _show(value: Any) -> str:
-    if value is _MISSING:
-        return "(missing)"
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def key_path(loc: tuple[Any, ...]) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from mediastack_vocabulary import Label
+
 from .catalog import NetworkRole
 from .config import DOWNLOADS_BRIDGE
 from .resolve import is_internal, network_name
@@ -46,8 +48,8 @@ class StackNetwork(pulumi.ComponentResource):
             attachable=args.overlay,
             options=options,
             labels=[
-                docker.NetworkLabelArgs(label="mediastack.stack", value=args.stack),
-                docker.NetworkLabelArgs(label="mediastack.network", value=args.role.value),
+                docker.NetworkLabelArgs(label=Label.stack, value=args.stack),
+                docker.NetworkLabelArgs(label=Label.network, value=args.role.value),
             ],
             opts=child,
         )

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mediastack_vocabulary import Label
+
 from .catalog import CATALOG, MountKind, Service
 from .config import CAPACITY_HEADROOM, Gpu, Host, HostRole, SharedStorageKind, StackConfig
-from .loading import Problem
+from .problems import Problem
+from .sizing import effective_resources
 from .units import format_size
 
 # One task per node: what they watch is the node itself.
@@ -84,10 +87,10 @@ def pinned_host(spec: Service, config: StackConfig) -> Host:
 def node_labels(host: Host) -> dict[str, str]:
     """The Swarm node labels each host gets; placement constraints read them."""
     return {
-        "mediastack.host": host.name,
-        "mediastack.gpu": host.gpu.value,
-        "mediastack.disk": host.storage.value,
-        "mediastack.roles": ",".join(r.value for r in host.roles),
+        Label.host: host.name,
+        Label.gpu: host.gpu.value,
+        Label.disk: host.storage.value,
+        Label.roles: ",".join(r.value for r in host.roles),
     }
 
 
@@ -173,8 +176,6 @@ def _storage_problems(config: StackConfig) -> list[Problem]:
 
 
 def _capacity_problems(config: StackConfig, enabled: list[str]) -> list[Problem]:
-    from .resolve import effective_resources
-
     problems: list[Problem] = []
     mem: dict[str, int] = {h.name: 0 for h in config.hosts}
     cpu: dict[str, float] = {h.name: 0.0 for h in config.hosts}

@@ -13,6 +13,9 @@ import math
 import posixpath
 from dataclasses import dataclass, field, replace
 
+from mediastack_vocabulary import Label
+
+from .backup_checks import backup_problems, textfile_flag
 from .catalog import (
     BUNDLES,
     CATALOG,
@@ -24,9 +27,12 @@ from .catalog import (
     Service,
 )
 from .config import CAPACITY_HEADROOM, LINE_SHARE_MAX, Gpu, Host, Resources, StackConfig, TierName
+from .generated_paths import binds_generated_files, generated_dir, generated_host_dir
 from .image_facts import PUID
-from .loading import Problem
 from .placement import check_cluster, placement, runs_on, service_host
+from .problems import Problem
+from .replica_settings import ENTRYPOINT, primary_settings, standby_settings
+from .sizing import effective_resources
 from .tuning import postgres_command, postgres_settings
 from .units import GIB, MIB, format_rate, format_size
 
@@ -94,7 +100,7 @@ class ResolvedService:
 
     @property
     def tier(self) -> TierName:
-        return TierName(self.labels["mediastack.tier"])
+        return TierName(self.labels[Label.tier])
 
 
 @dataclass(frozen=True)
@@ -150,16 +156,6 @@ def enabled_services(config: StackConfig) -> list[str]:
             continue
         result.append(name)
     return result
-
-
-def effective_resources(service: Service, config: StackConfig) -> tuple[TierName, Resources]:
-    override = config.services.get(service.name)
-    tier = (override.tier if override and override.tier else None) or service.tier
-    base = config.tiers.get(tier).model_dump()
-    for layer in (service.resources, override.resources if override else None):
-        if layer is not None:
-            base.update({k: v for k, v in layer.model_dump().items() if v is not None})
-    return tier, Resources.model_construct(**base)
 
 
 def _layer_problems(path: str, service: Service, resources: Resources, host: Host) -> list[Problem]:
@@ -303,7 +299,6 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
                 )
             )
     problems += exposure_problems(config)
-    from .backup import backup_problems
 
     problems += backup_problems(config)
     if not problems:
@@ -363,13 +358,14 @@ def check_against_catalog(config: StackConfig) -> list[Problem]:
             )
         total_cpu += resources.cpu_reservation
         total_mem += resources.memory_reservation
-        if name == "jellyfin" and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
+        transcodes = any(m.kind is MountKind.transcode for m in service.mounts)
+        if transcodes and config.paths.transcode_tmpfs and config.paths.transcode_tmpfs * 2 > resources.memory:
             problems.append(
                 Problem(
                     "mediastack:paths.transcode_tmpfs",
                     format_size(config.paths.transcode_tmpfs),
-                    f"more than half of jellyfin's memory limit {format_size(resources.memory)} (tmpfs pages count "
-                    "against it); lower it, raise jellyfin's memory, or set null to transcode under cache_root",
+                    f"more than half of {name}'s memory limit {format_size(resources.memory)} (tmpfs pages count "
+                    f"against it); lower it, raise {name}'s memory, or set null to transcode under cache_root",
                 )
             )
 
@@ -457,7 +453,6 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
             mounts.append(ResolvedMount("bind", m.target, m.host_path, m.read_only))
     for tmp in service.tmpfs:
         mounts.append(ResolvedMount("tmpfs", tmp, size=64 * 1024**2))
-    from .files import binds_generated_files, generated_dir, generated_host_dir
 
     if binds_generated_files(service, config):
         # No uploads into a read-only rootfs: the host step wrote them; the directory comes in read-only.
@@ -475,19 +470,19 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
     if service.linuxserver:
         ident = config.identity
         env.update({"PUID": str(ident.puid), "PGID": str(ident.pgid), "UMASK": ident.umask, "TZ": ident.tz})
-        if service.name.startswith("tdarr"):
-            env["UMASK_SET"] = ident.umask  # Tdarr's own spelling
+        if service.umask_env:
+            env[service.umask_env] = ident.umask
     else:
         env["TZ"] = config.identity.tz
     if "JELLYFIN_PublishedServerUrl" in env and web_host:
         env["JELLYFIN_PublishedServerUrl"] = f"https://{web_host}"
-    if "JELLYFIN_URL" in env:
-        env["JELLYFIN_URL"] = "http://jellyfin:8096" if "jellyfin" in enabled else ""
-        env["TDARR_URL"] = "http://tdarr:8265" if "tdarr" in enabled else ""
-    if service.name == "socket-proxy" and (config.cluster or "cadvisor" not in enabled):
-        # cAdvisor is the one reader. On a cluster it reads cgroups, not the Docker API (swarm_service.swarm_command),
-        # and Traefik reads its file: with no reader, no section is open but the ping its health check uses.
-        env.update({"CONTAINERS": "0", "INFO": "0", "VERSION": "0"})
+    for variable, other in service.service_urls:
+        web = CATALOG[other].web
+        env[variable] = f"http://{other}:{web.port}" if web and other in enabled else ""
+    if service.closed_without_readers and (config.cluster or not set(service.socket_readers) & set(enabled)):
+        # On a cluster the readers read cgroups, not the Docker API (swarm_service.swarm_command), and Traefik
+        # reads its file: with no reader, no section is open but the ping its health check uses.
+        env.update(dict(service.closed_without_readers))
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
@@ -507,50 +502,45 @@ def _labels(
     service: Service, tier: TierName, config: StackConfig, web_host: str | None, image_ref: str, host: Host
 ) -> dict[str, str]:
     labels = {
-        "mediastack.service": service.name,
-        "mediastack.bundle": service.bundle,
-        "mediastack.tier": tier.value,
-        "mediastack.role": service.role,
-        "mediastack.image": image_ref,
+        Label.service: service.name,
+        Label.bundle: service.bundle,
+        Label.tier: tier.value,
+        Label.role: service.role,
+        Label.image: image_ref,
     }
     if placement(service, config).host is not None:
         # Where it runs; the host's capacities travel once, on its tuning step (host_tuning.host_facts), so
         # resizing a host changes no container.
-        labels["mediastack.host"] = host.name
+        labels[Label.host] = host.name
     if service.web:
         # Routes come from Traefik's generated file (files.py); these say what the policies check them against.
-        labels["mediastack.web-port"] = str(service.web.port)
-        labels["mediastack.exposure"] = "public" if is_public(config, service.name) else "lan"
-        labels["mediastack.login"] = service.web.login.value if service.web.login else "none"
-    if service.name == ARTWORK_CACHE:
-        # Serves Jellyfin's images on Jellyfin's host name: as reachable as Jellyfin, behind Jellyfin's login.
-        labels["mediastack.fronts"] = "jellyfin"
-        labels["mediastack.exposure"] = "public" if is_public(config, "jellyfin") else "lan"
+        labels[Label.web_port] = str(service.web.port)
+        labels[Label.exposure] = "public" if is_public(config, service.name) else "lan"
+        labels[Label.login] = service.web.login.value if service.web.login else "none"
+    if service.fronts:
+        # Serves part of another UI on that UI's host name: as reachable as it, behind its login.
+        labels[Label.fronts] = service.fronts.service
+        labels[Label.exposure] = "public" if is_public(config, service.fronts.service) else "lan"
     if service.writes_data_root:
-        labels["mediastack.writes-data"] = "true"
+        labels[Label.writes_data] = "true"
     if service.state:
-        labels["mediastack.state"] = service.state  # the backups must cover it (policy stateful-services-backed-up)
+        labels[Label.state] = service.state  # the backups must cover it (policy stateful-services-backed-up)
     if service.role == "download_client":
         # What the host shapes this client's traffic to (and the client's own limit); policies read it.
-        for direction, cap in zip(("down", "up"), config.download_caps(), strict=True):
+        for key, cap in zip((Label.bandwidth_down, Label.bandwidth_up), config.download_caps(), strict=True):
             if cap:
-                labels[f"mediastack.bandwidth-{direction}"] = format_rate(cap)
+                labels[key] = format_rate(cap)
     if service.companion_of:
-        labels["mediastack.watches"] = ",".join(service.companion_of)
+        labels[Label.watches] = ",".join(service.companion_of)
     if service.linuxserver:
         ident = config.identity
-        labels["mediastack.identity"] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
+        labels[Label.identity] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     return labels
 
 
 def is_public(config: StackConfig, name: str) -> bool:
     """Whether the internet may reach this service's web UI (exposure.public); every other UI is LAN-only."""
     return name in config.exposure.public
-
-
-ARTWORK_CACHE = "artwork-cache"
-# Jellyfin's image endpoints, which the artwork cache serves on Jellyfin's host name.
-ARTWORK_PATHS = "PathRegexp(`^/Items/[^/]+/Images/`)"
 
 
 @dataclass(frozen=True)
@@ -580,20 +570,21 @@ def routes(stack: ResolvedStack) -> list[Route]:
     for service in stack.services:
         spec = service.spec
         if spec.web and service.web_host:
-            url = "api@internal" if spec.name == "traefik" else f"http://{spec.name}:{spec.web.port}"
+            url = spec.route_url or f"http://{spec.name}:{spec.web.port}"
             rule = f"Host(`{service.web_host}`)"
             found.append(Route(spec.name, rule, url, not is_public(config, spec.name), login_of=spec.name))
-        if spec.name == ARTWORK_CACHE and "jellyfin" in stack.enabled:
-            rule = f"Host(`{web_host_of(config, 'jellyfin')}`) && {ARTWORK_PATHS}"
+        front = spec.fronts
+        if front and front.service in stack.enabled:
+            rule = f"Host(`{web_host_of(config, front.service)}`) && {front.paths}"
             found.append(
                 Route(
-                    "artwork",
+                    front.route,
                     rule,
-                    "http://artwork-cache:8080",
-                    not is_public(config, "jellyfin"),
+                    f"http://{spec.name}:{front.port}",
+                    not is_public(config, front.service),
                     compress=False,
-                    priority=100,
-                    login_of="jellyfin",
+                    priority=front.priority,
+                    login_of=front.service,
                 )
             )
     return found
@@ -625,25 +616,22 @@ def _contains(command: tuple[str, ...], run: tuple[str, ...]) -> bool:
 
 
 def _command(service: Service, config: StackConfig, resources: Resources, host: Host) -> tuple[str, ...]:
-    if service.name in ("immich-postgres", "immich-postgres-replica"):
-        from .replica import ENTRYPOINT, primary_settings, standby_settings
-
-        replicated = config.cluster and "immich-postgres-replica" in enabled_services(config)
+    if service.postgres_tuned:
+        primary = service.replica_of or service.name
+        replicated = config.cluster and any(CATALOG[n].replica_of == primary for n in enabled_services(config))
         extra = {**primary_settings(), **(standby_settings() if service.replica_of else {})} if replicated else {}
         settings = postgres_settings(
             resources.memory, resources.cpus, host.storage, overrides={**extra, **config.postgres_settings}
         )
         command = keep_image_args(service, postgres_command(settings))
         return ("sh", ENTRYPOINT, *command) if service.replica_of else command
-    if service.name == "node-exporter" and config.backups.repository:
-        from .backup import textfile_flag
-
+    if service.backup_metrics and config.backups.repository:
         return (*service.command, textfile_flag())  # the backup tool's metrics
-    if service.name == "redis":
+    if service.cache_maxmemory:
         # Leave a quarter of the limit for Redis' own overhead and fragmentation, or the cache is OOM-killed
         # instead of evicting.
         return (*service.command, "--maxmemory", str(resources.memory * 3 // 4))
-    if service.name == "traefik" and config.tls.acme_email:
+    if service.takes_acme and config.tls.acme_email:
         acme = "--certificatesresolvers.letsencrypt.acme"
         args = [
             f"{acme}.email={config.tls.acme_email}",
@@ -672,13 +660,13 @@ def _vpn_env(config: StackConfig, clients: list[ResolvedService]) -> dict[str, s
         env["WIREGUARD_ADDRESSES"] = vpn.wireguard_addresses
     if vpn.server_countries:
         env["SERVER_COUNTRIES"] = ",".join(vpn.server_countries)
-    qbittorrent = next((c for c in clients if c.name == "qbittorrent"), None)
+    forwarded = next((c for c in clients if c.spec.forwarded_port), None)
     if vpn.port_forwarding:
         env["VPN_PORT_FORWARDING"] = "on"
-        if qbittorrent is not None and qbittorrent.spec.web:
+        if forwarded is not None and forwarded.spec.web:
             # gluetun runs this whenever the provider hands out a port: qBittorrent listens on it (its WebUI
             # trusts localhost, seeded by the wiring, so no password is needed here).
-            port = qbittorrent.spec.web.port
+            port = forwarded.spec.web.port
             env["VPN_PORT_FORWARDING_UP_COMMAND"] = (
                 '/bin/sh -c \'wget -q -O- --post-data "json={\\"listen_port\\":{{PORTS}}}" '
                 f"http://127.0.0.1:{port}/api/v2/app/setPreferences'"
@@ -740,13 +728,15 @@ def waited_for(config: StackConfig, enabled: list[str]) -> frozenset[str]:
     found = {r for name in enabled for r in CATALOG[name].requires}
     found |= {name for name in enabled if CATALOG[name].role == "vpn"}
     if config.wiring.enabled:
-        found |= {name for name in enabled if CATALOG[name].role in WIRED_ROLES} | {"traefik"}
+        found |= {name for name in enabled if CATALOG[name].role in WIRED_ROLES or CATALOG[name].router}
     return frozenset(found) & set(enabled)
 
 
 def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     enabled = enabled_services(config)
-    monitored = "prometheus" in enabled  # no one to scrape: no service joins the monitoring network
+    monitored = any(
+        CATALOG[name].scraper for name in enabled
+    )  # no one to scrape: no service joins the monitoring network
     services = []
     for name in enabled:
         spec = CATALOG[name]

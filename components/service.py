@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
+from mediastack_vocabulary import Label
+
 from .catalog import NetworkRole
 from .files import CONTAINER_PATHS, generated_dir
 from .resolve import ResolvedService
@@ -150,7 +152,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     if bound:
         # The files reach it through a read-only bind the host step rewrites: a new content is a new container
         # (which reads it at start), named by this digest.
-        labels["mediastack.files"] = files_digest({path: args.files[path] for path in spec.uploads})
+        labels[Label.files] = files_digest({path: args.files[path] for path in spec.uploads})
     return dict(
         name=service.name,
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name

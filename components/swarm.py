@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pulumi
 
+from mediastack_vocabulary import Label
+
 from .config import Host, StackConfig
 from .placement import managers, node_labels
 from .storage import host_command
@@ -120,7 +122,7 @@ echo "labels: {host.name} labelled"
 
 
 def labels_delete(host: Host) -> str:
-    removes = " ".join(f"--label-rm {shlex.quote(k)}" for k in sorted(node_labels(host)) if k != "mediastack.host")
+    removes = " ".join(f"--label-rm {shlex.quote(k)}" for k in sorted(node_labels(host)) if k != Label.host)
     return f"""#!/bin/sh
 # Removes the host facts from the node (mediastack.host stays until the node entry is removed).
 set -eu

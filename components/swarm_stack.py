@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_docker as docker
 
+from mediastack_vocabulary import Label
+
 from .backup import StackBackups, StackBackupsArgs, repository_password
 from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
@@ -168,7 +170,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
                 f"{name}-{path.replace('/', '-').replace('.', '-')}-config",
                 name=config_name(path, files[path]),
                 data=b64(files[path]),
-                labels=[docker.ServiceConfigLabelArgs(label="mediastack.file", value=path)],
+                labels=[docker.ServiceConfigLabelArgs(label=Label.file, value=path)],
                 opts=on_swarm,
             )
             for path in uploads
@@ -205,14 +207,12 @@ class SwarmMediaStack(pulumi.ComponentResource):
                     },
                     secret_files=secret_files.get(service.name, {}),
                     labels={
-                        "mediastack.placement": p.mode,
-                        "mediastack.cluster-nodes": nodes,
-                        "mediastack.shared-root": config.storage.mount_point,
-                        **({"mediastack.state": service.spec.state} if service.spec.state else {}),
-                        **({"mediastack.replica-of": service.spec.replica_of} if service.spec.replica_of else {}),
-                        "mediastack.state-paths": ",".join(
-                            m.target for m in service.spec.mounts if m.kind is MountKind.state
-                        ),
+                        Label.placement: p.mode,
+                        Label.cluster_nodes: nodes,
+                        Label.shared_root: config.storage.mount_point,
+                        **({Label.state: service.spec.state} if service.spec.state else {}),
+                        **({Label.replica_of: service.spec.replica_of} if service.spec.replica_of else {}),
+                        Label.state_paths: ",".join(m.target for m in service.spec.mounts if m.kind is MountKind.state),
                     },
                 ),
                 pulumi.ResourceOptions(

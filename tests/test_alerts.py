@@ -395,7 +395,8 @@ def test_smtp_password_reaches_alertmanager_only_as_a_secret() -> None:
         for k, v in m.items()
         if k != "source"
     } == {"target": "/etc/alertmanager", "type": "bind", "readOnly": True}
-    files = next(r for r in result.resources if r.name.endswith("-files"))
+    # The password in a secret step of its own; the other files stay readable.
+    files = next(r for r in result.resources if r.name.endswith("-secret-files"))
     assert files.inputs["create"] == "[secret]"
     from components.files import alertmanager_config
     from components.loading import parse_stack_config

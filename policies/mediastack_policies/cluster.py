@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from pulumi_policy import StackValidationArgs
 
+from mediastack_vocabulary import Label
+
 from .shapes import Report, Workload
 from .stack import ADVISORY, _backup_coverage, _policy, _workloads
 
@@ -39,7 +41,7 @@ class Node:
 
 
 def nodes_of(w: Workload) -> list[Node] | None:
-    text = w.labels.get("mediastack.cluster-nodes")
+    text = w.labels.get(Label.cluster_nodes)
     if not text:
         return None
     try:
@@ -90,7 +92,7 @@ def _under(path: str, root: str) -> bool:
 
 def state_mounts(w: Workload) -> list[tuple[str, str]]:
     """(source, target) of the binds that hold the service's own state."""
-    targets = {t for t in w.labels.get("mediastack.state-paths", "").split(",") if t}
+    targets = {t for t in w.labels.get(Label.state_paths, "").split(",") if t}
     return [(m.source, m.target) for m in w.mounts if m.type == "bind" and m.target in targets]
 
 
@@ -153,11 +155,11 @@ def cluster_capacity(args: StackValidationArgs, report: Report) -> None:
 
 def no_sqlite_on_network_fs(args: StackValidationArgs, report: Report) -> None:
     for w, _ in _workloads(args):
-        shared = w.labels.get("mediastack.shared-root", "")
-        if w.labels.get("mediastack.state") != "sqlite" or not shared:
+        shared = w.labels.get(Label.shared_root, "")
+        if w.labels.get(Label.state) != "sqlite" or not shared:
             continue
         on_share = [t for s, t in state_mounts(w) if _under(s, shared)]
-        if not w.labels.get("mediastack.state-paths"):
+        if not w.labels.get(Label.state_paths):
             on_share = [m.target for m in w.mounts if m.target == "/config" and _under(m.source, shared)]
         if on_share:
             report(
@@ -169,7 +171,7 @@ def no_sqlite_on_network_fs(args: StackValidationArgs, report: Report) -> None:
 
 def local_state_pinned(args: StackValidationArgs, report: Report) -> None:
     for w, nodes in _swarm(args):
-        shared = w.labels.get("mediastack.shared-root", "")
+        shared = w.labels.get(Label.shared_root, "")
         local = [t for s, t in state_mounts(w) if not _under(s, shared)]
         if not local or is_global(w):
             continue  # global: every node keeps its own (e.g. a Tdarr node's settings)
@@ -184,12 +186,12 @@ def local_state_pinned(args: StackValidationArgs, report: Report) -> None:
 
 def state_survives_node_loss(args: StackValidationArgs, report: Report) -> None:
     found = _swarm(args)
-    replicated = {w.labels.get("mediastack.replica-of") for w, _ in found}
+    replicated = {w.labels.get(Label.replica_of) for w, _ in found}
     _, backed_up, _ = _backup_coverage(args)
     for w, _ in found:
-        shared = w.labels.get("mediastack.shared-root", "")
+        shared = w.labels.get(Label.shared_root, "")
         local = [t for s, t in state_mounts(w) if not _under(s, shared)]
-        if not local or is_global(w) or w.labels.get("mediastack.replica-of"):
+        if not local or is_global(w) or w.labels.get(Label.replica_of):
             continue
         if w.service in replicated or w.service in backed_up:
             continue

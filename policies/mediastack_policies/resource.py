@@ -14,6 +14,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+from mediastack_vocabulary import INTERNAL_NETWORKS, Label, Role
+
 from .shapes import (
     LOCAL_COMMAND,
     MIB,
@@ -50,7 +52,7 @@ ALLOWED_DEVICES = (
     r"/dev/nvidia-caps/nvidia-cap\d+",
 )
 TUN_DEVICE = "/dev/net/tun"
-VPN_ROLE = "vpn"
+VPN_ROLE = Role.vpn
 DANGEROUS_CAPS = (
     "ALL",
     "SYS_ADMIN",
@@ -195,7 +197,7 @@ def validate_image(args: ResourceValidationArgs, report: Report) -> None:
         w = workload(args.resource_type, args.name, args.props)
         if w is None:
             return
-        label = w.labels.get("mediastack.image")
+        label = w.labels.get(Label.image)
         problem = None if w.image == UNKNOWN and label else image_problem(w.image)
         if problem is None and label and "@sha256:" not in w.image:
             problem = image_problem(label, cfg.get("require_digest", False))
@@ -440,14 +442,14 @@ def check_identity_env(w: Workload, cfg: dict[str, Any], report: Report) -> None
 
 # -- networks and host commands ----------------------------------------------------------------------
 
-INTERNAL_ROLES = ("database", "monitoring", "socket")
+INTERNAL_ROLES = tuple(sorted(r.value for r in INTERNAL_NETWORKS))
 
 
 def validate_internal_network(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type != NETWORK:
         return
     labels = {i.get("label"): i.get("value") for i in args.props.get("labels") or []}
-    role = labels.get("mediastack.network") or str(args.props.get("name", "")).rsplit("-", 1)[-1]
+    role = labels.get(Label.network) or str(args.props.get("name", "")).rsplit("-", 1)[-1]
     if role in config(args).get("internal_networks", INTERNAL_ROLES) and not args.props.get("internal"):
         report(f"network {args.props.get('name')} ({role}) must be internal: nothing on it needs a route out", None)
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mediastack_vocabulary import Label
+
 from .secrets import is_secret, mark
 
 # How a policy reports a violation: (message, urn or None), as pulumi_policy calls it.
@@ -112,11 +114,11 @@ class Workload:
 
     @property
     def tier(self) -> str | None:
-        return self.labels.get("mediastack.tier")
+        return self.labels.get(Label.tier)
 
     @property
     def role(self) -> str | None:
-        return self.labels.get("mediastack.role")
+        return self.labels.get(Label.role)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -207,7 +209,7 @@ def from_container(name: str, p: Mapping[str, Any]) -> Workload:
     return Workload(
         kind="container",
         name=str(p.get("name") or name),
-        service=labels.get("mediastack.service", name),
+        service=labels.get(Label.service, name),
         labels=labels,
         image=str(p.get("image", "")),
         cpus=cpus,
@@ -262,7 +264,7 @@ def from_service(name: str, p: Mapping[str, Any]) -> Workload:
     return Workload(
         kind="service",
         name=str(p.get("name") or name),
-        service=labels.get("mediastack.service", name),
+        service=labels.get(Label.service, name),
         labels=labels,
         image=str(spec.get("image", "")),
         cpus=nano / 1e9 if nano else None,

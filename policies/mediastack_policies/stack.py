@@ -17,6 +17,16 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from mediastack_vocabulary import (
+    ARR_ROLES,
+    BACKUP_COVERS_MARKER,
+    DOWNLOAD_ROLES,
+    HOST_FILE_MARKER,
+    WORKLOAD_LABELS,
+    Label,
+    Role,
+)
+
 from .shapes import (
     LOCAL_COMMAND,
     NETWORK,
@@ -31,8 +41,6 @@ from .shapes import (
 )
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
-ARR_ROLES = ("arr",)
-DOWNLOAD_ROLES = ("download_client",)
 
 
 def _workloads(args: StackValidationArgs) -> list[tuple[Workload, str]]:
@@ -42,6 +50,23 @@ def _workloads(args: StackValidationArgs) -> list[tuple[Workload, str]]:
         if w is not None:
             found.append((w, r.urn))
     return found
+
+
+def _classified(args: StackValidationArgs, report: Report, concern: str) -> list[tuple[Workload, str]]:
+    """The workloads the program labelled; each one without its labels is reported as unknown, never passed:
+    what it is (an *arr app, a download client, a database) is read from those labels."""
+    known = []
+    for w, urn in _workloads(args):
+        missing = [key for key in WORKLOAD_LABELS if not w.labels.get(key)]
+        if missing:
+            report(
+                f"{w.service}: unknown workload (no {', '.join(missing)} label), so {concern} cannot be checked; "
+                "deploy it through the mediastack program, or give it the program's labels",
+                urn,
+            )
+        else:
+            known.append((w, urn))
+    return known
 
 
 def _networks(args: StackValidationArgs) -> dict[str, bool]:
@@ -63,7 +88,7 @@ def host_capacity(args: StackValidationArgs, report: Report) -> None:
         lambda: {"cpu": 0.0, "mem": 0.0, "cpus": 0.0, "memory": 0.0, "reserve": 0.0}
     )
     for w, _ in _workloads(args):
-        host = w.labels.get("mediastack.host")
+        host = w.labels.get(Label.host)
         if not host:
             continue
         h = hosts[host]
@@ -110,7 +135,7 @@ def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) ->
                 continue
             props = plain(r.props)
             labels = {i.get("label"): i.get("value") for i in props.get("labels") or []}
-            if labels.get("mediastack.file") == "prometheus/prometheus.yml":
+            if labels.get(Label.file) == "prometheus/prometheus.yml":
                 data = props.get("data")
                 return base64.b64decode(str(data)).decode() if data not in (None, SECRET, UNKNOWN) else None
         # A read-only rootfs: the host step writes it into the directory the container binds.
@@ -122,7 +147,9 @@ def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) ->
 
 # How the host step writes a generated file (components/storage.py files_script): its quoted host path, then its
 # content in base64 (an alphabet that cannot end the here-document).
-_HOST_FILE = re.compile(r"""target="\$ROOT"('[^']*'|\S+)\n.*?<<'MEDIASTACK_FILE'\n(.*?)MEDIASTACK_FILE""", re.DOTALL)
+_HOST_FILE = re.compile(
+    rf"""target="\$ROOT"('[^']*'|\S+)\n.*?<<'{HOST_FILE_MARKER}'\n(.*?){HOST_FILE_MARKER}""", re.DOTALL
+)
 
 
 def _host_files(args: StackValidationArgs) -> dict[str, str]:
@@ -181,7 +208,7 @@ def every_service_monitored(args: StackValidationArgs, report: Report) -> None:
         name
         for w in workloads
         if w.name in targets or w.service in targets
-        for name in w.labels.get("mediastack.watches", "").split(",")
+        for name in w.labels.get(Label.watches, "").split(",")
         if name
     }
     for w in workloads:
@@ -296,7 +323,7 @@ def web_ui_routed(args: StackValidationArgs, report: Report) -> None:
     by_name = _by_name(workloads)
     routed = {by_name[h].service for _, r, _ in (table[1] if table else []) for h in _route_hosts(r) if h in by_name}
     for w in workloads:
-        port = w.labels.get("mediastack.web-port")
+        port = w.labels.get(Label.web_port)
         if not port or w.service in proxies:
             continue
         if table is None:
@@ -338,9 +365,9 @@ def public_routes_need_login(args: StackValidationArgs, report: Report) -> None:
                     f"router {name}: public route to {host or '?'}, which is no workload of this stack (unknown)", None
                 )
                 continue
-            fronts = w.labels.get("mediastack.fronts")
+            fronts = w.labels.get(Label.fronts)
             login_of = by_name.get(fronts) if fronts else w
-            login = (login_of.labels.get("mediastack.login", "") if login_of else "").lower()
+            login = (login_of.labels.get(Label.login, "") if login_of else "").lower()
             if login in NO_LOGIN:
                 via = f" (in front of {fronts})" if fronts else ""
                 report(
@@ -351,10 +378,8 @@ def public_routes_need_login(args: StackValidationArgs, report: Report) -> None:
 
 
 def download_bandwidth(args: StackValidationArgs, report: Report) -> None:
-    for w, _ in _workloads(args):
-        if w.role in DOWNLOAD_ROLES and not (
-            w.labels.get("mediastack.bandwidth-down") and w.labels.get("mediastack.bandwidth-up")
-        ):
+    for w, _ in _classified(args, report, "whether it is a download client that needs a bandwidth limit"):
+        if w.role in DOWNLOAD_ROLES and not (w.labels.get(Label.bandwidth_down) and w.labels.get(Label.bandwidth_up)):
             report(
                 f"{w.service}: download client without a bandwidth limit (down and up); set "
                 "mediastack:downloads.max_down and max_up, or a host link to shape it there",
@@ -366,7 +391,7 @@ def unique_host_ports(args: StackValidationArgs, report: Report) -> None:
     owners: dict[tuple[str, int], list[str]] = defaultdict(list)
     for w, _ in _workloads(args):
         for port in w.published_ports:
-            owners[(w.labels.get("mediastack.host", "?"), port)].append(w.service)
+            owners[(w.labels.get(Label.host, "?"), port)].append(w.service)
     for (host, port), services in sorted(owners.items()):
         if len(services) > 1:
             report(f"host {host}: port {port} is published by {', '.join(sorted(services))}", None)
@@ -377,8 +402,8 @@ SPLIT_MOUNTS = ("/downloads", "/movies", "/tv", "/music", "/books", "/completed"
 
 def hardlinks_work(args: StackValidationArgs, report: Report) -> None:
     roots: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for w, _ in _workloads(args):
-        if w.role not in ARR_ROLES + DOWNLOAD_ROLES or w.labels.get("mediastack.writes-data") != "true":
+    for w, _ in _classified(args, report, "whether it shares the one data root"):
+        if w.role not in ARR_ROLES + DOWNLOAD_ROLES or w.labels.get(Label.writes_data) != "true":
             continue
         data = [m for m in w.mounts if m.target == "/data"]
         split = [m.target for m in w.mounts if m.target in SPLIT_MOUNTS]
@@ -399,10 +424,10 @@ def hardlinks_work(args: StackValidationArgs, report: Report) -> None:
 
 def one_identity(args: StackValidationArgs, report: Report) -> None:
     seen: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for w, _ in _workloads(args):
-        if w.labels.get("mediastack.writes-data") != "true":
+    for w, _ in _classified(args, report, "whether it writes the data root as the one identity"):
+        if w.labels.get(Label.writes_data) != "true":
             continue
-        identity = w.labels.get("mediastack.identity")
+        identity = w.labels.get(Label.identity)
         if identity is None and not w.env_is_secret:
             identity = ":".join(str(w.env.get(k, "?")) for k in ("PUID", "PGID", "UMASK"))
         if identity is None:
@@ -425,8 +450,8 @@ def render_group(args: StackValidationArgs, report: Report) -> None:
 def data_services_internal(args: StackValidationArgs, report: Report) -> None:
     nets = _networks(args)
     allowed = set(_config(args).get("egress_services", ["alertmanager"]))
-    for w, _ in _workloads(args):
-        if w.role not in ("database", "monitoring") or w.service in allowed:
+    for w, _ in _classified(args, report, "whether it is a database kept off external networks"):
+        if w.role not in (Role.database, Role.monitoring) or w.service in allowed:
             continue
         external = [n for n in w.networks if not nets.get(n, False)]
         if external:
@@ -434,10 +459,10 @@ def data_services_internal(args: StackValidationArgs, report: Report) -> None:
 
 
 def vpn_no_bypass(args: StackValidationArgs, report: Report) -> None:
-    vpns = {w.name: w for w, _ in _workloads(args) if w.role == "vpn"}
+    vpns = {w.name: w for w, _ in _workloads(args) if w.role == Role.vpn}
     if not vpns:
         return
-    for w, _ in _workloads(args):
+    for w, _ in _classified(args, report, "whether it must reach the network only through the VPN"):
         if w.role not in DOWNLOAD_ROLES:
             continue
         mode = w.network_mode or ""
@@ -450,7 +475,7 @@ def vpn_no_bypass(args: StackValidationArgs, report: Report) -> None:
             )
 
 
-BACKUP_MARKER = "mediastack.backup.covers="
+BACKUP_MARKER = BACKUP_COVERS_MARKER
 
 
 def _backup_coverage(args: StackValidationArgs) -> tuple[bool, set[str], set[str]]:
@@ -473,9 +498,9 @@ def stateful_backed_up(args: StackValidationArgs, report: Report) -> None:
     found, covered, excluded = _backup_coverage(args)
     allowed = set(_config(args).get("allow_uncovered", [])) | excluded
     missing = sorted(
-        (w.service, w.labels["mediastack.state"])
-        for w, _ in _workloads(args)
-        if w.labels.get("mediastack.state") and w.service not in covered and w.service not in allowed
+        (w.service, w.labels[Label.state])
+        for w, _ in _classified(args, report, "whether it keeps state the backups must cover")
+        if w.labels.get(Label.state) and w.service not in covered and w.service not in allowed
     )
     if not missing:
         return
