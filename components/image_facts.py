@@ -395,7 +395,10 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             caps=("CHOWN", "SETGID", "SETUID"),
             binaries=("/usr/local/bin/valkey-cli", "/usr/local/bin/valkey-server"),
             writes=("/data",),
-            dir_mode=0o700,
+            # Its entrypoint runs `find . ! -user valkey -exec chown` in /data as root under `set -e`
+            # (valkey-container docker-entrypoint.sh): root without DAC_READ_SEARCH must be able to list the
+            # directory, or the start fails ("find: .: Permission denied", seen on the tests' engine).
+            dir_mode=0o755,
             sources=(
                 Source(
                     "valkey-io/valkey-container",
