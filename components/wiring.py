@@ -258,20 +258,14 @@ def _logins(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, 
                 {"api_key": secrets[f"{arr}-api-key"], "api": api, "username": ADMIN_USER,
                  "password": secrets[f"{arr}-admin-password"]},
             )  # fmt: skip
-    if "sabnzbd" in enabled:
-        made["sabnzbd"] = wire(
-            "sabnzbd-login",
-            "sabnzbd",
-            "sabnzbd_login",
-            {"api_key": secrets["sabnzbd-api-key"], "username": ADMIN_USER, "password": secrets["sabnzbd-password"]},
-        )
-    if "bazarr" in enabled:
-        made["bazarr"] = wire(
-            "bazarr-login",
-            "bazarr",
-            "bazarr_login",
-            {"api_key": secrets["bazarr-api-key"], "username": ADMIN_USER, "password": secrets["bazarr-password"]},
-        )
+    for app in ("sabnzbd", "bazarr"):  # their login also seeded into their first-start config
+        if app in enabled:
+            made[app] = wire(
+                f"{app}-login",
+                app,
+                f"{app}_login",
+                {"api_key": secrets[f"{app}-api-key"], "username": ADMIN_USER, "password": secrets[f"{app}-password"]},
+            )
     if "jellyfin" in enabled:
         made["jellyfin"] = wire(
             "jellyfin-admin",

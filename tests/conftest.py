@@ -102,6 +102,23 @@ def plan_config(config: dict[str, Any], stack: str = "custom") -> PlanResult:
     return run_program(StackFiles(ROOT, "mediastack", stack, cli_config, frozenset()))
 
 
+def dependencies_expanded(result: PlanResult, resource: Registration) -> set[str]:
+    """Every URN the resource itself waits for, a dependency on a component expanded to its children (as the
+    engine does). A parent's dependencies are not the child's."""
+    children: dict[str, list[str]] = {}
+    for r in result.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
+    waits: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in waits:
+            waits.add(urn)
+            todo += children.get(urn, [])
+    return waits
+
+
 def containers(result: PlanResult) -> dict[str, dict[str, Any]]:
     return {r.inputs["name"]: r.inputs for r in result.resources if r.type == CONTAINER}
 

@@ -12,7 +12,7 @@ from components.image_facts import FACT_KINDS, IMAGE_FACTS, PUID
 from components.loading import parse_stack_config
 from components.resolve import ResolvedStack, resolve
 from components.storage import storage_plan
-from conftest import CONTAINER, container_labels, containers, plan, plan_config, raw_config
+from conftest import CONTAINER, container_labels, containers, dependencies_expanded, plan, plan_config, raw_config
 
 
 def test_every_entry_has_the_facts_of_its_own_image_and_tag() -> None:
@@ -181,22 +181,7 @@ def test_what_others_talk_to_is_created_healthy_before_them() -> None:
         assert c[name]["waitTimeout"] == health.start_period_s + 3 * 40 + 30, name
     assert not c["node-exporter"].get("wait"), "nothing talks to node-exporter at deploy time"
     for dependent, needed in (("immich-server", "immich-postgres"), ("alertmanager", "prometheus")):
-        assert by_name[needed].urn in _waits_for(result, by_name[dependent]), (dependent, needed)
-
-
-def _waits_for(result, resource) -> set[str]:
-    children: dict[str, list[str]] = {}
-    for r in result.resources:
-        if r.parent:
-            children.setdefault(r.parent, []).append(r.urn)
-    waits: set[str] = set()
-    todo = list(resource.dependencies)
-    while todo:
-        urn = todo.pop()
-        if urn not in waits:
-            waits.add(urn)
-            todo += children.get(urn, [])
-    return waits
+        assert by_name[needed].urn in dependencies_expanded(result, by_name[dependent]), (dependent, needed)
 
 
 def _version(tag: str) -> tuple[int, ...]:

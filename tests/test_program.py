@@ -9,7 +9,17 @@ import sys
 import pytest
 
 from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
-from conftest import CONTAINER, ROOT, container_labels, containers, plan, plan_config, raw_config, traefik_dynamic
+from conftest import (
+    CONTAINER,
+    ROOT,
+    container_labels,
+    containers,
+    dependencies_expanded,
+    plan,
+    plan_config,
+    raw_config,
+    traefik_dynamic,
+)
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
@@ -302,7 +312,7 @@ def test_generated_files_reach_their_containers() -> None:
     assert f'"$ROOT"{bind["source"]}/rules/mediastack.yml\n' in script
     assert "job_name: jellyfin" in _written(script, f"{bind['source']}/prometheus.yml")
     prometheus = next(r for r in result.resources if r.type == CONTAINER and r.inputs["name"] == "prometheus")
-    assert files.urn in _waits_for(result, prometheus), "the files are written before Prometheus starts"
+    assert files.urn in dependencies_expanded(result, prometheus), "the files are written before Prometheus starts"
 
 
 def _written(script: str, path: str) -> str:
@@ -311,23 +321,6 @@ def _written(script: str, path: str) -> str:
 
     block = script.split(f'"$ROOT"{path}\n', 1)[1].split("<<'MEDIASTACK_FILE'\n", 1)[1].split("MEDIASTACK_FILE", 1)[0]
     return base64.b64decode(block).decode()
-
-
-def _waits_for(result, resource) -> set[str]:
-    """Every URN the resource itself waits for, a dependency on a component expanded to its children (as the
-    engine does). A parent's dependencies are not the child's."""
-    children: dict[str, list[str]] = {}
-    for r in result.resources:
-        if r.parent:
-            children.setdefault(r.parent, []).append(r.urn)
-    waits: set[str] = set()
-    todo = list(resource.dependencies)
-    while todo:
-        urn = todo.pop()
-        if urn not in waits:
-            waits.add(urn)
-            todo += children.get(urn, [])
-    return waits
 
 
 def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
