@@ -130,7 +130,12 @@ def host_path(target: Target, source: str) -> str:
     if source in ("/var/run/docker.sock", "/run/docker.sock"):
         return str(target.docker_socket)
     sandboxed = str(target.host_root) + source
-    if Path(sandboxed).exists() or not Path(source).exists():
+    if Path(sandboxed).exists():
+        return sandboxed
+    if not Path(source).exists():
+        # A path every Docker host has (/var/lib/docker/image for cAdvisor) that this machine lacks: the sandboxed
+        # host has it, empty (a bind mount of a missing source is refused).
+        Path(sandboxed).mkdir(parents=True, exist_ok=True)
         return sandboxed
     return source
 

@@ -53,6 +53,11 @@ for dir in $STANDIN_WRITABLE; do
   fi
 done
 $run httpd -f -p "$STANDIN_PORT" -h /standin/www &
+if [ -n "${STANDIN_PROCESS:-}" ]; then
+  # The process name a health check looks for in /proc/*/comm (a script's name is its comm); it lives while
+  # the app does, so stopping the app fails the check.
+  $run "/standin/$STANDIN_PROCESS" &
+fi
 wait
 # The app stopped: the container stays up so its health check can report it.
 while :; do sleep 3600; done
@@ -154,6 +159,11 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             shim = root / "usr" / "local" / "bin" / Path(binary).name
             shim.write_text(PROBE)
             shim.chmod(0o755)
+        process = re.search(r"([A-Za-z_][\w.-]*) /proc/\[0-9\]\*/comm", " ".join(tests))
+        if process:
+            named = standin / process.group(1)
+            named.write_text("#!/bin/sh\nsleep 2\nwhile pidof httpd >/dev/null; do sleep 2; done\n")
+            named.chmod(0o755)
         (root / "config").mkdir(exist_ok=True)
         (root / "etc" / "passwd").write_text(
             "root:x:0:0:root:/root:/bin/sh\nabc:x:911:911::/config:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n"
@@ -172,5 +182,6 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             f"ENV STANDIN_URL={url}",
             f"ENV STANDIN_WRITABLE={shlex.quote(' '.join(writable))}" if writable else "ENV STANDIN_WRITABLE=",
             f"LABEL org.mediastack.standin={reference}",
+            f"ENV STANDIN_PROCESS={process.group(1)}" if process else "ENV STANDIN_PROCESS=",
         )
         dockerd.import_rootfs(engine, root, reference, changes)

@@ -157,20 +157,29 @@ def test_containers_on_internal_networks_only_have_no_route_out(dev):
             assert blocked.exit_code != 0, (name, blocked.output)
 
 
+def _runs_as(name: str, inputs: dict) -> str:
+    """The uid the app runs as: the container's user, PUID for linuxserver images (they drop to it), the user an
+    entrypoint that starts as root drops to (the catalog's image facts: valkey, postgres), else root."""
+    from components.catalog import CATALOG
+
+    env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
+    facts = CATALOG[name].facts if name in CATALOG else None
+    dropped = facts.user if facts is not None and facts.starts_as_root else ""
+    return (inputs.get("user") or env.get("PUID") or dropped or "0").split(":")[0]
+
+
 def test_host_directories_made_by_the_storage_script_are_writable_by_each_image_user(dev):
     _wait_all_healthy(dev)
     root = dev.target.host_root
     checked = 0
     for name, inputs in dev.containers.items():
-        env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
         for mount in inputs.get("mounts", []):
             if mount["type"] != "bind" or mount.get("readOnly") or not mount["source"].startswith("/srv"):
                 continue
             assert Path(str(root) + mount["source"]).is_dir(), (name, mount["source"])
             marker = Path(str(root) + mount["source"]) / ".standin-write"
             assert marker.exists(), (name, mount["source"], _logs(dev, name))
-            user = (inputs.get("user") or env.get("PUID", "0")).split(":")[0]
-            assert str(marker.stat().st_uid) == user, (name, mount["source"])
+            assert str(marker.stat().st_uid) == _runs_as(name, inputs), (name, mount["source"])
             checked += 1
     assert checked > 0
 
@@ -197,9 +206,7 @@ def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
     assert checked
     for name in checked:
         # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
-        inputs = dev.containers[name]
-        env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
-        user = env.get("PUID") or inputs.get("user") or "0"
+        user = _runs_as(name, dev.containers[name])
         stopped = dev.engine.client.containers.get(name).exec_run(["sh", "-c", "kill $(pidof httpd)"], user=user)
         assert stopped.exit_code == 0, (name, stopped.output)
     limit = max(
