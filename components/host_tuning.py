@@ -35,6 +35,7 @@ from .host_files import (  # noqa: F401  (re-exported)
     tool_unit,
 )
 from .quoting import sh, sh_text
+from .scripts import script
 
 if TYPE_CHECKING:
     from .network import StackNetwork
@@ -113,57 +114,14 @@ def sysctl_delete() -> str:
     return _restore_script("sysctl", SYSCTL_FILE, "sysctl -q --system")
 
 
-# Merging JSON needs a JSON parser: python3 is on every host that runs Docker's own tooling here; the
-# script refuses clearly when it is missing rather than overwriting the file.
-_MERGE = r"""
-import json, sys
-path, settings = sys.argv[1], json.loads(sys.argv[2])
-try:
-    with open(path) as f:
-        current = json.load(f)
-except FileNotFoundError:
-    current = {}
-opts = [o for o in current.get("storage-opts", []) if not o.startswith("overlay2.override_kernel_check")]
-if "storage-opts" in current:
-    current["storage-opts"] = opts
-    if not opts:
-        del current["storage-opts"]
-merged = {**current, **settings}
-changed = sorted(k for k in settings if current.get(k) != settings[k])
-restart = [k for k in changed if k in ("log-driver", "log-opts", "default-ulimits", "no-new-privileges")]
-print(json.dumps(merged, indent=2, sort_keys=True))
-print("changed: " + (", ".join(changed) or "nothing"), file=sys.stderr)
-print("restart needed for new containers: " + ("yes (" + ", ".join(restart) + ")" if restart else "no"),
-      file=sys.stderr)
-"""
-
-
 def daemon_create(extra: Mapping[str, object] | None = None) -> str:
-    """`extra`: host-specific keys on top of daemon_settings() (on a cluster: a GPU node's runtime)."""
+    """daemon_create.sh: `extra` are host-specific keys on top of daemon_settings() (on a cluster: a GPU node's
+    runtime)."""
     settings = json.dumps({**daemon_settings(), **(extra or {})}, sort_keys=True)
-    return f"""#!/bin/sh
-# mediastack: Docker daemon settings merged into daemon.json (other keys are kept). Idempotent.
-set -eu
-{_backup_prelude(DAEMON_FILE)}if ! command -v python3 >/dev/null; then
-  echo "daemon.json: python3 is needed to merge JSON; nothing was changed" >&2
-  exit 1
-fi
-mkdir -p "$(dirname "$target")" "$(dirname "$backup")"
-merged=$(python3 -c {sh(_MERGE.strip())} "$target" {sh(settings)} 2>"$target.mediastack-report")
-report=$(cat "$target.mediastack-report")
-rm -f "$target.mediastack-report"
-if [ -f "$target" ] && [ "$(cat "$target")" = "$merged" ]; then
-  echo "daemon.json: unchanged"
-  exit 0
-fi
-{_BACKUP_ONCE}printf '%s\\n' "$merged" > "$target"
-echo "daemon.json: $report"
-if [ -z "$ROOT" ]; then
-  # live-restore is reloadable; the logging and ulimit defaults apply to containers created after a restart
-  kill -HUP "$(pidof dockerd)" 2>/dev/null || true
-  echo "daemon.json: reloaded dockerd (SIGHUP); restart it in a quiet moment for the rest"
-fi
-"""
+    parameters = [f"DAEMON_FILE={sh(DAEMON_FILE)}", f"BACKUP_DIR={sh(BACKUP_DIR)}", f"SETTINGS={sh(settings)}"]
+    return script(
+        "daemon_create.sh", {"parameters": "\n".join(parameters), "backup_once": _BACKUP_ONCE.removesuffix("\n")}
+    )
 
 
 def daemon_delete() -> str:
@@ -172,32 +130,7 @@ def daemon_delete() -> str:
 
 def gpu_detect_script(host: Host) -> str:
     """Read-only: what transcoding hardware the host really has, next to what the stack config says."""
-    return f"""#!/bin/sh
-# mediastack: report the host's transcoding hardware; changes nothing.
-set -u
-ROOT="${{ROOT:-}}"
-found=none
-render=""
-for node in "$ROOT"/dev/dri/renderD*; do
-  [ -e "$node" ] && render=$(basename "$node") && break
-done
-if [ -n "$render" ]; then
-  vendor=$(cat "$ROOT/sys/class/drm/$render/device/vendor" 2>/dev/null || true)
-  case "$vendor" in
-    0x8086) found=intel ;;
-    0x1002) found=amd ;;
-    0x10de) found=nvidia ;;
-    *) found=dri ;;
-  esac
-fi
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  found=nvidia
-fi
-echo "gpu: configured {host.gpu.value}, detected $found"
-if [ "$found" != "{host.gpu.value}" ] && [ "$found" != "dri" ]; then
-  echo "gpu: the stack config says {host.gpu.value}; set hosts[].gpu to $found to match the hardware"
-fi
-"""
+    return script("gpu_detect.sh", {"parameters": f"CONFIGURED={sh(host.gpu.value)}"})
 
 
 def tuning_scripts(host: Host, daemon_extra: Mapping[str, object] | None = None) -> dict[str, str]:

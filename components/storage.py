@@ -9,7 +9,6 @@ runs on the host: idempotent, and reverted by removing only the directories that
 from __future__ import annotations
 
 import base64
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +18,9 @@ from mediastack_vocabulary import HOST_FILE_MARKER
 
 from .config import Host
 from .host_command import host_command, host_connection  # noqa: F401  (re-exported)
+from .quoting import sh
 from .resolve import ResolvedStack, run_as
+from .scripts import script
 from .seeds import SecretPlaceholders, seed_files, seed_script, seeded_secret_ids
 
 # The TRaSH guides' single data tree: downloads and library on one filesystem, so moves are atomic
@@ -97,11 +98,13 @@ def _umask_mode(umask: str) -> int:
     return 0o777 & ~int(umask, 8)
 
 
-# Which directories the create step made (so the delete removes no directory that was there before).
+# Which directories the create step made (so the delete removes no directory that was there before). The two
+# scripts, storage_create.sh and storage_delete.sh, name this path themselves.
 CREATED_RECORD = "/var/lib/mediastack/created/storage"
 
 
 def create_script(stack: ResolvedStack) -> str:
+    """storage_create.sh with one `make_dir PATH UID:GID MODE repair|keep` line per directory, parents first."""
     ident = stack.config.identity
     paths = stack.config.paths
     lines = []
@@ -110,41 +113,12 @@ def create_script(stack: ResolvedStack) -> str:
         # image writes as (the directory itself, not what is in it); the photo library and the data tree are the
         # user's and left as they are.
         repair = "repair" if d.service and d.path != paths.photos_root else "keep"
-        lines.append(f"make_dir {shlex.quote(d.path)} {d.owner} {d.mode:o} {repair}")
-    calls = "\n".join(lines)
-    return f"""#!/bin/sh
-# Creates the stack's missing host directories: the data tree owned by {ident.puid}:{ident.pgid}, each service's own
-# directory by the user its image writes as. Idempotent.
-# ROOT prefixes every path (empty on a real host; a sandbox directory in tests).
-set -eu
-ROOT="${{ROOT:-}}"
-changed=0
-record="$ROOT{CREATED_RECORD}"
-mkdir -p "$(dirname "$record")"
-repaired=0
-make_dir() {{
-  target="$ROOT$1"
-  # Only what this script creates gets the stack's owner and mode; existing directories are the user's.
-  if [ ! -d "$target" ]; then
-    mkdir "$target"
-    printf '%s\\n' "$1" >> "$record"
-    if [ "$(id -u)" = 0 ]; then
-      chown "$2" "$target"
-    fi
-    chmod "$3" "$target"
-    changed=$((changed + 1))
-  elif [ "$4" = repair ] && [ "$(id -u)" = 0 ] && [ "$(stat -c %u:%g "$target")" != "$2" ]; then
-    chown "$2" "$target"
-    chmod "$3" "$target"
-    repaired=$((repaired + 1))
-  fi
-}}
-{calls}
-if [ "$repaired" -gt 0 ]; then
-  echo "storage: $repaired directories handed to the user their image writes as"
-fi
-echo "storage: $changed directories created"
-"""
+        lines.append(f"make_dir {sh(d.path)} {d.owner} {d.mode:o} {repair}")
+    origin = (
+        f"# Creates the stack's missing host directories: the data tree owned by {ident.puid}:{ident.pgid}, "
+        "each service's own"
+    )
+    return script("storage_create.sh", {"origin": origin, "directories": "\n".join(lines)})
 
 
 def files_script(files: Mapping[str, str], secret_files: Mapping[str, tuple[str, int, int]] = {}) -> str:
@@ -158,7 +132,7 @@ def files_script(files: Mapping[str, str], secret_files: Mapping[str, tuple[str,
         encoded = base64.encodebytes(content.encode()).decode()
         chown = f'if [ "$(id -u)" = 0 ]; then\n  chown {owner} "$target.new"\nfi\n' if owner else ""
         blocks.append(
-            f"""target="$ROOT"{shlex.quote(path)}
+            f"""target="$ROOT"{sh(path)}
 mkdir -p "$(dirname "$target")"
 base64 -d > "$target.new" <<'{HOST_FILE_MARKER}'
 {encoded}{HOST_FILE_MARKER}
@@ -177,29 +151,9 @@ written=0
 
 
 def delete_script(stack: ResolvedStack) -> str:
-    dirs = " \\\n  ".join(shlex.quote(d) for d in reversed(storage_directories(stack)))
-    return f"""#!/bin/sh
-# Removes the stack's host directories that are still empty and that the create step made (its record says
-# which); never touches data, nor a directory that was there before (/srv).
-set -eu
-ROOT="${{ROOT:-}}"
-removed=0
-record="$ROOT{CREATED_RECORD}"
-if [ ! -f "$record" ]; then
-  echo "storage: no record of the directories the stack created; all left in place"
-  exit 0
-fi
-for dir in \\
-  {dirs}
-do
-  if grep -qxF -e "$dir" "$record" && [ -d "$ROOT$dir" ] && rmdir "$ROOT$dir" 2>/dev/null; then
-    removed=$((removed + 1))
-  fi
-done
-rm -f "$record"
-(cd "$ROOT/" && rmdir -p {CREATED_RECORD.rsplit("/", 1)[0].lstrip("/")} 2>/dev/null) || true
-echo "storage: $removed empty directories removed"
-"""
+    """storage_delete.sh over every directory, children first (only the empty ones it recorded go)."""
+    dirs = " \\\n".join(f"  {sh(d)}" for d in reversed(storage_directories(stack)))
+    return script("storage_delete.sh", {"directories": dirs})
 
 
 @dataclass(frozen=True)
