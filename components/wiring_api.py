@@ -75,6 +75,18 @@ def _answer(response: httpx.Response) -> str:
     return text[:200] or "(empty body)"
 
 
+def _not_ready(response: httpx.Response, path: str) -> str | None:
+    """Why an answer means the app is still starting (a call is retried), or None."""
+    return f"HTTP {response.status_code} (not ready)" if response.status_code in NOT_READY else None
+
+
+def _not_routed_or_ready(response: httpx.Response, path: str) -> str | None:
+    """As _not_ready, and also the proxy's 404 for a route it does not have yet (only for a health path)."""
+    if response.status_code == NOT_ROUTED:
+        return f"HTTP {NOT_ROUTED} for {path} (not routed yet)"
+    return None if response.status_code not in NOT_READY else f"HTTP {response.status_code} for {path} (not ready)"
+
+
 class AppClient:
     """One app's API at one base URL, with its authentication and the wiring's retry policy."""
 
@@ -111,6 +123,17 @@ class AppClient:
 
     def request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
         """The response to a call, once the app is up; raises WiringError for anything but success or `ok`."""
+        response = self._answered(method, path, _not_ready, **kwargs)
+        return self._checked(method, path, response, ok)
+
+    def wait_ready(self, health_path: str) -> None:
+        """Polls the app's own health path through the proxy until it answers (bounded like every call)."""
+        self._answered("GET", health_path, _not_routed_or_ready)
+
+    def _answered(
+        self, method: str, path: str, waiting: Callable[[httpx.Response, str], str | None], **kwargs: Any
+    ) -> httpx.Response:
+        """The first response `waiting` does not call a wait, retried with backoff within the retry policy."""
         delay = self.retry.first_delay_s
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
@@ -119,33 +142,10 @@ class AppClient:
             except httpx.TransportError as error:
                 last = f"no answer ({type(error).__name__}: {error})"
             else:
-                if response.status_code not in NOT_READY:
-                    return self._checked(method, path, response, ok)
-                last = f"HTTP {response.status_code} (not ready)"
-            if attempt < self.retry.attempts:
-                self._sleep(delay)
-                delay = min(delay * 2, self.retry.max_delay_s)
-        raise WiringError(
-            f"{self.app} at {self.base_url} was not ready after {self.retry.attempts} attempts: {last}; "
-            f"check that the {self.app} container is running and healthy and that its URL is right"
-        )
-
-    def wait_ready(self, health_path: str) -> None:
-        """Polls the app's own health path through the proxy until it answers (bounded like every call)."""
-        delay = self.retry.first_delay_s
-        last = ""
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                response = self._http.request("GET", health_path)
-            except httpx.TransportError as error:
-                last = f"no answer ({type(error).__name__}: {error})"
-            else:
-                if response.status_code != NOT_ROUTED and response.status_code not in NOT_READY:
-                    return
-                status = response.status_code
-                last = f"HTTP {status} for {health_path} " + (
-                    "(not routed yet)" if status == NOT_ROUTED else "(not ready)"
-                )
+                reason = waiting(response, path)
+                if reason is None:
+                    return response
+                last = reason
             if attempt < self.retry.attempts:
                 self._sleep(delay)
                 delay = min(delay * 2, self.retry.max_delay_s)
