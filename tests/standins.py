@@ -31,6 +31,9 @@ DEFAULT_PORT = 8080
 ENTRYPOINT = r"""#!/bin/sh
 # Stand-in entrypoint: ownership as the real image does it, then the app (httpd) as the image's user.
 set -u
+# The real images' PID 1 ends on SIGTERM (s6-overlay's /init for linuxserver images: `docker stop` stops them
+# within the grace period); a shell as PID 1 would ignore it, and a health check's `kill 1` with it.
+trap 'exit 143' TERM
 if [ "$(id -u)" = 0 ] && [ -n "${PUID:-}" ]; then
   mkdir -p /config && chown "$PUID:${PGID:-$PUID}" /config || exit 71
   run="/usr/bin/setpriv --reuid=$PUID --regid=${PGID:-$PUID} --clear-groups"
@@ -60,12 +63,17 @@ if [ -n "${STANDIN_PROCESS:-}" ]; then
 fi
 wait
 # The app stopped: the container stays up so its health check can report it.
-while :; do sleep 3600; done
+while :; do sleep 3600 & wait $!; done
 """
 
 PROBE = r"""#!/bin/sh
 # Stand-in health-check binary: probes the app like the real one (exit 0 only when it answers).
 url="$STANDIN_URL"
+# The URL the check names, when it names one (a check may probe more than one endpoint: a download client's
+# asks the VPN container's control server first).
+for arg in "$@"; do
+  case "$arg" in http://*|https://*) url="$arg" ;; esac
+done
 if [ -z "$url" ]; then
   pidof httpd >/dev/null
   exit $?
@@ -84,7 +92,7 @@ def _probe_url(tests: list[str]) -> tuple[int, str] | None:
 
 def _app_port(inputs: dict) -> tuple[int, str, str]:
     """The port the app listens on, the path the health check asks for, and the probe URL ("" = process)."""
-    tests = list((inputs.get("healthcheck") or {}).get("tests", []))
+    tests = vpn_client_app_tests(list((inputs.get("healthcheck") or {}).get("tests", [])))
     found = _probe_url(tests)
     if found:
         port, path = found
@@ -132,13 +140,14 @@ def build_all(engine: dockerd.Engine, plan: PlanResult) -> dict[str, str]:
         built[reference] = resource.inputs["name"]
         if any(reference in (image.tags or []) for image in engine.client.images.list()):
             continue
-        build(engine, reference, container_facts(resource.inputs))
+        builder = SPECIAL_BUILDERS.get(resource.inputs["name"], build)
+        builder(engine, reference, container_facts(resource.inputs))
     return built
 
 
 def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
     port, path, url = _app_port(inputs)
-    tests = list((inputs.get("healthcheck") or {}).get("tests", []))
+    tests = vpn_client_app_tests(list((inputs.get("healthcheck") or {}).get("tests", [])))
     writable = sorted(
         m["target"] for m in inputs.get("mounts", []) if m["type"] == "bind" and not m.get("readOnly", False)
     )
@@ -185,3 +194,244 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             f"ENV STANDIN_PROCESS={process.group(1)}" if process else "ENV STANDIN_PROCESS=",
         )
         dockerd.import_rootfs(engine, root, reference, changes)
+
+
+# -- the VPN stack: gluetun and the download clients in its namespace --------------------------------------
+
+VPN_ALIVE = re.compile(r"^if ! (?P<alive>.+?); then kill 1; exit 1; fi; (?P<app>.+)$", re.DOTALL)
+
+
+def vpn_client_app_tests(tests: list[str]) -> list[str]:
+    """A download client's own check, without the VPN-namespace check the program puts before it
+    (components/resolve.py `_through_vpn`): the app's port and path come from its own part."""
+    if len(tests) == 2 and tests[0] == "CMD-SHELL":
+        match = VPN_ALIVE.match(tests[1])
+        if match:
+            return ["CMD-SHELL", match.group("app")]
+    return tests
+
+
+# gluetun's health server (HEALTH_SERVER_ADDRESS, default 127.0.0.1:9999: qdm12/gluetun-wiki
+# setup/options/healthcheck.md), which `/gluetun-entrypoint healthcheck` asks; its control server listens on
+# HTTP_CONTROL_SERVER_ADDRESS (the catalog sets :8000). The catalog's image facts: root, NET_ADMIN, /dev/net/tun,
+# writes /gluetun (qmcgaw/gluetun Dockerfile, v3.40.0).
+GLUETUN_ENTRYPOINT = r"""#!/bin/sh
+# Stand-in for gluetun's entrypoint: the tunnel device (NET_ADMIN, /dev/net/tun), its state, its servers.
+health="${HEALTH_SERVER_ADDRESS:-127.0.0.1:9999}"
+if [ "${1:-}" = healthcheck ]; then
+  timeout -s KILL 8 busybox wget -q -O /dev/null "http://$health/"
+  exit $?
+fi
+trap 'exit 143' TERM
+if [ -c /dev/net/tun ]; then
+  # What gluetun does first with its capability: a tun device in the namespace its clients share.
+  /usr/sbin/ip tuntap add dev tun0 mode tun 2>/dev/null || /usr/sbin/ip link show tun0 >/dev/null || {
+    echo "gluetun stand-in: cannot create tun0 (NET_ADMIN? /dev/net/tun?)" >&2
+    exit 1
+  }
+  /usr/sbin/ip link set tun0 up || exit 1
+else
+  echo "gluetun stand-in: no /dev/net/tun in the container: no tunnel" >&2
+fi
+mkdir -p /gluetun && echo '{}' > /gluetun/servers.json || exit 1
+httpd -f -p "${HTTP_CONTROL_SERVER_ADDRESS#:}" -h /standin/control &
+httpd -f -p "$health" -h /standin/health &
+wait
+while :; do sleep 3600 & wait $!; done
+"""
+
+
+def build_gluetun(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
+    """gluetun's stand-in: its entrypoint at /gluetun-entrypoint (also its health-check binary), iproute2's `ip`
+    for the tun device, busybox wget at /usr/bin/wget (alpine's), no USER (root)."""
+    with tempfile.TemporaryDirectory(prefix="standin") as scratch:
+        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "echo"))
+        (root / "bin" / "busybox").chmod(0o755)
+        dockerd.copy_program(root, "ip", "/usr/sbin/ip")
+        (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
+        (root / "usr" / "bin" / "wget").symlink_to("/bin/busybox")
+        for page in ("control", "health"):
+            (root / "standin" / page).mkdir(parents=True)
+            (root / "standin" / page / "index.html").write_text("ok\n")
+        (root / "gluetun-entrypoint").write_text(GLUETUN_ENTRYPOINT)
+        (root / "gluetun-entrypoint").chmod(0o755)
+        changes = (
+            'ENTRYPOINT ["/gluetun-entrypoint"]',
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            "ENV HTTP_CONTROL_SERVER_ADDRESS=:8000",
+            f"LABEL org.mediastack.standin={reference}",
+        )
+        dockerd.import_rootfs(engine, root, reference, changes)
+
+
+# -- the socket proxy: Debian's haproxy with the image's configuration -----------------------------------------
+#
+# lscr.io/linuxserver/socket-proxy 3.2.3 (linuxserver/docker-socket-proxy at tag 3.2.3-r0-ls54, commit
+# c8c37ed0261cfe890b0eaccf460746d31cdeafdc): root/docker-entrypoint.sh makes /run/haproxy, writes
+# /run/haproxy/haproxy.cfg from /templates/haproxy.cfg with @@BIND_PROTO@@ replaced (":2375" when DISABLE_IPV6=1,
+# "[::]:2375 v4v6" otherwise) and execs `/usr/sbin/haproxy -f /run/haproxy/haproxy.cfg -W -db`; haproxy itself
+# expands ${LOG_LEVEL} and $SOCKET_PATH and reads each section's switch with env(NAME) per request. The rules of
+# root/templates/haproxy.cfg, in its order, are rendered below from this table (the template's text is not
+# copied): the four container actions allowed by their own switches before anything else, then every method
+# but GET refused unless POST=1, then one section per switch, then everything else refused.
+SOCKET_PROXY_ACTIONS = (
+    ("ALLOW_RESTARTS", "((stop)|(restart)|(kill))"),
+    ("ALLOW_START", "start"),
+    ("ALLOW_STOP", "stop"),
+)
+SOCKET_PROXY_SECTIONS = [
+    "auth",
+    "build",
+    "commit",
+    "configs",
+    "containers",
+    "distribution",
+    "events",
+    "exec",
+    "grpc",
+    "images",
+    "info",
+    "networks",
+    "nodes",
+    "_ping",
+    "plugins",
+    "secrets",
+    "services",
+    "session",
+    "swarm",
+    "system",
+    "tasks",
+    "version",
+    "volumes",
+]
+# The image's defaults (Dockerfile ENV at the same tag); the container's environment overrides them.
+SOCKET_PROXY_DEFAULTS = {
+    **dict.fromkeys(
+        [
+            "ALLOW_RESTARTS",
+            "ALLOW_STOP",
+            "ALLOW_START",
+            "AUTH",
+            "BUILD",
+            "COMMIT",
+            "CONFIGS",
+            "CONTAINERS",
+            "DISTRIBUTION",
+            "EXEC",
+            "IMAGES",
+            "INFO",
+            "NETWORKS",
+            "NODES",
+            "PLUGINS",
+            "POST",
+            "SECRETS",
+            "SERVICES",
+            "SESSION",
+            "SWARM",
+            "SYSTEM",
+            "TASKS",
+            "VOLUMES",
+        ],
+        "0",
+    ),
+    "EVENTS": "1",
+    "PING": "1",
+    "VERSION": "1",
+    "LOG_LEVEL": "info",
+    "SOCKET_PATH": "/var/run/docker.sock",
+}
+_VERSION_PREFIX = r"^(/v[\d\.]+)?"
+
+
+def socket_proxy_template() -> str:
+    """The image's /templates/haproxy.cfg: its global and defaults settings and its rules, in its order."""
+    actions = [
+        f"    http-request allow if {{ path,url_dec -m reg -i {_VERSION_PREFIX}/containers/[a-zA-Z0-9_.-]+/{what} }} "
+        f"{{ env({switch}) -m bool }}"
+        for switch, what in SOCKET_PROXY_ACTIONS
+    ]
+    sections = [
+        f"    http-request allow if {{ path,url_dec -m reg -i {_VERSION_PREFIX}/{section} }} "
+        f"{{ env({section.lstrip('_').upper()}) -m bool }}"
+        for section in SOCKET_PROXY_SECTIONS
+    ]
+    timeouts = "http-request 10s,queue 1m,connect 10s,client 10m,server 10m,http-keep-alive 10s,check 10s"
+    return "\n".join(
+        [
+            "global",
+            '    log stdout format raw daemon "${LOG_LEVEL}"',
+            "    pidfile /run/haproxy.pid",
+            "    maxconn 2000",
+            "",
+            "defaults",
+            "    mode http",
+            "    log global",
+            *(f"    option {o}" for o in ("httplog", "dontlognull", "http-server-close", "redispatch")),
+            "    retries 3",
+            *(f"    timeout {t}" for t in timeouts.split(",")),
+            "    maxconn 2000",
+            "",
+            "backend docker",
+            "    server socket $SOCKET_PATH",
+            "",
+            "frontend proxy",
+            "    bind @@BIND_PROTO@@",
+            *actions,
+            "    http-request deny unless METH_GET || { env(POST) -m bool }",
+            *sections,
+            "    http-request deny",
+            "    default_backend docker",
+            "",
+        ]
+    )
+
+
+SOCKET_PROXY_ENTRYPOINT = r"""#!/bin/sh
+# The image's root/docker-entrypoint.sh, step for step (the banner left out).
+mkdir -p /run/haproxy
+if [ "${DISABLE_IPV6:-}" = 1 ]; then
+    BIND_PROTO=":2375"
+else
+    BIND_PROTO="[::]:2375 v4v6"
+fi
+sed "s/@@BIND_PROTO@@/${BIND_PROTO}/g" /templates/haproxy.cfg > /run/haproxy/haproxy.cfg || exit 1
+trap 'exit 143' TERM
+# The image execs haproxy; here it runs under the shell so the container outlives it when a test stops it
+# (a health check then reports it).
+/usr/sbin/haproxy -f /run/haproxy/haproxy.cfg -W -db &
+wait
+while :; do sleep 3600 & wait $!; done
+"""
+
+
+def build_socket_proxy(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
+    """The socket proxy's stand-in: Debian's haproxy with the image's template, entrypoint and defaults; the
+    health check's wget; no USER (root)."""
+    from conftest import require_tool
+
+    require_tool("haproxy")  # skips with the reason, or fails under CI=true
+    with tempfile.TemporaryDirectory(prefix="standin") as scratch:
+        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "sed", "pidof", "kill"))
+        (root / "bin" / "busybox").chmod(0o755)
+        dockerd.copy_program(root, "haproxy", "/usr/sbin/haproxy")
+        # The health check's wget: alpine's busybox takes --tries and --timeout, Debian's does not: a probe of the
+        # URL it is given, first on PATH (as the other stand-ins' health-check binaries).
+        (root / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
+        (root / "usr" / "local" / "bin" / "wget").write_text(PROBE)
+        (root / "usr" / "local" / "bin" / "wget").chmod(0o755)
+        (root / "templates").mkdir()
+        (root / "templates" / "haproxy.cfg").write_text(socket_proxy_template())
+        (root / "docker-entrypoint.sh").write_text(SOCKET_PROXY_ENTRYPOINT)
+        (root / "docker-entrypoint.sh").chmod(0o755)
+        changes = (
+            'ENTRYPOINT ["/docker-entrypoint.sh"]',
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            *(f"ENV {key}={value}" for key, value in SOCKET_PROXY_DEFAULTS.items()),
+            "ENV STANDIN_APP=haproxy",
+            "ENV STANDIN_URL=",
+            f"LABEL org.mediastack.standin={reference}",
+        )
+        dockerd.import_rootfs(engine, root, reference, changes)
+
+
+SPECIAL_BUILDERS = {"gluetun": build_gluetun, "socket-proxy": build_socket_proxy}

@@ -207,7 +207,9 @@ def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
     for name in checked:
         # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
         user = _runs_as(name, dev.containers[name])
-        stopped = dev.engine.client.containers.get(name).exec_run(["sh", "-c", "kill $(pidof httpd)"], user=user)
+        stopped = dev.engine.client.containers.get(name).exec_run(
+            ["sh", "-c", "kill $(pidof ${STANDIN_APP:-httpd})"], user=user
+        )
         assert stopped.exit_code == 0, (name, stopped.output)
     limit = max(
         (_seconds(check["interval"]) + _seconds(check["timeout"])) * int(check["retries"])

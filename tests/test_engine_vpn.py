@@ -1,0 +1,162 @@
+"""The VPN stack on a real Docker engine: a single host with `downloads.vpn` (Pulumi.home.yaml's VPN settings,
+the dev stack's host and only the downloads bundle), applied as pulumi-docker applies it, with stand-ins that
+keep gluetun's facts (tests/standins.py `build_gluetun`: root, NET_ADMIN, /dev/net/tun, its health and control
+servers) and the download clients' (their app on their port, an init that ends on SIGTERM).
+
+What it proves on the engine: the clients run in gluetun's network namespace and nothing else; when gluetun
+stops they reach nothing; when it returns, the clients' own health check (components/resolve.py `_through_vpn`)
+finds the namespace they hold dead, ends them, and the restart policy the program sets brings them back in
+gluetun's new namespace."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import standins
+from engine_apply import CONTAINER, Applied, Target, apply, destroy, unsealed_plan
+
+from conftest import ROOT, raw_config
+from mediastack_cli.offline import StackFiles
+
+pytestmark = pytest.mark.engine
+
+VPN = "gluetun"
+GRACE_S = 20  # engine scheduling on 2 busy cores, beyond the checks' own interval, timeout and start period
+PRIVATE_KEY = "engine-test-wireguard-key="
+
+
+def _seconds(text: str) -> float:
+    return float(text[:-1]) * (60 if text.endswith("m") else 1)
+
+
+def vpn_stack() -> StackFiles:
+    """The dev host with the downloads bundle only, behind the VPN Pulumi.home.yaml configures (its key, a
+    Pulumi secret there, replaced by a test value)."""
+    config = raw_config("dev")
+    config["bundles"] = ["downloads"]
+    config["downloads"]["vpn"] = {**raw_config("home")["downloads"]["vpn"], "wireguard_private_key": PRIVATE_KEY}
+    cli = {f"mediastack:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    return StackFiles(ROOT, "mediastack", "vpn", cli, frozenset())
+
+
+class VpnStack:
+    def __init__(self, engine, host_root: Path):
+        self.engine = engine
+        self.plan = unsealed_plan(vpn_stack())
+        standins.build_all(engine, self.plan)
+        self.target = Target(engine.client, host_root, engine.socket, run_commands=("storage-dirs",))
+        self.applied: Applied = apply(self.plan, self.target)
+        self.containers = {r.inputs["name"]: r.inputs for r in self.plan.resources if r.type == CONTAINER}
+        self.clients = sorted(n for n, i in self.containers.items() if i.get("networkMode") == f"container:{VPN}")
+
+    def inspect(self, name: str) -> dict:
+        return self.engine.client.api.inspect_container(name)
+
+    def health(self, name: str) -> str:
+        state = self.inspect(name)["State"]
+        return state.get("Health", {}).get("Status", state["Status"])
+
+    def run(self, name: str, command: str) -> tuple[int, str]:
+        done = self.engine.client.containers.get(name).exec_run(["sh", "-c", command])
+        return done.exit_code, done.output.decode(errors="replace").strip()
+
+    def netns(self, name: str) -> str:
+        code, out = self.run(name, "readlink /proc/1/ns/net")
+        assert code == 0, (name, out)
+        return out
+
+    def reaches(self, name: str, url: str) -> bool:
+        code, out = self.run(name, f"timeout -s KILL 5 busybox wget -q -O - {url}; exit $?")
+        return code == 0 and out == "world"
+
+    def logs(self, name: str) -> str:
+        return self.engine.client.containers.get(name).logs(tail=8).decode(errors="replace")
+
+    def wait(self, ready, limit_s: float) -> bool:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            time.sleep(2)
+        return bool(ready())
+
+    def check_s(self, name: str, *parts: str) -> float:
+        check = self.containers[name]["healthcheck"]
+        return sum(_seconds(check[p]) for p in parts)
+
+    def all_healthy(self) -> bool:
+        return all(self.health(n) == "healthy" for n in self.containers)
+
+
+@pytest.fixture(scope="module")
+def vpn(docker_engine, tmp_path_factory):
+    stack = VpnStack(docker_engine, tmp_path_factory.mktemp("host"))
+    try:
+        limit = max(stack.check_s(n, "startPeriod", "interval", "timeout") for n in stack.containers) + GRACE_S
+        stack.wait(stack.all_healthy, limit)
+        yield stack
+    finally:
+        destroy(stack.applied, docker_engine.client)
+
+
+def test_the_vpn_stack_is_accepted_and_healthy_with_gluetuns_facts(vpn):
+    assert not vpn.applied.errors, vpn.applied.errors
+    assert vpn.clients == ["qbittorrent", "sabnzbd"]
+    status = {n: vpn.health(n) for n in vpn.containers}
+    assert all(s == "healthy" for s in status.values()), {n: (s, vpn.logs(n)) for n, s in status.items()}
+    assert {n: vpn.inspect(n)["RestartCount"] for n in vpn.containers} == dict.fromkeys(vpn.containers, 0)
+    host = vpn.inspect(VPN)["HostConfig"]
+    assert "CAP_NET_ADMIN" in host["CapAdd"] or "NET_ADMIN" in host["CapAdd"]
+    if Path("/dev/net/tun").exists():
+        assert [d["PathOnHost"] for d in host["Devices"]] == ["/dev/net/tun"]
+        # The stand-in made its tunnel device with the capability and the device the program gives it.
+        code, out = vpn.run(VPN, "/usr/sbin/ip -o link show tun0")
+        assert code == 0, (out, vpn.logs(VPN))
+    else:  # recorded as a GPU device this machine lacks is
+        assert vpn.target.lowered[f"{VPN}-container /dev/net/tun"] == "device absent on this machine, left out"
+
+
+def test_the_download_clients_live_in_gluetuns_namespace_and_nothing_else(vpn):
+    gluetun = vpn.inspect(VPN)
+    for name in vpn.clients:
+        state = vpn.inspect(name)
+        assert state["HostConfig"]["NetworkMode"] == f"container:{gluetun['Id']}", name
+        assert state["NetworkSettings"]["Networks"] == {}, name  # no endpoint of its own: no way around it
+        assert vpn.netns(name) == vpn.netns(VPN), name
+    with vpn.engine.outside_world() as url:
+        for name in vpn.clients:
+            assert vpn.reaches(name, url), name  # through gluetun's interfaces only
+
+
+def _addresses(vpn: VpnStack, name: str) -> list[str]:
+    code, out = vpn.run(name, "ip -o -4 addr show")
+    assert code == 0, out
+    return sorted(line.split()[3] for line in out.splitlines())
+
+
+def test_clients_reach_nothing_when_gluetun_stops_and_rejoin_it_when_it_returns(vpn):
+    before = {n: vpn.inspect(n)["RestartCount"] for n in vpn.clients}
+    with vpn.engine.outside_world() as url:
+        vpn.engine.client.containers.get(VPN).stop(timeout=10)
+        assert vpn.inspect(VPN)["State"]["Status"] == "exited"
+        for name in vpn.clients:
+            # The namespace the client holds lost every interface the engine gave gluetun: loopback only.
+            assert _addresses(vpn, name) == ["127.0.0.1/8"], name
+            assert not vpn.reaches(name, url), name
+        vpn.engine.client.containers.get(VPN).start()
+        # The clients' check (every `interval`) finds gluetun's control server gone from the namespace they
+        # hold, ends PID 1; the restart policy starts them again in gluetun's new namespace; healthy after the
+        # next interval.
+        for name in vpn.clients:
+            limit = vpn.check_s(name, "interval", "timeout") * 2 + vpn.check_s(name, "startPeriod") + GRACE_S
+            rejoined = vpn.wait(
+                lambda n=name: vpn.inspect(n)["RestartCount"] > before[n] and vpn.health(n) == "healthy", limit
+            )
+            state = vpn.inspect(name)
+            assert rejoined, (name, state["RestartCount"], vpn.health(name), vpn.logs(name))
+            assert state["HostConfig"]["RestartPolicy"]["Name"] == vpn.containers[name]["restart"]
+            assert vpn.netns(name) == vpn.netns(VPN), name
+            assert vpn.reaches(name, url), name
