@@ -557,9 +557,10 @@ class Route:
 
 
 def public_after_logins(stack: ResolvedStack) -> bool:
-    """Whether public routes open only once the logins exist: on one host with the deploy-time wiring, which
-    makes them. Until then a public UI answers the LAN only (the wiring itself reaches it from there)."""
-    return stack.config.wiring.enabled and not stack.config.cluster
+    """Whether public routes open only once the logins exist: with the deploy-time wiring, which makes them (on
+    one host and on a Swarm). Until then a public UI answers the LAN only (the wiring itself reaches it from
+    there)."""
+    return stack.config.wiring.enabled
 
 
 def routes(stack: ResolvedStack) -> list[Route]:
