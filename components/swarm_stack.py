@@ -26,11 +26,11 @@ from .files import (
 from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
 from .placement import Placement, host_named, node_labels, placement
+from .quoting import sh
 from .replica import PRIMARY, REPLICA
 from .resolve import ResolvedStack
 from .shared_storage import SharedStorage, SharedStorageArgs
 from .stack import MediaStackArgs, _secret_resource, docker_endpoint, generated_credentials
-from .quoting import sh
 from .storage import HostStorage, HostStorageArgs, files_script, host_command
 from .swarm import SwarmCluster, SwarmClusterArgs
 from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name, gpu_daemon_settings
