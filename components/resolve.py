@@ -661,6 +661,12 @@ def _vpn_env(config: StackConfig, clients: list[ResolvedService]) -> dict[str, s
         env["WIREGUARD_ADDRESSES"] = vpn.wireguard_addresses
     if vpn.server_countries:
         env["SERVER_COUNTRIES"] = ",".join(vpn.server_countries)
+    if vpn.endpoint_ip:
+        # The server the host's guard lets the tunnel reach (components/vpn_guard.py). gluetun v3.40.0 reads it
+        # as the server selection's target IP for both VPN types (qdm12/gluetun internal/configuration/settings/
+        # serverselection.go; internal/provider/utils/pick.go picks the built-in WireGuard server with that IP,
+        # or fails when none has it, and sets it as the picked OpenVPN server's address).
+        env["OPENVPN_ENDPOINT_IP"] = vpn.endpoint_ip
     forwarded = next((c for c in clients if c.spec.forwarded_port), None)
     if vpn.port_forwarding:
         env["VPN_PORT_FORWARDING"] = "on"

@@ -192,7 +192,6 @@ SHELL_IN_PYTHON = {
     ("shared_storage.py", "volume_delete"),
     ("storage.py", "create_script"),
     ("storage.py", "delete_script"),
-    ("vpn_guard.py", "guard_tool"),
 }
 
 
