@@ -1031,6 +1031,12 @@ class GlusterFs(Model):
     brick_root: DataPath = Field(
         "/srv/gluster/bricks", description="Directory on each storage host's own disk that holds its brick."
     )
+    tls: bool = Field(
+        True,
+        description="TLS for the volume's I/O and the management connections (client.ssl, server.ssl, "
+        "/var/lib/glusterd/secure-access), with certificates the stack's own CA signs; only the cluster's "
+        "nodes (auth.ssl-allow) may connect. Turning it on for a running volume needs every mount remounted.",
+    )
 
     @field_validator("volume")
     @classmethod

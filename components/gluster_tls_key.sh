@@ -1,0 +1,18 @@
+#!/bin/sh
+# GlusterFS TLS, step 1 on every node: this host's private key (made here, never leaves it, 0600) and a
+# certificate request for it, printed for the signing step.
+set -eu
+#@parameters
+ROOT="${ROOT:-}"
+key="$ROOT/etc/ssl/glusterfs.key"
+mkdir -p "$ROOT/etc/ssl"
+if [ ! -s "$key" ]; then
+  (
+    umask 077
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$key.new" 2>/dev/null
+  )
+  chmod 600 "$key.new"
+  mv -f "$key.new" "$key"
+  echo "gluster tls: key made for $CN" >&2
+fi
+openssl req -new -key "$key" -subj "/CN=$CN"

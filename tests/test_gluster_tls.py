@@ -1,0 +1,129 @@
+"""GlusterFS TLS: each node's key made on the node, the cluster's CA signing each node's request on the first
+storage host, the certificates where Gluster reads them; checked with the real openssl."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.config import Host
+from components.loading import parse_stack_config
+from components.shared_storage import (
+    signed_certificates,
+    storage_scripts,
+    tls_install_script,
+    tls_key_script,
+    tls_sign_script,
+)
+from conftest import raw_config, require_tool
+
+
+def _run(text: str, root: Path) -> subprocess.CompletedProcess[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        ["sh", "-c", text], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=120
+    )
+
+
+def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([require_tool("openssl"), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Host], dict[str, Path], dict[str, str], str]:
+    """Every step run in a sandbox root per host: (hosts, roots, every step's stdout by step, the CA's root)."""
+    require_tool("openssl")
+    config = parse_stack_config(raw_config("cluster"), "cluster")
+    base = tmp_path_factory.mktemp("gluster-tls")
+    roots = {h.name: base / h.name for h in config.hosts}
+    out: dict[str, str] = {}
+    requests = {}
+    for h in config.hosts:
+        done = _run(tls_key_script(h), roots[h.name])
+        assert done.returncode == 0, done.stderr
+        requests[h.name] = out[f"key {h.name}"] = done.stdout
+    signer = config.hosts[0].name  # the first storage host in this config
+    signed = _run(tls_sign_script(config, requests), roots[signer])
+    assert signed.returncode == 0, signed.stderr
+    out["sign"] = signed.stdout
+    certs = signed_certificates(signed.stdout)
+    for h in config.hosts:
+        done = _run(tls_install_script(h, certs), roots[h.name])
+        assert done.returncode == 0, done.stderr
+        out[f"install {h.name}"] = done.stdout
+    return list(config.hosts), roots, out, signer
+
+
+def test_every_node_certificate_verifies_against_the_cluster_ca(cluster) -> None:
+    hosts, roots, _, _ = cluster
+    for h in hosts:
+        ssl = roots[h.name] / "etc/ssl"
+        verified = _openssl("verify", "-CAfile", str(ssl / "glusterfs.ca"), str(ssl / "glusterfs.pem"))
+        assert verified.returncode == 0 and verified.stdout.strip().endswith(": OK"), verified.stdout + verified.stderr
+        subject = _openssl("x509", "-in", str(ssl / "glusterfs.pem"), "-noout", "-subject", "-nameopt", "RFC2253")
+        assert subject.stdout.strip() == f"subject=CN={h.name}"
+        # The certificate is for this node's own key.
+        cert_key = _openssl("x509", "-in", str(ssl / "glusterfs.pem"), "-noout", "-pubkey").stdout
+        own_key = _openssl("pkey", "-in", str(ssl / "glusterfs.key"), "-pubout").stdout
+        assert cert_key and cert_key == own_key, h.name
+        assert (ssl / "glusterfs.key").stat().st_mode & 0o777 == 0o600
+        assert (roots[h.name] / "var/lib/glusterd/secure-access").exists()
+    # Every node trusts the same CA: one node's certificate verifies against another's CA file.
+    a, b = (roots[h.name] / "etc/ssl" for h in hosts[:2])
+    assert _openssl("verify", "-CAfile", str(b / "glusterfs.ca"), str(a / "glusterfs.pem")).returncode == 0
+
+
+def test_a_certificate_from_another_ca_does_not_verify(cluster, tmp_path: Path) -> None:
+    """Control: a node's own request signed by a second CA (the same script on another host) verifies against
+    that CA and not against the cluster's."""
+    hosts, roots, out, _ = cluster
+    config = parse_stack_config(raw_config("cluster"), "cluster")
+    other = _run(tls_sign_script(config, {h.name: out[f"key {h.name}"] for h in hosts}), tmp_path / "other")
+    foreign = signed_certificates(other.stdout)
+    (tmp_path / "cert.pem").write_text(foreign[hosts[0].name] + "\n")
+    (tmp_path / "ca.pem").write_text(foreign["ca"] + "\n")
+    assert _openssl("verify", "-CAfile", str(tmp_path / "ca.pem"), str(tmp_path / "cert.pem")).returncode == 0
+    ssl = roots[hosts[0].name] / "etc/ssl"
+    refused = _openssl("verify", "-CAfile", str(ssl / "glusterfs.ca"), str(tmp_path / "cert.pem"))
+    assert refused.returncode != 0 and "unable to get local issuer certificate" in refused.stdout + refused.stderr
+
+
+def test_keys_never_leave_their_node(cluster) -> None:
+    hosts, roots, out, signer = cluster
+    everything = "\n".join(out.values())
+    assert "PRIVATE KEY" not in everything
+    ca = roots[signer] / "var/lib/mediastack/gluster-ca"
+    assert (ca / "ca.key").stat().st_mode & 0o777 == 0o600 and ca.stat().st_mode & 0o777 == 0o700
+    for h in hosts:
+        if h.name != signer:
+            assert not (roots[h.name] / "var/lib/mediastack/gluster-ca").exists()
+
+
+def test_steps_are_idempotent(cluster) -> None:
+    hosts, roots, out, _ = cluster
+    again = _run(tls_key_script(hosts[1]), roots[hosts[1].name])
+    assert again.returncode == 0 and again.stdout == out[f"key {hosts[1].name}"]  # the same key, the same request
+
+
+def test_the_signer_refuses_a_request_for_another_name(cluster, tmp_path: Path) -> None:
+    hosts, _, out, _ = cluster
+    config = parse_stack_config(raw_config("cluster"), "cluster")
+    requests = {h.name: out[f"key {h.name}"] for h in hosts}
+    requests[hosts[1].name] = out[f"key {hosts[2].name}"]  # node3's request handed in as node2's
+    done = _run(tls_sign_script(config, requests), tmp_path / "ca")
+    assert done.returncode == 1
+    assert f"gluster tls: the request for {hosts[1].name} names subject=CN={hosts[2].name}; refused" in done.stderr
+
+
+def test_the_volume_takes_tls_and_only_the_cluster_names() -> None:
+    config = parse_stack_config(raw_config("cluster"), "cluster")
+    create = storage_scripts(config)["volume-create.sh"]
+    names = ",".join(h.name for h in config.hosts)
+    for line in ("client.ssl on", "server.ssl on", f"auth.ssl-allow {names}"):
+        assert f'gluster --mode=script volume set "$volume" {line}\n' in create, line
+    cfg = raw_config("cluster")
+    cfg["storage"]["glusterfs"] = {**cfg["storage"].get("glusterfs", {}), "tls": False}
+    assert "ssl" not in storage_scripts(parse_stack_config(cfg, "cluster"))["volume-create.sh"]
