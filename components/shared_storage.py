@@ -248,42 +248,21 @@ def tls_install_script(host: Host, signed: dict[str, str]) -> str:
 
 
 def volume_create(config: StackConfig) -> str:
+    """The script gluster_volume_create.sh with its parameters (PEERS and BRICKS: words of host names or
+    addresses and paths from the config's grammars, which admit no space or glob character)."""
     assert config.storage is not None
     g = config.storage.glusterfs
     hosts = storage_hosts(config)
     brick = gluster_brick(config)
-    peers = " ".join(sh(h.address) for h in hosts[1:])
-    bricks = " ".join(sh(f"{h.address}:{brick}") for h in hosts)
-    replica = 2 if len(hosts) == 2 else 3
-    tls = (
-        f"""# TLS for I/O, and only the cluster's own certificates may connect.
-gluster --mode=script volume set "$volume" client.ssl on
-gluster --mode=script volume set "$volume" server.ssl on
-gluster --mode=script volume set "$volume" auth.ssl-allow {sh(",".join(tls_names(config)))}
-"""
-        if gluster_tls(config)
-        else ""
-    )
-    return f"""#!/bin/sh
-# On the first storage host: probes the other storage hosts and creates and starts the replicated volume,
-# which only the cluster's own nodes may mount (auth.allow; GlusterFS's default allows every address).
-set -eu
-volume={sh(g.volume)}
-for peer in {peers}; do
-  gluster --mode=script peer probe "$peer"
-done
-if gluster --mode=script volume info "$volume" >/dev/null 2>&1; then
-  echo "gluster: volume $volume exists"
-else
-  gluster --mode=script volume create "$volume" replica {replica} transport tcp {bricks}
-fi
-gluster --mode=script volume set "$volume" auth.allow {sh(gluster_clients(config))}
-{tls}if gluster --mode=script volume info "$volume" | grep -q '^Status: Started'; then
-  echo "gluster: volume $volume started"
-else
-  gluster --mode=script volume start "$volume"
-fi
-"""
+    params = [
+        f"VOLUME={sh(g.volume)}",
+        f"PEERS={sh(' '.join(h.address for h in hosts[1:]))}",
+        f"BRICKS={sh(' '.join(f'{h.address}:{brick}' for h in hosts))}",
+        f"REPLICA={2 if len(hosts) == 2 else 3}",
+        f"CLIENTS={sh(gluster_clients(config))}",
+        f"TLS_NAMES={sh(','.join(tls_names(config)) if gluster_tls(config) else '')}",
+    ]
+    return script("gluster_volume_create.sh", {"parameters": "\n".join(params)})
 
 
 def volume_delete(config: StackConfig) -> str:
