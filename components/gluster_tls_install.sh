@@ -6,6 +6,14 @@ set -eu
 #@parameters
 ROOT="${ROOT:-}"
 changed=0
+# Gluster's documented place is /etc/ssl; a build that reads OpenSSL's directory instead (Debian 12's 10.3:
+# /usr/lib/ssl/glusterfs.pem, gluster/glusterdocs#802) finds a link there.
+link_default() {
+  dir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+  if [ -n "$dir" ] && [ "$dir" != /etc/ssl ] && [ -d "$ROOT$dir" ]; then
+    ln -sfn "/etc/ssl/$1" "$ROOT$dir/$1"
+  fi
+}
 # put FILE CONTENT: written beside and renamed over, 0644 (certificates are public).
 put() {
   if [ "$(cat "$ROOT$1" 2>/dev/null || true)" != "$2" ]; then
@@ -22,6 +30,8 @@ if [ ! -s "$ROOT/etc/ssl/glusterfs.key" ]; then
 fi
 put /etc/ssl/glusterfs.pem "$CERT"
 put /etc/ssl/glusterfs.ca "$CA"
+link_default glusterfs.pem
+link_default glusterfs.ca
 if [ ! -e "$ROOT/var/lib/glusterd/secure-access" ]; then
   mkdir -p "$ROOT/var/lib/glusterd"
   : > "$ROOT/var/lib/glusterd/secure-access"

@@ -5,6 +5,14 @@ set -eu
 #@parameters
 ROOT="${ROOT:-}"
 key="$ROOT/etc/ssl/glusterfs.key"
+# Gluster's documented place is /etc/ssl; a build that reads OpenSSL's directory instead (Debian 12's 10.3:
+# /usr/lib/ssl/glusterfs.pem, gluster/glusterdocs#802) finds a link there.
+link_default() {
+  dir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+  if [ -n "$dir" ] && [ "$dir" != /etc/ssl ] && [ -d "$ROOT$dir" ]; then
+    ln -sfn "/etc/ssl/$1" "$ROOT$dir/$1"
+  fi
+}
 mkdir -p "$ROOT/etc/ssl"
 if [ ! -s "$key" ]; then
   (
@@ -15,4 +23,5 @@ if [ ! -s "$key" ]; then
   mv -f "$key.new" "$key"
   echo "gluster tls: key made for $CN" >&2
 fi
+link_default glusterfs.key
 openssl req -new -key "$key" -subj "/CN=$CN"

@@ -204,6 +204,10 @@ TLS_INSTALL_DELETE = """#!/bin/sh
 set -eu
 ROOT="${ROOT:-}"
 rm -f "$ROOT/etc/ssl/glusterfs.pem" "$ROOT/etc/ssl/glusterfs.ca" "$ROOT/var/lib/glusterd/secure-access"
+dir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\\(.*\\)"$/\\1/p')
+for f in glusterfs.pem glusterfs.ca glusterfs.key; do
+  if [ -n "$dir" ] && [ -L "$ROOT$dir/$f" ]; then rm -f "$ROOT$dir/$f"; fi
+done
 if [ -z "$ROOT" ] && command -v systemctl >/dev/null && systemctl -q is-active glusterd; then
   systemctl restart glusterd
 fi

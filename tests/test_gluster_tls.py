@@ -18,7 +18,7 @@ from components.shared_storage import (
     tls_key_script,
     tls_sign_script,
 )
-from conftest import raw_config, require_tool
+from conftest import raw_config, require_root, require_tool
 
 
 def _run(text: str, root: Path) -> subprocess.CompletedProcess[str]:
@@ -26,6 +26,11 @@ def _run(text: str, root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", "-c", text], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True, timeout=120
     )
+
+
+def _openssl_dir() -> str:
+    out = _openssl("version", "-d").stdout
+    return out.split('"')[1]
 
 
 def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,6 +44,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Host], dict[
     config = parse_stack_config(raw_config("cluster"), "cluster")
     base = tmp_path_factory.mktemp("gluster-tls")
     roots = {h.name: base / h.name for h in config.hosts}
+    for root in roots.values():  # the host's OpenSSL directory, where a Debian-built Gluster looks
+        (root / _openssl_dir().lstrip("/")).mkdir(parents=True)
     out: dict[str, str] = {}
     requests = {}
     for h in config.hosts:
@@ -128,3 +135,113 @@ def test_the_volume_takes_tls_and_only_the_cluster_names() -> None:
     cfg = raw_config("cluster")
     cfg["storage"]["glusterfs"] = {**cfg["storage"].get("glusterfs", {}), "tls": False}
     assert "\nTLS_NAMES=''\n" in storage_scripts(parse_stack_config(cfg, "cluster"))["volume-create.sh"]
+
+
+def test_gluster_finds_them_where_it_looks(cluster) -> None:
+    """A Gluster built against OpenSSL's directory (Debian's) reads <OPENSSLDIR>/glusterfs.*: links to /etc/ssl."""
+    hosts, roots, _, _ = cluster
+    for h in hosts:
+        where = roots[h.name] / _openssl_dir().lstrip("/")
+        for name in ("glusterfs.pem", "glusterfs.key", "glusterfs.ca"):
+            assert os.readlink(where / name) == f"/etc/ssl/{name}", (h.name, name)
+
+
+# A GlusterFS volume with the stack's TLS options, served and mounted with the certificates the steps made: in a
+# network namespace and a private mount namespace (the node's /etc/ssl, OpenSSL's directory and glusterd's state
+# bound over the machine's own), one node serving, another mounting.
+GLUSTER_LAB = r"""
+set -eu
+lab=$1 server=$2 client=$3 allow=$4
+mount --make-rprivate /
+for d in /var/lib/glusterd /var/log/glusterfs /run/gluster; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+as_node() {
+  for d in /etc/ssl "$OPENSSLDIR"; do
+    if mountpoint -q "$d"; then umount "$d"; fi
+    mount --bind "$lab/$1$d" "$d"
+  done
+  cp "$lab/$1/var/lib/glusterd/secure-access" /var/lib/glusterd/
+}
+as_node "$server"
+ip link set lo up
+ip link add g0 type veth peer name g1
+ip addr add 10.203.0.1/24 dev g0
+ip link set g0 up
+ip link set g1 up
+glusterd -p /run/gluster/glusterd.pid --log-file=/var/log/glusterfs/glusterd.log
+for _ in 1 2 3 4 5 6 7 8 9 10; do gluster --mode=script pool list >/dev/null 2>&1 && break; sleep 1; done
+mkdir -p "$lab/brick" "$lab/mnt"
+gluster --mode=script volume create v1 10.203.0.1:"$lab/brick" force
+gluster --mode=script volume set v1 client.ssl on
+gluster --mode=script volume set v1 server.ssl on
+gluster --mode=script volume set v1 auth.ssl-allow "$allow"
+gluster --mode=script volume start v1
+as_node "$client"
+if mount -t glusterfs 10.203.0.1:/v1 "$lab/mnt" 2>/dev/null && echo written > "$lab/mnt/probe"; then
+  echo "mounted"
+  umount "$lab/mnt"
+else
+  echo "refused: $(grep -ho 'remote-error=[^}]*\|alert [a-z ]*' /var/log/glusterfs/*mnt*.log | tail -1)"
+fi
+gluster --mode=script volume stop v1 >/dev/null 2>&1 || true
+for pid in /run/gluster/vols/v1/*.pid /run/gluster/glusterd.pid; do
+  if [ -s "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
+done
+"""
+
+
+def _gluster_lab(roots: dict[str, Path], tmp_path: Path, server: str, client: str, allow: str) -> str:
+    for tool in ("glusterd", "gluster", "unshare", "ip"):
+        require_tool(tool)
+    require_root("GlusterFS needs root, a network namespace and a FUSE mount")
+    if not Path("/dev/fuse").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no /dev/fuse: a GlusterFS mount needs FUSE")
+        pytest.skip("no /dev/fuse: a GlusterFS mount needs FUSE")
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for name, root in roots.items():
+        subprocess.run(["cp", "-a", str(root), str(lab / name)], check=True)
+    ns = f"msgl{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        done = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                GLUSTER_LAB,
+                "lab",
+                str(lab),
+                server,
+                client,
+                allow,
+            ],
+            env={**os.environ, "OPENSSLDIR": _openssl_dir()},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_node_mounts_the_volume_over_tls(cluster, tmp_path: Path) -> None:
+    hosts, roots, _, _ = cluster
+    names = ",".join(h.name for h in hosts)
+    assert _gluster_lab(roots, tmp_path, hosts[0].name, hosts[1].name, names) == "mounted"
+    assert (tmp_path / "lab/brick/probe").read_text() == "written\n"
+
+
+def test_a_certificate_not_allowed_is_refused(cluster, tmp_path: Path) -> None:
+    """Control: the same client, its name left out of auth.ssl-allow: Gluster refuses it."""
+    hosts, roots, _, _ = cluster
+    allow = ",".join(h.name for h in hosts if h.name != hosts[1].name)
+    result = _gluster_lab(roots, tmp_path, hosts[0].name, hosts[1].name, allow)
+    assert result == "refused: remote-error=Authentication failed", result
