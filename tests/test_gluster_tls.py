@@ -153,7 +153,15 @@ GLUSTER_LAB = r"""
 set -eu
 lab=$1 server=$2 client=$3 allow=$4
 mount --make-rprivate /
-for d in /var/lib/glusterd /var/log/glusterfs /run/gluster; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+# glusterd's state, logs and sockets (/run/glusterd.socket) of this namespace's own, gone with it.
+for d in /var/lib/glusterd /var/log/glusterfs /run; do mount -t tmpfs tmpfs "$d"; done
+mkdir -p /run/gluster
+stop() {
+  for pid in /run/gluster/vols/v1/*.pid /run/gluster/glusterd.pid; do
+    if [ -s "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
+  done
+}
+trap stop EXIT
 as_node() {
   for d in /etc/ssl "$OPENSSLDIR"; do
     if mountpoint -q "$d"; then umount "$d"; fi
@@ -183,9 +191,6 @@ else
   echo "refused: $(grep -ho 'remote-error=[^}]*\|alert [a-z ]*' /var/log/glusterfs/*mnt*.log | tail -1)"
 fi
 gluster --mode=script volume stop v1 >/dev/null 2>&1 || true
-for pid in /run/gluster/vols/v1/*.pid /run/gluster/glusterd.pid; do
-  if [ -s "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
-done
 """
 
 
