@@ -730,6 +730,14 @@ class Vpn(Model):
         description="The VPN servers' port; the host lets only this out of the downloads network. "
         "Default 51820 (wireguard) or 1194 (openvpn).",
     )
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="The VPN servers' addresses or networks (e.g. 185.65.135.10 or 185.65.135.0/24); the host "
+        "lets the VPN port out of the downloads network only to these. One address is also gluetun's "
+        "OPENVPN_ENDPOINT_IP (the server it connects to). Required with provider custom; without it the "
+        "port is open to any address.",
+        max_length=64,
+    )
 
     @field_validator("provider")
     @classmethod
@@ -764,6 +772,24 @@ class Vpn(Model):
                 raise ValueError(f"{country!r} is not a country name such as Netherlands (letters, spaces, . ' -)")
         return v
 
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, v: list[str]) -> list[str]:
+        for endpoint in v:
+            try:
+                # ASCII digits, hex letters, dots, colons and one slash only: no zone, no space, no nft syntax.
+                if not re.fullmatch(r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?", endpoint):
+                    raise ValueError
+                network = ipaddress.ip_network(endpoint, strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"{endpoint!r} is not a VPN server address or network; use e.g. 185.65.135.10 or "
+                    "185.65.135.0/24 (host bits zero)"
+                ) from None
+            if network.prefixlen == 0:
+                raise ValueError(f"{endpoint!r} is every address; list the VPN servers, or leave endpoints out")
+        return v
+
     @field_validator("wireguard_private_key", "openvpn_user", "openvpn_password")
     @classmethod
     def _credential(cls, v: str | None) -> str | None:
@@ -780,7 +806,20 @@ class Vpn(Model):
             raise ValueError(
                 "openvpn needs openvpn_user and openvpn_password; set them as secrets with pulumi config set --secret"
             )
+        if self.provider == "custom" and not self.endpoints:
+            raise ValueError(
+                "provider custom has no server list: set downloads.vpn.endpoints to your VPN server's address "
+                "(e.g. [185.65.135.10])"
+            )
         return self
+
+    @property
+    def endpoint_ip(self) -> str | None:
+        """The one server address gluetun is told to connect to, when `endpoints` is exactly one address."""
+        if len(self.endpoints) != 1:
+            return None
+        network = ipaddress.ip_network(self.endpoints[0])
+        return str(network.network_address) if network.num_addresses == 1 else None
 
     @property
     def port(self) -> int:
@@ -991,6 +1030,12 @@ class GlusterFs(Model):
     volume: str = Field("mediastack", description="Gluster volume name.")
     brick_root: DataPath = Field(
         "/srv/gluster/bricks", description="Directory on each storage host's own disk that holds its brick."
+    )
+    tls: bool = Field(
+        True,
+        description="TLS for the volume's I/O and the management connections (client.ssl, server.ssl, "
+        "/var/lib/glusterd/secure-access), with certificates the stack's own CA signs; only the cluster's "
+        "nodes (auth.ssl-allow) may connect. Turning it on for a running volume needs every mount remounted.",
     )
 
     @field_validator("volume")

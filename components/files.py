@@ -6,6 +6,7 @@ are paths relative to the render directory; `Service.uploads` names the ones a c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import yaml
@@ -27,13 +28,13 @@ from .replica import pg_hba, replica_entrypoint, replica_init
 from .resolve import ResolvedStack, Route, public_after_logins, routes
 
 
-def host_generated_files(stack: ResolvedStack) -> dict[str, dict[str, str]]:
+def host_generated_files(stack: ResolvedStack, files: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
     """Service -> host path -> content: the generated files the host step writes for read-only-rootfs
-    containers."""
+    containers (from `files`, the whole stack's, when `stack` is one host's view of a cluster)."""
     found: dict[str, dict[str, str]] = {}
     if not any(binds_generated_files(s.spec, stack.config) for s in stack.services):
         return found
-    files = generate_files(stack)
+    files = generate_files(stack) if files is None else files
     for service in stack.services:
         spec = service.spec
         if binds_generated_files(spec, stack.config):

@@ -27,12 +27,14 @@ CONTAINER_PATHS = {
 # `uploads` into the container after create and before start, which Docker refuses on a read-only rootfs. The
 # host step writes them under <config_root>/generated/<service>/ and the container gets that DIRECTORY as a
 # read-only bind (a directory, not single files: a file rewritten by rename is then seen inside, by watchers
-# too). On a Swarm they are Swarm configs.
+# too). On a Swarm they are Swarm configs, except for the router: Traefik is pinned to one host (it publishes
+# its ports in host mode) and binds its routes directory from there, so that the public routes can be added to
+# it once the logins exist (a Swarm config cannot change, and a file added to a service's configs restarts it).
 GENERATED = "generated"
 
 
 def binds_generated_files(service: Service, config: StackConfig) -> bool:
-    return service.read_only_rootfs and bool(service.uploads) and not config.cluster
+    return service.read_only_rootfs and bool(service.uploads) and (not config.cluster or service.router)
 
 
 def generated_dir(service: Service) -> str:

@@ -557,9 +557,10 @@ class Route:
 
 
 def public_after_logins(stack: ResolvedStack) -> bool:
-    """Whether public routes open only once the logins exist: on one host with the deploy-time wiring, which
-    makes them. Until then a public UI answers the LAN only (the wiring itself reaches it from there)."""
-    return stack.config.wiring.enabled and not stack.config.cluster
+    """Whether public routes open only once the logins exist: with the deploy-time wiring, which makes them (on
+    one host and on a Swarm). Until then a public UI answers the LAN only (the wiring itself reaches it from
+    there)."""
+    return stack.config.wiring.enabled
 
 
 def routes(stack: ResolvedStack) -> list[Route]:
@@ -660,6 +661,12 @@ def _vpn_env(config: StackConfig, clients: list[ResolvedService]) -> dict[str, s
         env["WIREGUARD_ADDRESSES"] = vpn.wireguard_addresses
     if vpn.server_countries:
         env["SERVER_COUNTRIES"] = ",".join(vpn.server_countries)
+    if vpn.endpoint_ip:
+        # The server the host's guard lets the tunnel reach (components/vpn_guard.py). gluetun v3.40.0 reads it
+        # as the server selection's target IP for both VPN types (qdm12/gluetun internal/configuration/settings/
+        # serverselection.go; internal/provider/utils/pick.go picks the built-in WireGuard server with that IP,
+        # or fails when none has it, and sets it as the picked OpenVPN server's address).
+        env["OPENVPN_ENDPOINT_IP"] = vpn.endpoint_ip
     forwarded = next((c for c in clients if c.spec.forwarded_port), None)
     if vpn.port_forwarding:
         env["VPN_PORT_FORWARDING"] = "on"

@@ -18,6 +18,7 @@ import pulumi
 from .config import Host, SharedStorageKind, StackConfig
 from .placement import storage_hosts
 from .quoting import fstab_field, sh
+from .scripts import script
 from .storage import host_command
 
 MARK = "# mediastack shared storage"  # the marker line ends with ": <mount point>"
@@ -185,34 +186,87 @@ def gluster_clients(config: StackConfig) -> str:
     return ",".join(dict.fromkeys(h.address for h in config.hosts))
 
 
+def gluster_tls(config: StackConfig) -> bool:
+    storage = config.storage
+    return storage is not None and storage.kind is SharedStorageKind.glusterfs and storage.glusterfs.tls
+
+
+# GlusterFS TLS (Gluster Administrator Guide, "Setting up GlusterFS with SSL/TLS", gluster/glusterdocs
+# docs/Administrator-Guide/SSL.md): each node's certificate in /etc/ssl/glusterfs.pem, its key in
+# /etc/ssl/glusterfs.key, the CA it trusts in /etc/ssl/glusterfs.ca; the volume options client.ssl and server.ssl
+# turn on TLS for I/O, auth.ssl-allow lists the certificate names allowed to connect; the file
+# /var/lib/glusterd/secure-access turns it on for the management connections. Each node makes its own key (it
+# never leaves the node); the first storage host holds the cluster's CA and signs each node's request.
+TLS_KEY_DELETE = 'rm -f "${ROOT:-}/etc/ssl/glusterfs.key"\necho "gluster tls: key removed"'
+TLS_SIGN_DELETE = "echo 'gluster tls: the CA stays in /var/lib/mediastack/gluster-ca (remove it by hand)'"
+TLS_INSTALL_DELETE = """#!/bin/sh
+# Takes TLS away again: the certificate, the CA and secure-access; glusterd, where it runs, restarts without.
+set -eu
+ROOT="${ROOT:-}"
+rm -f "$ROOT/etc/ssl/glusterfs.pem" "$ROOT/etc/ssl/glusterfs.ca" "$ROOT/var/lib/glusterd/secure-access"
+dir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\\(.*\\)"$/\\1/p')
+for f in glusterfs.pem glusterfs.ca glusterfs.key; do
+  if [ -n "$dir" ] && [ -L "$ROOT$dir/$f" ]; then rm -f "$ROOT$dir/$f"; fi
+done
+if [ -z "$ROOT" ] && command -v systemctl >/dev/null && systemctl -q is-active glusterd; then
+  systemctl restart glusterd
+fi
+echo "gluster tls: removed"
+"""
+
+
+def tls_names(config: StackConfig) -> list[str]:
+    """The certificate names (CN) of the cluster's nodes: auth.ssl-allow, and what the signer checks."""
+    return [h.name for h in config.hosts]
+
+
+def tls_key_script(host: Host) -> str:
+    return script("gluster_tls_key.sh", {"parameters": f"CN={sh(host.name)}"})
+
+
+def tls_sign_script(config: StackConfig, requests: dict[str, str]) -> str:
+    """The signing step, given each node's certificate request (PEM, from its key step) by host name."""
+    assert config.storage is not None
+    calls = "\n".join(f"sign {sh(name)} {sh(requests[name].strip())}" for name in tls_names(config))
+    return script(
+        "gluster_tls_sign.sh",
+        {"parameters": f"CA_NAME={sh('mediastack ' + config.storage.glusterfs.volume + ' CA')}", "requests": calls},
+    )
+
+
+def signed_certificates(stdout: str) -> dict[str, str]:
+    """The signing step's output by name ("ca" and each host): the PEM after each "### <name>" line."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith("### "):
+            current = found.setdefault(line[4:].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in found.items()}
+
+
+def tls_install_script(host: Host, signed: dict[str, str]) -> str:
+    params = [f"CN={sh(host.name)}", f"CERT={sh(signed.get(host.name, ''))}", f"CA={sh(signed.get('ca', ''))}"]
+    return script("gluster_tls_install.sh", {"parameters": "\n".join(params)})
+
+
 def volume_create(config: StackConfig) -> str:
+    """The script gluster_volume_create.sh with its parameters (PEERS and BRICKS: words of host names or
+    addresses and paths from the config's grammars, which admit no space or glob character)."""
     assert config.storage is not None
     g = config.storage.glusterfs
     hosts = storage_hosts(config)
     brick = gluster_brick(config)
-    peers = " ".join(sh(h.address) for h in hosts[1:])
-    bricks = " ".join(sh(f"{h.address}:{brick}") for h in hosts)
-    replica = 2 if len(hosts) == 2 else 3
-    return f"""#!/bin/sh
-# On the first storage host: probes the other storage hosts and creates and starts the replicated volume,
-# which only the cluster's own nodes may mount (auth.allow; GlusterFS's default allows every address).
-set -eu
-volume={sh(g.volume)}
-for peer in {peers}; do
-  gluster --mode=script peer probe "$peer"
-done
-if gluster --mode=script volume info "$volume" >/dev/null 2>&1; then
-  echo "gluster: volume $volume exists"
-else
-  gluster --mode=script volume create "$volume" replica {replica} transport tcp {bricks}
-fi
-gluster --mode=script volume set "$volume" auth.allow {sh(gluster_clients(config))}
-if gluster --mode=script volume info "$volume" | grep -q '^Status: Started'; then
-  echo "gluster: volume $volume started"
-else
-  gluster --mode=script volume start "$volume"
-fi
-"""
+    params = [
+        f"VOLUME={sh(g.volume)}",
+        f"PEERS={sh(' '.join(h.address for h in hosts[1:]))}",
+        f"BRICKS={sh(' '.join(f'{h.address}:{brick}' for h in hosts))}",
+        f"REPLICA={2 if len(hosts) == 2 else 3}",
+        f"CLIENTS={sh(gluster_clients(config))}",
+        f"TLS_NAMES={sh(','.join(tls_names(config)) if gluster_tls(config) else '')}",
+    ]
+    return script("gluster_volume_create.sh", {"parameters": "\n".join(params)})
 
 
 def volume_delete(config: StackConfig) -> str:
@@ -281,12 +335,13 @@ class SharedStorage(pulumi.ComponentResource):
                 host_command(f"{name}-{h.name}-brick", h, scripts["brick-create.sh"], scripts["brick-delete.sh"], child)
                 for h in hosts
             ]
+            tls = self._tls(name, config) if gluster_tls(config) else []
             volume = host_command(
                 f"{name}-volume",
                 hosts[0],
                 scripts["volume-create.sh"],
                 scripts["volume-delete.sh"],
-                pulumi.ResourceOptions(parent=self, depends_on=bricks),
+                pulumi.ResourceOptions(parent=self, depends_on=[*bricks, *tls]),
             )
             ready = [volume]
         self.mounts = {
@@ -300,3 +355,35 @@ class SharedStorage(pulumi.ComponentResource):
             for h in args.hosts
         }
         self.register_outputs({"mounted": sorted(self.mounts)})
+
+    def _tls(self, name: str, config: StackConfig) -> list[pulumi.Resource]:
+        """Every node's key and request, the CA's signatures on the first storage host, every node's
+        certificate in place: before the volume is probed, created or set to TLS."""
+        child = pulumi.ResourceOptions(parent=self)
+        keys = {
+            h.name: host_command(f"{name}-{h.name}-tls-key", h, tls_key_script(h), TLS_KEY_DELETE, child)
+            for h in config.hosts
+        }
+        requests = pulumi.Output.all(**{n: k.stdout for n, k in keys.items()})
+        signer = host_command(
+            f"{name}-tls-ca",
+            storage_hosts(config)[0],
+            requests.apply(lambda r: tls_sign_script(config, r)),
+            TLS_SIGN_DELETE,
+            pulumi.ResourceOptions(parent=self, depends_on=list(keys.values())),
+        )
+        signed = signer.stdout.apply(signed_certificates)
+
+        def install(host: Host) -> pulumi.Output[str]:
+            return signed.apply(lambda certs: tls_install_script(host, certs))
+
+        return [
+            host_command(
+                f"{name}-{h.name}-tls",
+                h,
+                install(h),
+                TLS_INSTALL_DELETE,
+                pulumi.ResourceOptions(parent=self, depends_on=[signer]),
+            )
+            for h in config.hosts
+        ]

@@ -162,6 +162,9 @@ class HostStorageArgs:
     host: Host
     secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)  # generated secrets, by id
     after: Sequence[pulumi.Resource] = ()  # what must be in place first (on a cluster: the shared mount)
+    # The whole stack's generated files, where `stack` is one host's view of a cluster (Traefik's routes name
+    # every service, not only those on its host); None: generated from `stack`.
+    files: Mapping[str, str] | None = None
 
 
 class HostStorage(pulumi.ComponentResource):
@@ -197,7 +200,7 @@ class HostStorage(pulumi.ComponentResource):
         from .files import config_secret_files, generated_host_path, host_generated_files
 
         stack = args.stack
-        generated = host_generated_files(stack)
+        generated = host_generated_files(stack, args.files)
         if generated:
             # Only the files of the services that run on this host.
             here = {

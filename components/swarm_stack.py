@@ -14,15 +14,24 @@ from mediastack_vocabulary import Label
 from .backup import StackBackups, StackBackupsArgs, repository_password
 from .catalog import MountKind, NetworkRole
 from .config import HostRole, StackConfig
-from .files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
+from .files import (
+    CONTAINER_PATHS,
+    PUBLIC_ROUTES_FILE,
+    SMTP_PASSWORD_FILE,
+    binds_generated_files,
+    generate_files,
+    generated_host_path,
+    traefik_public_routes,
+)
 from .host_tuning import HostTuning, HostTuningArgs
 from .network import StackNetwork, StackNetworkArgs
-from .placement import Placement, node_labels, placement
+from .placement import Placement, host_named, node_labels, placement
+from .quoting import sh
 from .replica import PRIMARY, REPLICA
 from .resolve import ResolvedStack
 from .shared_storage import SharedStorage, SharedStorageArgs
 from .stack import MediaStackArgs, _secret_resource, docker_endpoint, generated_credentials
-from .storage import HostStorage, HostStorageArgs
+from .storage import HostStorage, HostStorageArgs, files_script, host_command
 from .swarm import SwarmCluster, SwarmClusterArgs
 from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name, gpu_daemon_settings
 from .wiring import PipelineWiring, PipelineWiringArgs
@@ -118,6 +127,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
         self.secrets = {
             sid: _secret_resource(f"{name}-{sid}", secret, child, config) for sid, secret in stack.secrets.items()
         }
+        files = generate_files(stack)
         # One host after the other: the data tree on the shared filesystem is created once, without races.
         dirs: list[pulumi.Resource] = []
         for h in config.hosts:
@@ -129,6 +139,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
                         host=h,
                         secrets=self.secrets,
                         after=[shared.mounts[h.name], *dirs[-1:]],
+                        files=files,
                     ),
                     child,
                 )
@@ -163,8 +174,10 @@ class SwarmMediaStack(pulumi.ComponentResource):
             )
             for sid, value in self.secrets.items()
         }
-        files = generate_files(stack)
-        uploads = sorted({path for s in stack.services for path in s.spec.uploads})
+        # Traefik's routes are a file on its host instead (generated_paths.binds_generated_files).
+        uploads = sorted(
+            {path for s in stack.services if not binds_generated_files(s.spec, config) for path in s.spec.uploads}
+        )
         configs = {
             path: docker.ServiceConfig(
                 f"{name}-{path.replace('/', '-').replace('.', '-')}-config",
@@ -203,7 +216,9 @@ class SwarmMediaStack(pulumi.ComponentResource):
                     secrets=self.secrets,
                     swarm_secrets=swarm_secrets,
                     configs={
-                        CONTAINER_PATHS[p]: configs[p] for p in (*service.spec.uploads, *extra.get(service.name, ()))
+                        CONTAINER_PATHS[p]: configs[p]
+                        for p in (*service.spec.uploads, *extra.get(service.name, ()))
+                        if p in configs
                     },
                     secret_files=secret_files.get(service.name, {}),
                     labels={
@@ -221,13 +236,32 @@ class SwarmMediaStack(pulumi.ComponentResource):
             )
 
         if config.wiring.enabled:
-            PipelineWiring(
+            wiring = PipelineWiring(
                 f"{name}-wiring",
                 PipelineWiringArgs(
                     stack=stack, secrets=self.secrets, services={n: s.service for n, s in self.services.items()}
                 ),
                 child,
             )
+            public = traefik_public_routes(stack)
+            if public is not None:
+                # As on one host: the routes file Traefik's host wrote keeps every UI on the LAN; this step adds
+                # the public routers to the directory Traefik binds from that host (its file provider watches it)
+                # once the wiring made the logins.
+                text, guarded = public
+                traefik = stack.get("traefik").spec
+                where = host_named(config, placements["traefik"].host or first.name)
+                path = generated_host_path(config, traefik, PUBLIC_ROUTES_FILE)
+                host_command(
+                    f"{name}-{where.name}-public-routes",
+                    where,
+                    files_script({path: text}),
+                    f'rm -f "${{ROOT:-}}"{sh(path)}',
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[*dirs, *(wiring.logins.get(s) or self.services[s] for s in guarded)],
+                    ),
+                )
         self.credentials = generated_credentials(stack, self.secrets)
         self.backups = self._backups(name, stack, placements, dirs) if config.backups.repository else None
 

@@ -4,7 +4,8 @@ With a VPN, the download clients have no network of their own: they share the VP
 namespace, and gluetun's firewall inside it lets nothing out but the tunnel. That is one lock, and it
 lives inside a container. The host adds a second one where the container cannot change it: of what the
 downloads bridge forwards out of the host, only the tunnel (UDP, or UDP and TCP for OpenVPN, to the VPN
-servers' port) passes; everything else is dropped and counted. So if gluetun's firewall is ever off,
+servers' port, and to the servers' addresses when the config names them: `downloads.vpn.endpoints`) passes;
+everything else is dropped and counted. So if gluetun's firewall is ever off,
 misconfigured or mid-restart with the tunnel down, a client still reaches nothing outside. Nor can it use
 the host itself as a way out: from the bridge, the host accepts only replies to what it started. The rules
 are in place before Docker starts any container at boot, and stopping the unit leaves them in place.
@@ -15,68 +16,43 @@ the table. Installed with a boot unit by the same create/delete pair as the shap
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
 from .config import DOWNLOADS_BRIDGE, StackConfig, VpnType
 from .host_tuning import tool_create, tool_delete
 from .quoting import sh
+from .scripts import script
 
 NFT_TABLE = "mediastack_vpn_guard"
 NAME = "mediastack-vpn-guard"
 
 
-def guard_tool(port: int, tcp_too: bool, bridge: str = DOWNLOADS_BRIDGE) -> str:
+def guard_tool(port: int, tcp_too: bool, bridge: str = DOWNLOADS_BRIDGE, endpoints: Sequence[str] = ()) -> str:
+    """The script installed as mediastack-vpn-guard (vpn_guard.sh): `apply`, `clear` or `status`. With
+    `endpoints` (addresses or networks, from the config's grammar) the VPN port passes only to them."""
     protocols = "{ udp, tcp }" if tcp_too else "udp"
-    return f"""#!/bin/sh
-# {NAME}: of what {bridge} forwards out of the host, only the VPN tunnel ({protocols} port {port}) passes.
-# Usage: {NAME} apply | clear | status. Managed by mediastack (pulumi); see components/vpn_guard.py.
-set -eu
-TABLE={NFT_TABLE}
-BRIDGE={sh(bridge)}
-
-state() {{
-  nft list table inet "$TABLE" 2>/dev/null | grep -v "counter packets" || true
-}}
-
-apply() {{
-  before=$(state)
-  # Replaced as a whole (the first line makes sure there is a table to delete).
-  nft -f - <<EOF
-table inet $TABLE
-delete table inet $TABLE
-table inet $TABLE {{
-  chain forward {{
-    type filter hook forward priority filter - 10; policy accept;
-    iifname "$BRIDGE" oifname != "$BRIDGE" meta l4proto {protocols} th dport {port} accept
-    iifname "$BRIDGE" oifname != "$BRIDGE" counter drop
-  }}
-  chain input {{
-    type filter hook input priority filter - 10; policy accept;
-    iifname "$BRIDGE" ct state established,related accept
-    iifname "$BRIDGE" counter drop
-  }}
-}}
-EOF
-  if [ "$before" = "$(state)" ]; then
-    echo "vpn-guard: unchanged"
-  else
-    echo "vpn-guard: applied (only {protocols} port {port} leaves $BRIDGE)"
-  fi
-}}
-
-clear() {{
-  if nft delete table inet "$TABLE" 2>/dev/null; then
-    echo "vpn-guard: cleared"
-  else
-    echo "vpn-guard: nothing to clear"
-  fi
-}}
-
-case "${{1:-}}" in
-  apply) apply ;;
-  clear) clear ;;
-  status) nft list table inet "$TABLE" ;;
-  *) echo "usage: $0 apply|clear|status" >&2; exit 2 ;;
-esac
-"""
+    nets = [ipaddress.ip_network(e, strict=True) for e in endpoints]
+    shown = [str(n.network_address) if n.num_addresses == 1 else str(n) for n in nets]
+    v4 = ", ".join(t for t, n in zip(shown, nets, strict=True) if n.version == 4)
+    v6 = ", ".join(t for t, n in zip(shown, nets, strict=True) if n.version == 6)
+    to = ", ".join(shown)
+    blocks = {
+        "origin": f"# {NAME}: of what {bridge} forwards out of the host, only the VPN tunnel ({protocols} port "
+        f"{port}{' to ' + to if to else ''}) passes.",
+        "parameters": "\n".join(
+            [
+                f"TABLE={NFT_TABLE}",
+                f"BRIDGE={sh(bridge)}",
+                f"PORT={port}",
+                f"PROTOCOLS={sh(protocols)}",
+                f"ENDPOINTS4={sh(v4)}",
+                f"ENDPOINTS6={sh(v6)}",
+                f"TO={sh(to)}",
+            ]
+        ),
+    }
+    return script("vpn_guard.sh", blocks)
 
 
 def guard_unit() -> str:
@@ -104,7 +80,7 @@ def guard_scripts(config: StackConfig) -> dict[str, str]:
     vpn = config.downloads.vpn
     if vpn is None:
         return {}
-    tool = guard_tool(vpn.port, tcp_too=vpn.type is VpnType.openvpn)
+    tool = guard_tool(vpn.port, tcp_too=vpn.type is VpnType.openvpn, endpoints=vpn.endpoints)
     unit = guard_unit()
     return {
         "vpn-guard.sh": tool,

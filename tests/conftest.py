@@ -167,12 +167,14 @@ def host_written_files(result: PlanResult) -> dict[str, str]:
 
 def traefik_dynamic(result: PlanResult) -> dict[str, Any]:
     """The routes Traefik's file provider reads, all its files merged: the directory the host step writes and
-    Traefik binds on one host, or its Swarm config on a cluster."""
+    Traefik binds from its host (one host or a Swarm), or a Swarm config."""
     import base64
 
     for r in result.resources:
-        if r.type == CONTAINER and r.inputs["name"] == "traefik":
-            (source,) = [m["source"] for m in r.inputs["mounts"] if m["target"] == "/etc/traefik/dynamic"]
+        if r.type in (CONTAINER, "docker:index/service:Service") and r.inputs["name"] == "traefik":
+            # A container's mounts, or a Swarm service's (Traefik binds the directory from its host there too).
+            mounts = r.inputs.get("mounts") or r.inputs["taskSpec"]["containerSpec"]["mounts"]
+            (source,) = [m["source"] for m in mounts if m["target"] == "/etc/traefik/dynamic"]
             docs = [
                 yaml.safe_load(text)
                 for path, text in sorted(host_written_files(result).items())

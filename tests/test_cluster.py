@@ -68,8 +68,9 @@ def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() 
         assert res["reservation"]["memoryBytes"] == c["memoryReservation"] * 2**20, name
         assert res["reservation"]["nanoCpus"] / 1e9 == pytest.approx(c["cpuShares"] / 1024, abs=0.01), name
         assert spec.get("healthcheck") == c.get("healthcheck"), name
-        # On one host a read-only rootfs binds its generated files; on a Swarm they are Swarm configs.
-        bound = [m for m in c["mounts"] if "/generated/" in m.get("source", "")]
+        # On one host a read-only rootfs binds its generated files; on a Swarm they are Swarm configs, except
+        # Traefik's routes, which it binds from its host there too (the public routes are added once the logins exist).
+        bound = [m for m in c["mounts"] if "/generated/" in m.get("source", "") and name != "traefik"]
         assert [m for m in spec["mounts"] if m["target"] != "/dev/dri"] == [m for m in c["mounts"] if m not in bound]
         assert spec["capDrops"] == ["ALL"] and spec.get("capAdds") == c["capabilities"].get("adds"), name
         assert spec.get("user") == c.get("user") and spec["readOnly"] == c["readOnly"], name
@@ -147,7 +148,8 @@ def test_generated_files_are_swarm_configs_and_passwords_swarm_secrets() -> None
         for r in result.resources
         if r.type == "docker:index/serviceConfig:ServiceConfig"
     }
-    uploads = {path for name in swarm for path in CATALOG[name].uploads}
+    # Traefik's routes are a file on its host (tests/test_public_gate.py), not a Swarm config.
+    uploads = {path for name in swarm if name != "traefik" for path in CATALOG[name].uploads}
     assert set(configs) == uploads
     files = generate_files(resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster"))
     by_target = {CONTAINER_PATHS[p]: content for p, content in files.items() if p in CONTAINER_PATHS}
@@ -155,7 +157,7 @@ def test_generated_files_are_swarm_configs_and_passwords_swarm_secrets() -> None
         refs = s["taskSpec"]["containerSpec"].get("configs") or []
         # With a standby, the primary also reads the replication pg_hba.
         extra = [CONTAINER_PATHS["immich-postgres/pg_hba.conf"]] if name == "immich-postgres" else []
-        wanted = [*(CONTAINER_PATHS[p] for p in CATALOG[name].uploads), *extra]
+        wanted = [*(CONTAINER_PATHS[p] for p in CATALOG[name].uploads if name != "traefik"), *extra]
         assert sorted(r["fileName"] for r in refs) == sorted(wanted), name
         for ref in refs:
             config = next(c for c in configs.values() if c.inputs["name"] == ref["configName"])
@@ -180,10 +182,17 @@ def test_traefik_in_swarm_mode() -> None:
     traefik = services(plan("cluster"))["traefik"]
     spec = traefik["taskSpec"]["containerSpec"]
     args = spec["args"]
-    # Routes from the program's file (a Swarm config in the provider's directory); Swarm's VIP behind each name.
+    # Routes from the program's files (the provider's directory, bound read-only from the host Traefik is pinned
+    # to, where the host step writes them); Swarm's VIP behind each name.
     assert "--providers.file.directory=/etc/traefik/dynamic" in args and "--providers.file.watch=true" in args
     assert not any(a.startswith(("--providers.swarm", "--providers.docker")) for a in args)
-    assert [c["fileName"] for c in spec["configs"]] == ["/etc/traefik/dynamic/mediastack.yml"]
+    assert "configs" not in spec
+    assert {
+        "target": "/etc/traefik/dynamic",
+        "type": "bind",
+        "readOnly": True,
+        "source": "/srv/media/config/generated/traefik",
+    } in spec["mounts"]
     # Host mode keeps the client's address, which the LAN-only routers' allow-lists check.
     assert [(p["publishedPort"], p["publishMode"]) for p in traefik["endpointSpec"]["ports"]] == [
         (80, "host"),

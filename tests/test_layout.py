@@ -237,8 +237,7 @@ def test_scripts_name_the_paths_the_program_uses() -> None:
 
 # Shell still inside Python strings, to become .sh files like backup_tool.sh. The list only shrinks.
 SHELL_IN_PYTHON = {
-    ("shared_storage.py", "volume_delete"),  # being converted to a .sh file on another branch
-    ("vpn_guard.py", "guard_tool"),  # being converted to a .sh file on another branch
+    ("shared_storage.py", "volume_delete"),  # the volume delete: still to become a .sh file
 }
 
 

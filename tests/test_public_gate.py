@@ -1,9 +1,10 @@
-"""A UI the internet may reach opens to it only once its login exists: on one host with the deploy-time
-wiring, Traefik's main routes file keeps every UI on the LAN, and a second file, written after the wiring made
-the logins, adds a public router for each public UI."""
+"""A UI the internet may reach opens to it only once its login exists: with the deploy-time wiring, on one host
+and on a Swarm, Traefik's main routes file keeps every UI on the LAN, and a second file, written after the wiring
+made the logins into the directory Traefik binds from its host, adds a public router for each public UI."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import host_written_files, plan, plan_config, raw_config
@@ -28,8 +29,9 @@ def _priority(router: dict) -> int:
     return int(router.get("priority") or len(router["rule"]))
 
 
-def test_public_routes_open_only_after_the_logins_exist() -> None:
-    result = plan("prod")
+@pytest.mark.parametrize("stack", ["prod", "cluster", "cluster-nfs"])
+def test_public_routes_open_only_after_the_logins_exist(stack: str) -> None:
+    result = plan(stack)
     files = _traefik_files(result)
     main, public = files["mediastack.yml"]["http"], files["public.yml"]["http"]
     # Before the logins: nothing answers the internet.
@@ -51,6 +53,19 @@ def test_public_routes_open_only_after_the_logins_exist() -> None:
     assert len(logins) == 2 and set(logins.values()) <= set(writer.dependencies), writer.dependencies
     # Its delete takes the public routes away again.
     assert writer.inputs["delete"].startswith('rm -f "${ROOT:-}"') and "public.yml" in writer.inputs["delete"]
+    # Traefik reads the file where the step writes it: its file provider's directory is bound from that host.
+    (traefik,) = [r for r in result.resources if r.inputs.get("name") == "traefik" and "docker:" in r.type]
+    spec = traefik.inputs.get("taskSpec", {}).get("containerSpec", {})
+    mounts = traefik.inputs.get("mounts") or spec["mounts"]
+    (source,) = [m["source"] for m in mounts if m["target"] == "/etc/traefik/dynamic"]
+    (written,) = [p for p in host_written_files(result) if p.endswith("/public.yml")]
+    assert written == f"{source}/public.yml", (written, source)
+    command = traefik.inputs.get("command") or spec["args"]
+    assert "--providers.file.directory=/etc/traefik/dynamic" in command and "--providers.file.watch=true" in command
+    if "taskSpec" in traefik.inputs:
+        # On a Swarm: the step runs on the host Traefik is pinned to.
+        host = writer.name.removeprefix("media-").removesuffix("-public-routes")
+        assert traefik.inputs["taskSpec"]["placement"]["constraints"] == [f"node.labels.mediastack.host == {host}"]
 
 
 def test_without_the_wiring_public_routes_open_at_once() -> None:

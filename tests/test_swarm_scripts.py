@@ -217,8 +217,14 @@ def test_shared_storage_mounts_everywhere_idempotently_and_reverts(tmp_path: Pat
         volume = gluster["volumes"]["mediastack"]
         assert volume["status"] == "Started" and volume["replica"] == 3
         assert volume["bricks"] == [f"{h.address}:/srv/gluster/bricks/mediastack" for h in config.hosts]
-        # Only the cluster's own nodes may mount it (GlusterFS allows every address by default).
-        assert volume["options"] == {"auth.allow": "192.168.1.21,192.168.1.22,192.168.1.23"}
+        # Only the cluster's own nodes may mount it (GlusterFS allows every address by default), over TLS with
+        # their own certificates (tests/test_gluster_tls.py checks those).
+        assert volume["options"] == {
+            "auth.allow": "192.168.1.21,192.168.1.22,192.168.1.23",
+            "client.ssl": "on",
+            "server.ssl": "on",
+            "auth.ssl-allow": "gpu1,node2,node3",
+        }
         assert sorted(gluster["peers"]) == sorted(h.address for h in config.hosts[1:])
         assert "backup-volfile-servers=192.168.1.22:192.168.1.23" in ours[0]
         # Replacing the volume step under running services must not pull the storage away.

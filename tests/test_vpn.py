@@ -75,14 +75,74 @@ def test_forwarded_port_is_handed_to_qbittorrent() -> None:
 def test_host_guard_runs_with_the_vpn() -> None:
     commands = {r.name: r for r in vpn_plan().resources if r.type == "command:remote:Command"}
     guard = commands["media-nas-tuning-vpn-guard"]
-    assert "udp th dport 51820 accept" in guard.inputs["create"]
+    assert "\nPORT=51820\nPROTOCOLS=udp\n" in guard.inputs["create"]
     assert "mediastack-vpn-guard clear" in guard.inputs["delete"]
 
 
-def test_openvpn_guard_allows_its_port_over_udp_and_tcp() -> None:
+def ruleset(tool: str, tmp_path: Path) -> str:
+    """The nftables ruleset `apply` loads, read by a stand-in nft that keeps what it is fed."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "nft").write_text('#!/bin/sh\nif [ "$1" = -f ]; then cat > "$RULES"; fi\n')
+    (fake / "nft").chmod(0o755)
+    rules = tmp_path / "rules.nft"
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "RULES": str(rules)}
+    subprocess.run(["sh", "-c", tool, "vpn-guard", "apply"], env=env, check=True, capture_output=True)
+    return rules.read_text()
+
+
+def test_openvpn_guard_allows_its_port_over_udp_and_tcp(tmp_path: Path) -> None:
     cfg = vpn_config(type="openvpn", wireguard_private_key=None, openvpn_user="u", openvpn_password="p")
-    tool = guard_scripts(StackConfig.model_validate(cfg))["vpn-guard.sh"]
-    assert "meta l4proto { udp, tcp } th dport 1194 accept" in tool
+    rules = ruleset(guard_scripts(StackConfig.model_validate(cfg))["vpn-guard.sh"], tmp_path)
+    assert 'oifname != "ms-downloads" meta l4proto { udp, tcp } th dport 1194 accept' in rules
+
+
+def test_guard_names_the_vpn_servers_when_the_config_does(tmp_path: Path) -> None:
+    cfg = vpn_config(endpoints=["185.65.135.10", "185.65.134.0/24", "2a03:1b20:1:f011::/64"])
+    rules = ruleset(guard_scripts(StackConfig.model_validate(cfg))["vpn-guard.sh"], tmp_path).splitlines()
+    accepted = [line.strip() for line in rules if line.strip().endswith("accept") and "dport" in line]
+    assert accepted == [
+        'iifname "ms-downloads" oifname != "ms-downloads" ip daddr { 185.65.135.10, 185.65.134.0/24 } '
+        "meta l4proto udp th dport 51820 accept",
+        'iifname "ms-downloads" oifname != "ms-downloads" ip6 daddr { 2a03:1b20:1:f011::/64 } '
+        "meta l4proto udp th dport 51820 accept",
+    ]
+    # Without servers in the config: the port to any address (the residual docs/security.md names).
+    rules = ruleset(guard_scripts(StackConfig.model_validate(vpn_config()))["vpn-guard.sh"], tmp_path).splitlines()
+    accepted = [line.strip() for line in rules if line.strip().endswith("accept") and "dport" in line]
+    assert accepted == ['iifname "ms-downloads" oifname != "ms-downloads" meta l4proto udp th dport 51820 accept']
+
+
+def test_one_server_is_the_one_gluetun_connects_to() -> None:
+    from components.resolve import resolve
+
+    env = resolve(StackConfig.model_validate(vpn_config(endpoints=["185.65.135.10/32"])), "vpn").get("gluetun").env
+    assert env["OPENVPN_ENDPOINT_IP"] == "185.65.135.10"
+    for several in (["185.65.135.10", "185.65.135.11"], ["185.65.134.0/24"], []):
+        env = resolve(StackConfig.model_validate(vpn_config(endpoints=several)), "vpn").get("gluetun").env
+        assert "OPENVPN_ENDPOINT_IP" not in env, several
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "provider", "words"),
+    [
+        (["185.65.135.10;x"], "mullvad", ["'185.65.135.10;x' is not a VPN server address", "185.65.135.0/24"]),
+        (["185.65.135.1/24"], "mullvad", ["host bits zero"]),
+        (["fe80::1%eth0"], "mullvad", ["not a VPN server address"]),
+        (["$(id)"], "mullvad", ["not a VPN server address"]),
+        (["185.65.135.10\n"], "mullvad", ["not a VPN server address"]),
+        (["0.0.0.0/0"], "mullvad", ["every address", "leave endpoints out"]),
+        ([], "custom", ["provider custom has no server list", "downloads.vpn.endpoints"]),
+    ],
+)
+def test_endpoints_grammar(endpoints: list[str], provider: str, words: list[str]) -> None:
+    from components.loading import ConfigError, parse_stack_config
+
+    cfg = vpn_config(endpoints=endpoints, provider=provider)
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(cfg, "prod")
+    lines = [line for line in str(caught.value).splitlines() if "mediastack:downloads.vpn" in line]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), str(caught.value)
 
 
 def test_guard_scripts_pass_shellcheck_and_install_exactly(tmp_path: Path) -> None:
@@ -119,7 +179,7 @@ def reaches(lab: Lab, kind: str, port: int = 0, addr: str = "10.201.4.2") -> boo
         )
         return done.returncode == 0
     listener = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns("wan"), "python3", "-c", LISTEN, kind, str(port)],
+        ["ip", "netns", "exec", lab.ns("wan"), "python3", "-c", LISTEN, kind, str(port), addr],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -139,10 +199,10 @@ def reaches(lab: Lab, kind: str, port: int = 0, addr: str = "10.201.4.2") -> boo
 # Bounded: one datagram or one connection, two seconds at most.
 LISTEN = """
 import socket, sys
-kind, port = sys.argv[1], int(sys.argv[2])
+kind, port, addr = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.201.4.2", port))
+s.bind((addr, port))
 if kind == "tcp":
     s.listen(1)
 s.settimeout(2)
@@ -226,6 +286,31 @@ def test_kill_switch_lets_only_the_tunnel_out(lab: Lab, capsys: pytest.CaptureFi
     assert cleared.stdout.strip() == "vpn-guard: cleared"
     assert "mediastack_vpn_guard" not in lab.nft_tables()
     assert reaches(lab, "tcp", 8443)
+
+
+OTHER_ADDR = "10.201.4.3"  # a second address on the internet side: not the VPN server
+
+
+def test_kill_switch_lets_the_vpn_port_out_only_to_the_vpn_server(lab: Lab) -> None:
+    """With `downloads.vpn.endpoints`, the VPN port passes to the named server and to nothing else."""
+    subprocess.run(["ip", "-n", lab.ns("wan"), "addr", "replace", f"{OTHER_ADDR}/24", "dev", "w0"], check=True)
+    # A port of its own: the VXLAN stand-in of the test above holds UDP 51820 in the internet namespace.
+    port = 51900
+    named = guard_scripts(StackConfig.model_validate(vpn_config(endpoint_port=port, endpoints=["10.201.4.2"])))
+    anywhere = guard_scripts(StackConfig.model_validate(vpn_config(endpoint_port=port)))["vpn-guard.sh"]
+    try:
+        # Control: the port-only guard lets the VPN port out to any address.
+        assert lab.run_script(anywhere, "apply").returncode == 0
+        assert reaches(lab, "udp", port, "10.201.4.2") and reaches(lab, "udp", port, OTHER_ADDR)
+        applied = lab.run_script(named["vpn-guard.sh"], "apply")
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.strip() == "vpn-guard: applied (only udp port 51900 to 10.201.4.2 leaves ms-downloads)"
+        assert reaches(lab, "udp", port, "10.201.4.2"), "the VPN server must stay reachable"
+        assert not reaches(lab, "udp", port, OTHER_ADDR), "the VPN port to another address"
+        assert not reaches(lab, "tcp", 443, "10.201.4.2"), "another port to the VPN server"
+    finally:
+        lab.run_script(named["vpn-guard.sh"], "clear")
+        subprocess.run(["ip", "-n", lab.ns("wan"), "addr", "del", f"{OTHER_ADDR}/24", "dev", "w0"], check=False)
 
 
 HOST_LISTEN = """

@@ -168,7 +168,9 @@ def _bound_files(args: StackValidationArgs, w: Workload, inside: str = "/") -> d
     """Container path -> content of the host-written files a workload binds (read-only) under `inside`."""
     files = _host_files(args)
     found: dict[str, str] = {}
-    for mount in w.raw.get("mounts") or []:
+    # A container's mounts, or a Swarm service's (Traefik binds its routes directory from its host there too).
+    spec = (w.raw.get("taskSpec") or {}).get("containerSpec") or {}
+    for mount in w.raw.get("mounts") or spec.get("mounts") or []:
         source, target = str(mount.get("source") or ""), str(mount.get("target") or "")
         if mount.get("type") != "bind" or not source:
             continue
