@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -218,6 +219,11 @@ REAL_PROGRAMS: dict[str, tuple[str, str, str | None]] = {
         'exec /usr/bin/qbittorrent-nox --webui-port="${WEBUI_PORT:-8080}" --torrenting-port="${TORRENTING_PORT:-6881}"',
     ),
 }
+# Data files Debian's builds read at run time where upstream's embed them: Debian's alertmanager reads its default
+# notification template from /usr/share (without it the config loads but is not applied, and it never listens).
+REAL_PROGRAM_DATA: dict[str, tuple[str, ...]] = {
+    "alertmanager": ("/usr/share/prometheus/alertmanager",),
+}
 # The environment those images set (the Dockerfiles cited above).
 REAL_PROGRAM_ENV: dict[str, tuple[str, ...]] = {
     "qbittorrent": ("HOME=/config", "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/config"),
@@ -249,6 +255,9 @@ def real_program(root: Path, inputs: dict) -> tuple[str, ...]:
         started = "/standin/run-" + name
         (root / started.lstrip("/")).write_text(f"#!/bin/sh\n{command}\n")
         (root / started.lstrip("/")).chmod(0o755)
+    for data in REAL_PROGRAM_DATA.get(name, ()):
+        if Path(data).is_dir():
+            shutil.copytree(data, root / data.lstrip("/"), symlinks=False, dirs_exist_ok=True)
     for directory in ("etc/ssl/certs", "usr/share/zoneinfo"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     return (

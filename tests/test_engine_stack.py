@@ -37,6 +37,7 @@ def _seconds(text: str) -> float:
 class Deployed:
     def __init__(self, engine, stack: str, host_root: Path):
         self.engine = engine
+        host_root.chmod(0o755)  # as a host's / (node-exporter reads it as nobody at /host)
         # Networks first, as `pulumi up` makes them before what reads their outputs (a bridge's gateway).
         self.applied: Applied = Applied()
         self.plan = engine_informed_plan(read_stack(ROOT, stack), engine.client, self.applied)
