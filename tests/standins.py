@@ -219,8 +219,8 @@ REAL_PROGRAMS: dict[str, tuple[str, str, str | None]] = {
         'exec /usr/bin/qbittorrent-nox --webui-port="${WEBUI_PORT:-8080}" --torrenting-port="${TORRENTING_PORT:-6881}"',
     ),
 }
-# Data files Debian's builds read at run time where upstream's embed them: Debian's alertmanager reads its default
-# notification template from /usr/share (without it the config loads but is not applied, and it never listens).
+# Data files Debian's builds read at run time: Debian's alertmanager reads its default notification template from
+# /usr/share (without it the config loads but is not applied, and it never listens).
 REAL_PROGRAM_DATA: dict[str, tuple[str, ...]] = {
     "alertmanager": ("/usr/share/prometheus/alertmanager",),
 }
