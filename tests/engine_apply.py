@@ -273,6 +273,7 @@ def create_kwargs(plan: PlanResult, container: Registration, target: Target) -> 
         cpu_shares=int(i["cpuShares"]) if i.get("cpuShares") else None,
         network_mode=i.get("networkMode", "bridge"),  # the provider's default
         group_add=i.get("groupAdds"),
+        extra_hosts=[f"{h['host']}:{h['ip']}" for h in i.get("hosts") or []] or None,
         init=bool(i.get("init", False)),
         sysctls=i.get("sysctls"),
         stop_signal=i.get("stopSignal"),
@@ -411,6 +412,38 @@ def create_network(network: Registration, client: docker.DockerClient, applied: 
     )
     applied.record("network", network.name, i["name"])
     return str(created.id)
+
+
+def engine_informed_plan(files: StackFiles, client: docker.DockerClient, applied: Applied) -> PlanResult:
+    """The plan as `pulumi up` computes it where the program reads a network's outputs: the networks are created
+    first (recorded in `applied`, so `apply` leaves them), then the program runs again with each network's
+    `ipam_configs` (subnet, gateway) as the engine made them instead of the mocks' empty ones. The program passes a
+    bridge's gateway to host-network services (their listen address) and to /etc/hosts entries; a plan under
+    mocks alone has none."""
+    first = unsealed_plan(files)
+    for network in first.resources:
+        if network.type == NETWORK and network.urn not in applied.state:
+            ident = create_network(network, client, applied)
+            applied.state[network.urn] = (network.inputs, ident)
+    made = {
+        n.attrs["Name"]: [
+            {"subnet": c.get("Subnet", ""), "gateway": c.get("Gateway", "")} for c in n.attrs["IPAM"]["Config"] or []
+        ]
+        for n in client.networks.list()
+    }
+    mocked = offline.StackMocks.new_resource
+
+    def new_resource(self: offline.StackMocks, args: Any) -> tuple[str, dict[str, Any]]:
+        ident, state = mocked(self, args)
+        if args.typ == NETWORK and state.get("name") in made:
+            state["ipamConfigs"] = made[state["name"]]
+        return ident, state
+
+    offline.StackMocks.new_resource = new_resource  # type: ignore[method-assign]
+    try:
+        return unsealed_plan(files)
+    finally:
+        offline.StackMocks.new_resource = mocked  # type: ignore[method-assign]
 
 
 def run_command(command: Registration, target: Target, applied: Applied) -> str:

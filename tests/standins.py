@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,7 +56,16 @@ for dir in $STANDIN_WRITABLE; do
     exit 73
   fi
 done
-$run httpd -f -p "$STANDIN_PORT" -h /standin/www &
+if [ -n "${STANDIN_PROGRAM:-}" ]; then
+  # The real program from Debian at the image's own path, the container's command as its arguments.
+  $run "$STANDIN_PROGRAM" "$@" &
+else
+  $run httpd -f -p "$STANDIN_PORT" -h /standin/www &
+fi
+if [ -n "${STANDIN_METRICS_PORT:-}" ]; then
+  # A minimal /metrics where the app's own exporter cannot run here, on the port Prometheus scrapes.
+  $run httpd -f -p "$STANDIN_METRICS_PORT" -h /standin/metrics &
+fi
 if [ -n "${STANDIN_PROCESS:-}" ]; then
   # The process name a health check looks for in /proc/*/comm (a script's name is its comm); it lives while
   # the app does, so stopping the app fails the check.
@@ -75,7 +85,7 @@ for arg in "$@"; do
   case "$arg" in http://*|https://*) url="$arg" ;; esac
 done
 if [ -z "$url" ]; then
-  pidof httpd >/dev/null
+  pidof "${STANDIN_APP:-httpd}" >/dev/null
   exit $?
 fi
 timeout -s KILL 8 busybox wget -q -O /dev/null "$url"
@@ -173,6 +183,7 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             named = standin / process.group(1)
             named.write_text("#!/bin/sh\nsleep 2\nwhile pidof httpd >/dev/null; do sleep 2; done\n")
             named.chmod(0o755)
+        extra = (*real_program(root, inputs), *metrics_endpoint(root, inputs, port))
         (root / "config").mkdir(exist_ok=True)
         (root / "etc" / "passwd").write_text(
             "root:x:0:0:root:/root:/bin/sh\nabc:x:911:911::/config:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n"
@@ -192,6 +203,7 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             f"ENV STANDIN_WRITABLE={shlex.quote(' '.join(writable))}" if writable else "ENV STANDIN_WRITABLE=",
             f"LABEL org.mediastack.standin={reference}",
             f"ENV STANDIN_PROCESS={process.group(1)}" if process else "ENV STANDIN_PROCESS=",
+            *extra,
         )
         dockerd.import_rootfs(engine, root, reference, changes)
 
@@ -435,3 +447,93 @@ def build_socket_proxy(engine: dockerd.Engine, reference: str, inputs: dict) -> 
 
 
 SPECIAL_BUILDERS = {"gluetun": build_gluetun, "socket-proxy": build_socket_proxy}
+
+# -- Real programs from Debian inside the stand-ins -----------------------------------------------------------
+# catalog service -> (Debian's program, where the real image has it (components/image_facts.py binaries), the
+# command its image runs when the container gives none, as a shell line: None when the image's ENTRYPOINT is the
+# program and the container's command its arguments).
+REAL_PROGRAMS: dict[str, tuple[str, str, str | None]] = {
+    "prometheus": ("/usr/bin/prometheus", "/bin/prometheus", None),
+    "alertmanager": ("/usr/bin/prometheus-alertmanager", "/bin/alertmanager", None),
+    "node-exporter": ("/usr/bin/prometheus-node-exporter", "/bin/node_exporter", None),
+    "blackbox-exporter": ("/usr/bin/prometheus-blackbox-exporter", "/bin/blackbox_exporter", None),
+    "postgres-exporter": ("/usr/bin/prometheus-postgres-exporter", "/bin/postgres_exporter", None),
+    "redis-exporter": ("/usr/bin/prometheus-redis-exporter", "/redis_exporter", None),
+    # linuxserver/docker-qbittorrent root/etc/s6-overlay/s6-rc.d/svc-qbittorrent/run (0700e646): as abc (PUID),
+    # `qbittorrent-nox --webui-port="${WEBUI_PORT}" --torrenting-port="${TORRENTING_PORT}"`; its Dockerfile
+    # (005e8e05) sets HOME, XDG_CONFIG_HOME and XDG_DATA_HOME to /config, where the seeded qBittorrent.conf is.
+    "qbittorrent": (
+        "/usr/bin/qbittorrent-nox",
+        "/usr/bin/qbittorrent-nox",
+        'exec /usr/bin/qbittorrent-nox --webui-port="${WEBUI_PORT:-8080}" --torrenting-port="${TORRENTING_PORT:-6881}"',
+    ),
+}
+# Data files Debian's builds read at run time: Debian's alertmanager reads its default notification template from
+# /usr/share (without it the config loads but is not applied, and it never listens).
+REAL_PROGRAM_DATA: dict[str, tuple[str, ...]] = {
+    "alertmanager": ("/usr/share/prometheus/alertmanager",),
+}
+# The environment those images set (the Dockerfiles cited above).
+REAL_PROGRAM_ENV: dict[str, tuple[str, ...]] = {
+    "qbittorrent": ("HOME=/config", "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/config"),
+}
+
+
+def real_program_reason(name: str) -> str | None:
+    """Why the real program of a service cannot run in its stand-in here (its Debian package missing), or None."""
+    if name not in REAL_PROGRAMS:
+        return None
+    program = REAL_PROGRAMS[name][0]
+    return None if Path(program).exists() else f"{program} is not installed (Debian package of {name})"
+
+
+def real_program(root: Path, inputs: dict) -> tuple[str, ...]:
+    """Puts Debian's build of the service's program (and its shared libraries) at the real image's path and has
+    the stand-in entrypoint run it, after the same ownership steps, in place of the stand-in httpd; returns the
+    image changes. Services Debian does not ship keep the stand-in app."""
+    name = inputs.get("name", "")
+    if name not in REAL_PROGRAMS:
+        return ()
+    reason = real_program_reason(name)
+    if reason:
+        raise dockerd.EngineUnavailable(reason)
+    program, path, command = REAL_PROGRAMS[name]
+    dockerd.copy_program(root, program, path)
+    started = path
+    if command is not None:
+        started = "/standin/run-" + name
+        (root / started.lstrip("/")).write_text(f"#!/bin/sh\n{command}\n")
+        (root / started.lstrip("/")).chmod(0o755)
+    for data in REAL_PROGRAM_DATA.get(name, ()):
+        if Path(data).is_dir():
+            shutil.copytree(data, root / data.lstrip("/"), symlinks=False, dirs_exist_ok=True)
+    for directory in ("etc/ssl/certs", "usr/share/zoneinfo"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    return (
+        f"ENV STANDIN_PROGRAM={started}",
+        f"ENV STANDIN_APP={Path(path).name}",  # what stops the app (the health tests kill it by name)
+        *(f"ENV {line}" for line in REAL_PROGRAM_ENV.get(name, ())),
+    )
+
+
+# Exposition text a scrape accepts: Prometheus marks the target up when the page parses.
+STANDIN_METRICS = (
+    "# HELP standin_up The stand-in answers (not the real exporter).\n# TYPE standin_up gauge\nstandin_up 1\n"
+)
+
+
+def metrics_endpoint(root: Path, inputs: dict, app_port: int) -> tuple[str, ...]:
+    """A minimal metrics page where the catalog says Prometheus scrapes the service and its real exporter cannot
+    run here: on the same port as the stand-in app, or a second httpd on the metrics port."""
+    from components.catalog import CATALOG
+
+    name = inputs.get("name", "")
+    service = CATALOG.get(name)
+    if service is None or service.metrics is None or name in REAL_PROGRAMS:
+        return ()
+    metrics = service.metrics
+    same_port = metrics.port == app_port
+    page = root / "standin" / ("www" if same_port else "metrics") / metrics.path.lstrip("/")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(STANDIN_METRICS)
+    return () if same_port else (f"ENV STANDIN_METRICS_PORT={metrics.port}",)

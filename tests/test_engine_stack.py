@@ -6,20 +6,27 @@ these tests follow the program as it changes."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import time
+import urllib.parse
 from pathlib import Path
 
 import docker.errors
 import pytest
 import standins
-from engine_apply import CONTAINER, NETWORK, Applied, Target, apply, destroy, unsealed_plan
+import yaml
+from engine_apply import CONTAINER, NETWORK, Applied, Target, apply, destroy, engine_informed_plan
 
-from conftest import ROOT
+from conftest import ROOT, host_written_files
 from mediastack_cli.offline import read_stack
 
 pytestmark = pytest.mark.engine
 
 STORAGE_COMMAND = "storage-dirs"
+# The host steps that write what the real programs read: the generated configs and the apps' first-start seeds.
+FILES_COMMANDS = ("storage-files", "storage-seeds")
 HEALTH_GRACE_S = 15  # beyond a check's start period, interval and timeout: engine scheduling on 2 busy cores
 
 
@@ -30,10 +37,13 @@ def _seconds(text: str) -> float:
 class Deployed:
     def __init__(self, engine, stack: str, host_root: Path):
         self.engine = engine
-        self.plan = unsealed_plan(read_stack(ROOT, stack))
+        host_root.chmod(0o755)  # as a host's / (node-exporter reads it as nobody at /host)
+        # Networks first, as `pulumi up` makes them before what reads their outputs (a bridge's gateway).
+        self.applied: Applied = Applied()
+        self.plan = engine_informed_plan(read_stack(ROOT, stack), engine.client, self.applied)
         standins.build_all(engine, self.plan)
-        self.target = Target(engine.client, host_root, engine.socket, run_commands=(STORAGE_COMMAND,))
-        self.applied: Applied = apply(self.plan, self.target)
+        self.target = Target(engine.client, host_root, engine.socket, run_commands=(STORAGE_COMMAND, *FILES_COMMANDS))
+        apply(self.plan, self.target, self.applied)
         self.started = time.monotonic()
 
     @property
@@ -50,6 +60,11 @@ class Deployed:
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def dev(request, docker_engine, tmp_path_factory):
+    missing = [reason for name in standins.REAL_PROGRAMS if (reason := standins.real_program_reason(name))]
+    if missing:  # a stand-in that runs the real program needs its Debian package (.ci/run installs them)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"required in CI: {'; '.join(missing)}")
+        pytest.skip("; ".join(missing))
     deployed = Deployed(docker_engine, request.param, tmp_path_factory.mktemp("host"))
     try:
         yield deployed
@@ -192,10 +207,104 @@ def test_a_second_apply_changes_nothing(dev):
 
     before = {name: identity(name) for name in dev.containers}
     calls = len(dev.applied.calls)
-    again = apply(unsealed_plan(read_stack(ROOT, dev.plan.stack)), dev.target, dev.applied)
+    again = apply(
+        engine_informed_plan(read_stack(ROOT, dev.plan.stack), dev.engine.client, dev.applied), dev.target, dev.applied
+    )
     assert again.calls[calls:] == []
     after = {name: identity(name) for name in dev.containers}
     assert after == before
+
+
+# -- Real programs from Debian in their stand-ins (tests/standins.py REAL_PROGRAMS) ------------------------------
+
+
+def _fetch(dev, via: str, url: str, post: str | None = None, timeout: int = 10) -> tuple[int, str]:
+    """An HTTP request from inside container `via` (busybox wget), as another container of the stack makes it."""
+    data = f" --post-data {shlex.quote(post)}" if post is not None else ""
+    command = f"timeout -s KILL {timeout} busybox wget -q -O -{data} {shlex.quote(url)}; exit $?"
+    done = dev.engine.client.containers.get(via).exec_run(["sh", "-c", command])
+    return done.exit_code, done.output.decode(errors="replace")
+
+
+def _on_network(dev, network: str, besides: str) -> str:
+    """A running container of the plan on `network`, other than `besides`."""
+    for name, inputs in sorted(dev.containers.items()):
+        attached = {a["name"] for a in inputs.get("networksAdvanced") or []}
+        if name != besides and network in attached and dev.inspect(name)["State"]["Status"] == "running":
+            return name
+    raise AssertionError(f"no running container besides {besides} on {network}")
+
+
+def _network_of(dev, name: str, role: str) -> str:
+    (network,) = [a["name"] for a in dev.containers[name]["networksAdvanced"] if a["name"].endswith(role)]
+    return network
+
+
+def _generated(dev, path: str) -> dict:
+    """A generated file the host step writes, by its path under the stack's config root (dev and prod differ)."""
+    (text,) = [t for p, t in host_written_files(dev.plan).items() if p.endswith("/generated/" + path)]
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("dev", ["prod"], indirect=True)  # the dev stack runs no monitoring
+def test_the_real_prometheus_reports_every_scrape_target_up(dev):
+    _wait_all_healthy(dev)
+    config = _generated(dev, "prometheus/prometheus.yml")
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    via = _on_network(dev, _network_of(dev, "prometheus", "monitoring"), besides="prometheus")
+    interval = _seconds(config["global"]["scrape_interval"])
+    deadline = time.monotonic() + 2 * interval + HEALTH_GRACE_S
+    targets: list[dict] = []
+    while time.monotonic() < deadline:
+        code, body = _fetch(dev, via, "http://prometheus:9090/api/v1/targets?state=active")
+        assert code == 0, (via, body, _logs(dev, "prometheus"))
+        targets = json.loads(body)["data"]["activeTargets"]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            break
+        time.sleep(3)
+    # Every job of the generated file has targets, and every target answered its last scrape.
+    assert {t["labels"]["job"] for t in targets} == jobs
+    down = {
+        f"{t['labels']['job']} {t['scrapeUrl']}": t["lastError"] or t["health"] for t in targets if t["health"] != "up"
+    }
+    assert not down, down
+
+
+@pytest.mark.parametrize("dev", ["prod"], indirect=True)  # the dev stack runs no monitoring
+def test_the_real_alertmanager_loads_its_config_and_prometheus_finds_it(dev):
+    _wait_all_healthy(dev)
+    generated = _generated(dev, "alertmanager/alertmanager.yml")
+    via = _on_network(dev, _network_of(dev, "alertmanager", "monitoring"), besides="alertmanager")
+    code, body = _fetch(dev, via, "http://alertmanager:9093/-/ready")
+    assert code == 0, (body, _logs(dev, "alertmanager"))
+    code, body = _fetch(dev, via, "http://alertmanager:9093/api/v2/status")
+    assert code == 0, body
+    loaded = yaml.safe_load(json.loads(body)["config"]["original"])
+    assert loaded["route"]["receiver"] == generated["route"]["receiver"]
+    assert [r["name"] for r in loaded["receivers"]] == [r["name"] for r in generated["receivers"]]
+    assert len(loaded["inhibit_rules"]) == len(generated["inhibit_rules"])
+    code, body = _fetch(dev, via, "http://prometheus:9090/api/v1/alertmanagers")
+    assert code == 0, body
+    active = [a["url"] for a in json.loads(body)["data"]["activeAlertmanagers"]]
+    assert active == ["http://alertmanager:9093/api/v2/alerts"], active
+
+
+def test_the_real_qbittorrent_takes_the_seeded_password(dev):
+    _wait_all_healthy(dev)
+    # The credentials the program's deploy-time wiring logs in with (the stack's generated password).
+    (login,) = {
+        (r.inputs["username"], r.inputs["password"])
+        for r in dev.plan.resources
+        if r.inputs.get("app") == "qbittorrent" and "password" in r.inputs
+    }
+    web = dev.containers["qbittorrent"]
+    port = dict(line.split("=", 1) for line in web["envs"])["WEBUI_PORT"]
+    via = _on_network(dev, _network_of(dev, "qbittorrent", "backend"), besides="qbittorrent")
+    url = f"http://qbittorrent:{port}/api/v2/auth/login"
+    code, body = _fetch(dev, via, url, urllib.parse.urlencode({"username": login[0], "password": login[1] + "x"}))
+    assert (code, body) == (0, "Fails."), _logs(dev, "qbittorrent")
+    code, body = _fetch(dev, via, url, urllib.parse.urlencode({"username": login[0], "password": login[1]}))
+    assert (code, body) == (0, "Ok."), _logs(dev, "qbittorrent")
 
 
 def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
