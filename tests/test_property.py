@@ -52,8 +52,9 @@ PUBLIC_CANDIDATES = ("jellyfin", "immich-server", "sonarr", "qbittorrent", "graf
 LAN_RANGES = (
     ["192.168.1.0/24"],
     ["192.168.1.0/24", "fd00::/8"],
-    ["0.0.0.0/0"],  # every address: accepted only with exposure.allow_any_source
-    ["10.0.0.0/8"],  # overlaps a cluster's Docker pool: accepted only with exposure.allow_any_source
+    ["0.0.0.0/0"],  # every address: refused (some LAN-only UIs have no login of their own)
+    ["172.16.0.0/12"],  # overlaps Docker's bridge pools: accepted only with exposure.allow_any_source
+    ["10.0.0.0/8"],  # overlaps a cluster's Docker pool: accepted there only with exposure.allow_any_source
 )
 
 
@@ -184,7 +185,7 @@ def features(config: dict[str, Any]) -> set[str]:
         found.add("public:chosen" if exposure["public"] else "public:none")
     if "lan_ranges" not in config:
         found.add("lan:default")
-    elif exposure.get("allow_any_source") and "0.0.0.0/0" in config["lan_ranges"]:
+    elif exposure.get("allow_any_source") and config["lan_ranges"] == ["172.16.0.0/12"]:
         found.add("lan:any-source")
     else:
         found.add("lan:chosen")
