@@ -1150,8 +1150,9 @@ class Exposure(Model):
     )
     allow_any_source: bool = Field(
         False,
-        description="Opt in to `lan_ranges` that cover every address (0.0.0.0/0, ::/0) or overlap `docker_ranges`: "
-        "LAN-only UIs then answer to the internet or to every container.",
+        description="Opt in to `lan_ranges` that overlap `docker_ranges`: LAN-only UIs then answer to every "
+        "container. A range that covers every address (0.0.0.0/0, ::/0) is refused even so: some LAN-only UIs "
+        "have no login of their own.",
     )
 
     @field_validator("public")
@@ -1291,21 +1292,23 @@ class StackConfig(Model):
 
     def lan_range_problems(self) -> list[tuple[int, str, str]]:
         """(index, range, why) for each LAN range that lets in everyone or the stack's own containers."""
-        if self.exposure.allow_any_source:
-            return []
         found = []
         docker = [_network(c) for c in self.docker_ranges]
         for i, cidr in enumerate(self.lan_ranges):
             net = _network(cidr)
+            # Never opted in: the LAN-only UIs include some without a login of their own (Traefik's dashboard,
+            # Prometheus), which the policy pack never lets the internet reach (public-route-needs-login).
             if net.prefixlen == 0:
                 found.append(
                     (
                         i,
                         cidr,
-                        "lets every address on the internet reach the LAN-only UIs; list your LAN's ranges, or set "
-                        "mediastack:exposure.allow_any_source: true if that is what you mean",
+                        "lets every address on the internet reach the LAN-only UIs, some of which have no login of "
+                        "their own; list your LAN's ranges (a UI with a login goes in mediastack:exposure.public)",
                     )
                 )
+                continue
+            if self.exposure.allow_any_source:
                 continue
             hit = next((d for d in docker if d.version == net.version and d.overlaps(net)), None)
             if hit is not None:

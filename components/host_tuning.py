@@ -144,14 +144,16 @@ def tuning_scripts(host: Host, daemon_extra: Mapping[str, object] | None = None)
     }
 
 
-def host_facts(host: Host, reserve_for_host: int) -> dict[str, str]:
-    """The host's capacities for the policy pack (host-capacity), carried by its sysctl step's environment: a change
-    updates that one command in place (its create runs again, idempotent) and replaces no container."""
+def host_facts(host: Host, reserve_for_host: int, swarm_node: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host's capacities for the policy pack (host-capacity; on a cluster also its Swarm role and node labels,
+    for the cluster policies), carried by its sysctl step's environment: a change updates that one command in place
+    (its create runs again, idempotent) and replaces no container and updates no Swarm service."""
     return {
         "MEDIASTACK_HOST": host.name,
         "MEDIASTACK_HOST_CPUS": str(host.cpus),
         "MEDIASTACK_HOST_MEMORY": str(host.memory),
         "MEDIASTACK_HOST_RESERVE": str(reserve_for_host),
+        **(swarm_node or {}),
     }
 
 
@@ -167,6 +169,8 @@ class HostTuningArgs:
     vpn_guard: tuple[str, str] | None = None
     # Host-specific daemon.json keys (a cluster's NVIDIA node: its default runtime).
     daemon_extra: Mapping[str, object] | None = None
+    # A cluster node: its Swarm facts (swarm_stack.swarm_node_facts) beside its capacities, for the cluster policies.
+    swarm_node: Mapping[str, str] | None = None
 
 
 class HostTuning(pulumi.ComponentResource):
@@ -184,7 +188,7 @@ class HostTuning(pulumi.ComponentResource):
                 scripts[f"{step}-create.sh"],
                 scripts[f"{step}-delete.sh"],
                 child,
-                environment=host_facts(args.host, args.reserve_for_host) if step == "sysctl" else None,
+                environment=host_facts(args.host, args.reserve_for_host, args.swarm_node) if step == "sysctl" else None,
             )
             for step in ("sysctl", "daemon")
         }

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from mediastack_vocabulary import Label
-
 from .catalog import NetworkRole
 from .config import Gpu, Host
 from .placement import Placement
@@ -220,7 +218,7 @@ def service_args(args: SwarmServiceArgs, image: pulumi.Input[str]) -> dict:
                 labels=[
                     docker.ServiceTaskSpecContainerSpecLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())
-                    if k.startswith("mediastack.") and k != Label.cluster_nodes
+                    if k.startswith("mediastack.")
                 ],
             ),
             resources=docker.ServiceTaskSpecResourcesArgs(

@@ -13,7 +13,7 @@ from mediastack_vocabulary import Label
 
 from .backup import StackBackups, StackBackupsArgs, repository_password
 from .catalog import MountKind, NetworkRole
-from .config import HostRole, StackConfig
+from .config import Host, HostRole
 from .files import (
     CONTAINER_PATHS,
     PUBLIC_ROUTES_FILE,
@@ -37,22 +37,13 @@ from .swarm_service import MediaSwarmService, SwarmServiceArgs, b64, config_name
 from .wiring import PipelineWiring, PipelineWiringArgs
 
 
-def cluster_nodes(config: StackConfig) -> str:
-    """The nodes' facts, compact, as a label every service carries: the policies check placement against it."""
-    return json.dumps(
-        [
-            {
-                "name": h.name,
-                "cpus": h.cpus,
-                "memory": h.memory,
-                "reserve": config.reserve_for_host,
-                "manager": HostRole.manager in h.roles,
-                "labels": node_labels(h),
-            }
-            for h in config.hosts
-        ],
-        separators=(",", ":"),
-    )
+def swarm_node_facts(host: Host) -> dict[str, str]:
+    """A node's Swarm facts for the cluster policies (placement against roles and node labels), carried with its
+    capacities by its sysctl step (host_tuning.host_facts), not by the services: resizing a node updates no service."""
+    return {
+        "MEDIASTACK_SWARM_MANAGER": "true" if HostRole.manager in host.roles else "false",
+        "MEDIASTACK_SWARM_NODE_LABELS": json.dumps(node_labels(host), separators=(",", ":"), sort_keys=True),
+    }
 
 
 def encrypted_networks(stack: ResolvedStack, placements: dict[str, Placement]) -> set[NetworkRole]:
@@ -115,7 +106,10 @@ class SwarmMediaStack(pulumi.ComponentResource):
             h.name: HostTuning(
                 f"{name}-{h.name}-tuning",
                 HostTuningArgs(
-                    host=h, reserve_for_host=config.reserve_for_host, daemon_extra=gpu_daemon_settings(h) or None
+                    host=h,
+                    reserve_for_host=config.reserve_for_host,
+                    daemon_extra=gpu_daemon_settings(h) or None,
+                    swarm_node=swarm_node_facts(h),
                 ),
                 child,
             )
@@ -201,7 +195,6 @@ class SwarmMediaStack(pulumi.ComponentResource):
 
         # With a standby, the primary reads the same pg_hba (its replication line) as the replica.
         extra = {PRIMARY: ("immich-postgres/pg_hba.conf",)} if REPLICA in stack.enabled else {}
-        nodes = cluster_nodes(config)
         assert config.storage is not None
         self.services: dict[str, MediaSwarmService] = {}
         for service in stack.services:
@@ -223,7 +216,6 @@ class SwarmMediaStack(pulumi.ComponentResource):
                     secret_files=secret_files.get(service.name, {}),
                     labels={
                         Label.placement: p.mode,
-                        Label.cluster_nodes: nodes,
                         Label.shared_root: config.storage.mount_point,
                         **({Label.state: service.spec.state} if service.spec.state else {}),
                         **({Label.replica_of: service.spec.replica_of} if service.spec.replica_of else {}),

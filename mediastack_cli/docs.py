@@ -114,7 +114,7 @@ Beyond each key's own type, the program refuses a stack when:
 - a GPU of kind intel/amd is given without the host's `render_gid`;
 - a service in `exposure.public` is unknown, has no web UI, or has no login of its own (docs/security.md);
 - an extra mount's source, resolved, is the Docker or containerd socket or a directory above one (`/`, `/run`);
-- a `lan_ranges` entry covers every address (`0.0.0.0/0`, `::/0`) or overlaps `exposure.docker_ranges`, unless
+- a `lan_ranges` entry covers every address (`0.0.0.0/0`, `::/0`), or overlaps `exposure.docker_ranges` unless
   `exposure.allow_any_source` is true.
 """
     return head + "\n".join(rows) + notes

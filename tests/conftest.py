@@ -87,6 +87,25 @@ def raw_config(stack: str) -> dict[str, Any]:
     return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in stack_yaml(stack)["config"].items()}
 
 
+SMTP_PASSWORD = "s3cret-smtp"
+
+
+def with_smtp(stack: str = "prod", **alerting: Any) -> dict[str, Any]:
+    """A stack's config with e-mail alerts through an SMTP relay that needs a password (and any other alerting keys)."""
+    cfg = raw_config(stack)
+    cfg["alerting"] = {
+        **alerting,
+        "email": {
+            "to": "ops@example.org",
+            "sender": "alerts@example.org",
+            "smarthost": "smtp.example.org:587",
+            "username": "alerts",
+            "password": SMTP_PASSWORD,
+        },
+    }
+    return cfg
+
+
 _plans: dict[str, PlanResult] = {}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
-import subprocess
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -127,6 +126,7 @@ RESOURCE_ZERO: dict[str, dict[str, Any]] = {
                        "removeFailedDownloads": False, "tags": []},
     "applications": {"syncLevel": "disabled", "tags": []},
 }  # fmt: skip
+_FAKES = Path(__file__).resolve().parent / "fakes"
 MASK = "********"  # SchemaBuilder.PRIVATE_VALUE
 
 
@@ -536,15 +536,12 @@ def serve(app: FakeApp) -> Iterator[str]:
 
 
 @contextmanager
-def traefik(routes: dict[str, FakeApp], workdir: Path) -> Iterator[int]:
+def traefik(routes: dict[str, FakeApp]) -> Iterator[int]:
     """A stand-in of Traefik: HTTPS on a loopback port (a self-signed certificate, as Traefik serves without
-    ACME), routing by host name to the stand-ins; a host without a router gets Traefik's 404. Yields the port."""
-    key, cert = workdir / "traefik.key", workdir / "traefik.crt"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=TRAEFIK DEFAULT CERT",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    ACME), routing by host name to the stand-ins; a host without a router gets Traefik's 404. Yields the port.
+    The certificate is a fixed test one in tests/fakes (made once by `openssl req -x509 -days 36500`), so the
+    stand-in needs no openssl on the machine; clients do not verify it, as with Traefik's own default."""
+    key, cert = _FAKES / "traefik-default.key", _FAKES / "traefik-default.crt"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes.get))

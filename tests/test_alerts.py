@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT, require_tool
+from conftest import ROOT, SMTP_PASSWORD, require_tool, with_smtp
 from mediastack_cli.main import app
 
 HOST = {"host": "nas"}
@@ -342,22 +342,12 @@ def test_receivers_routing_and_inhibition_pass_amtool(tmp_path: Path) -> None:
     from components.files import alertmanager_config
     from components.loading import parse_stack_config
     from components.resolve import resolve
-    from conftest import raw_config
 
-    cfg = raw_config("prod")
-    cfg["alerting"] = {
-        "webhook_urls": ["https://hooks.example.org/alertmanager"],
-        "ntfy_url": "https://ntfy.sh/media-alerts",
-        "email": {
-            "to": "ops@example.org",
-            "sender": "alerts@example.org",
-            "smarthost": "smtp.example.org:587",
-            "username": "alerts",
-            "password": "s3cret-smtp",
-        },
-    }
+    cfg = with_smtp(
+        "prod", webhook_urls=["https://hooks.example.org/alertmanager"], ntfy_url="https://ntfy.sh/media-alerts"
+    )
     text = alertmanager_config(resolve(parse_stack_config(cfg, "prod"), "prod"))
-    assert "s3cret-smtp" not in text and "auth_password_file: /etc/alertmanager/smtp_password" in text
+    assert SMTP_PASSWORD not in text and "auth_password_file: /etc/alertmanager/smtp_password" in text
     doc = yaml.safe_load(text)
     assert [r["receiver"] for r in doc["route"]["routes"]] == ["critical", "notify"]
     assert doc["inhibit_rules"][0]["source_matchers"] == ['alertname="HostDown"']
@@ -373,17 +363,9 @@ def test_receivers_routing_and_inhibition_pass_amtool(tmp_path: Path) -> None:
 
 
 def test_smtp_password_reaches_alertmanager_only_as_a_secret() -> None:
-    from conftest import containers, plan_config, raw_config
+    from conftest import containers, plan_config
 
-    cfg = raw_config("prod")
-    cfg["alerting"] = {
-        "email": {
-            "to": "ops@example.org",
-            "sender": "alerts@example.org",
-            "smarthost": "smtp.example.org:587",
-            "password": "s3cret-smtp",
-        }
-    }
+    cfg = with_smtp("prod")
     result = plan_config(cfg, stack="mail")
     alertmanager = containers(result)["alertmanager"]
     # A read-only rootfs: the host step writes both files into the directory the container binds read-only.
@@ -405,4 +387,4 @@ def test_smtp_password_reaches_alertmanager_only_as_a_secret() -> None:
     assert "auth_password_file" in alertmanager_config(resolve(parse_stack_config(cfg, "mail"), "mail"))
     import json
 
-    assert "s3cret-smtp" not in json.dumps(result.to_json())
+    assert SMTP_PASSWORD not in json.dumps(result.to_json())

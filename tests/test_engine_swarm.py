@@ -1,8 +1,8 @@
 """The cluster stack on a real one-node Docker Swarm: networks, configs, secrets and services created as
 pulumi-docker creates them (tests/engine_apply.py `apply_swarm`), with stand-in images.
 
-The node stands for one of the cluster's hosts (its labels are that host's, from the services' own
-`mediastack.cluster-nodes` label): what is placed on that host runs there, global services run there, and
+The node stands for one of the cluster's hosts (its labels are that host's, from the facts its sysctl step
+carries for the cluster policies): what is placed on that host runs there, global services run there, and
 what is pinned to another host stays pending because no node satisfies its constraints."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import standins
 from engine_apply import SECRET, SERVICE, SERVICE_CONFIG, Target, apply_swarm, dependency_order, unsealed_plan
 
 import dockerd
-from conftest import ROOT
+from conftest import ROOT, raw_config
 from mediastack_cli.offline import read_stack
 
 pytestmark = pytest.mark.engine
@@ -32,9 +32,14 @@ def swarm(docker_engine, tmp_path_factory):
         address = dockerd.BRIDGE_IP.split("/")[0]
         engine.cli("swarm", "init", "--advertise-addr", address, "--listen-addr", f"{address}:2377")
         plan = unsealed_plan(read_stack(ROOT, "cluster"))
-        services = [r for r in plan.resources if r.type == SERVICE]
-        nodes = json.loads(dict(_labels(services[0]))["mediastack.cluster-nodes"])
-        host = nodes[0]
+        first = raw_config("cluster")["hosts"][0]["name"]
+        facts = next(r.inputs["environment"] for r in plan.resources if r.name.endswith(f"-{first}-tuning-sysctl"))
+        host = {
+            "name": facts["MEDIASTACK_HOST"],
+            "cpus": float(facts["MEDIASTACK_HOST_CPUS"]),
+            "memory": int(facts["MEDIASTACK_HOST_MEMORY"]),
+            "labels": json.loads(facts["MEDIASTACK_SWARM_NODE_LABELS"]),
+        }
         node = engine.client.nodes.list()[0]
         spec = node.attrs["Spec"]
         spec["Labels"] = dict(host["labels"])
@@ -55,10 +60,6 @@ def swarm(docker_engine, tmp_path_factory):
         yield engine, plan, applied, host
     finally:
         dockerd.stop(engine)
-
-
-def _labels(resource) -> list[tuple[str, str]]:
-    return [(label["label"], label["value"]) for label in resource.inputs.get("labels", [])]
 
 
 def _satisfied(constraints: list[str], labels: dict[str, str]) -> bool:

@@ -2,7 +2,8 @@
 
 Hypothesis draws stack configs across the feature space (1 to 5 hosts, every GPU kind, bundles and per-service
 toggles, the VPN off and with each type, link shaping, every shared storage kind, every backup repository kind,
-tier presets, explicit tiers and per-service overrides). Each config goes the way `mediastack plan` takes it: the
+tier presets, explicit tiers and per-service overrides, exposure: which UIs are public, lan_ranges and
+exposure.allow_any_source). Each config goes the way `mediastack plan` takes it: the
 config model first (a refusal must be a config message naming a `mediastack:` key, never a traceback), then the
 program under Pulumi's mocks, in this process, then the policy pack over its gRPC protocol. An accepted config
 must plan without an exception and without a single mandatory violation.
@@ -27,7 +28,7 @@ from conftest import ROOT
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
-EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "150"))
 RANDOM = os.environ.get("MEDIASTACK_PROPERTY_RANDOM") == "1"
 
 OPTIONAL = sorted(s.name for s in CATALOG.values() if s.bundle != "core")
@@ -43,6 +44,17 @@ FEATURES = frozenset(
     | {"storage:glusterfs", "storage:nfs", "storage:cephfs"}
     | {"backups:local", "backups:sftp", "backups:s3"}
     | {"tiers:preset", "tiers:explicit", "override:tier", "override:resources"}
+    | {"public:default", "public:none", "public:chosen", "lan:default", "lan:chosen", "lan:any-source"}
+)
+
+# UIs a user may make public: with a login of their own (accepted), or without one (refused: tdarr, prometheus).
+PUBLIC_CANDIDATES = ("jellyfin", "immich-server", "sonarr", "qbittorrent", "grafana", "tdarr", "prometheus")
+LAN_RANGES = (
+    ["192.168.1.0/24"],
+    ["192.168.1.0/24", "fd00::/8"],
+    ["0.0.0.0/0"],  # every address: refused (some LAN-only UIs have no login of their own)
+    ["172.16.0.0/12"],  # overlaps Docker's bridge pools: accepted only with exposure.allow_any_source
+    ["10.0.0.0/8"],  # overlaps a cluster's Docker pool: accepted there only with exposure.allow_any_source
 )
 
 
@@ -133,6 +145,18 @@ def stack_config(draw: st.DrawFn) -> dict[str, Any]:
     config["backups"] = {"repository": repository}
     if repository.startswith("s3:"):
         config["backups"].update(s3_access_key_id="id", s3_secret_access_key="key")
+    exposure: dict[str, Any] = {}
+    public = draw(st.sampled_from(["default", "none", "chosen"]))
+    if public == "none":
+        exposure["public"] = []
+    elif public == "chosen":
+        exposure["public"] = draw(st.lists(st.sampled_from(PUBLIC_CANDIDATES), min_size=1, max_size=3, unique=True))
+    if draw(st.booleans()):
+        config["lan_ranges"] = draw(st.sampled_from(LAN_RANGES))
+    if draw(st.booleans()):
+        exposure["allow_any_source"] = True
+    if exposure:
+        config["exposure"] = exposure
     return config
 
 
@@ -154,6 +178,17 @@ def features(config: dict[str, Any]) -> set[str]:
     repo = config["backups"]["repository"]
     found.add("backups:" + ("local" if repo.startswith("/") else repo.split(":", 1)[0]))
     found.add("tiers:explicit" if "tiers" in config else "tiers:preset")
+    exposure = config.get("exposure", {})
+    if "public" not in exposure:
+        found.add("public:default")
+    else:
+        found.add("public:chosen" if exposure["public"] else "public:none")
+    if "lan_ranges" not in config:
+        found.add("lan:default")
+    elif exposure.get("allow_any_source") and config["lan_ranges"] == ["172.16.0.0/12"]:
+        found.add("lan:any-source")
+    else:
+        found.add("lan:chosen")
     return found
 
 
@@ -189,6 +224,7 @@ def check(config: dict[str, Any], pack: PolicyPack) -> bool:
 def test_every_accepted_config_plans_clean(pack: PolicyPack) -> None:
     seen: set[str] = set()
     outcomes = {"accepted": 0, "refused": 0}
+    covered_after: list[int] = []  # examples drawn until every feature had been accepted
 
     @settings(
         max_examples=EXAMPLES,
@@ -203,6 +239,8 @@ def test_every_accepted_config_plans_clean(pack: PolicyPack) -> None:
         if check(config, pack):
             outcomes["accepted"] += 1
             seen.update(features(config))
+            if seen == FEATURES and not covered_after:
+                covered_after.append(outcomes["accepted"] + outcomes["refused"])
         else:
             outcomes["refused"] += 1
 
@@ -210,6 +248,7 @@ def test_every_accepted_config_plans_clean(pack: PolicyPack) -> None:
     assert outcomes["accepted"] >= EXAMPLES // 3, outcomes  # real plans, not only refusals
     if not RANDOM:
         assert seen == FEATURES, f"features never in an accepted config: {sorted(FEATURES - seen)}"
+    print(f"{outcomes}; every feature accepted after {covered_after[0] if covered_after else '-'} examples")
 
 
 def test_the_model_and_the_pack_share_the_tier_bounds() -> None:

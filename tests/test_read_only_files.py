@@ -11,7 +11,7 @@ from components.files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files
 from components.loading import parse_stack_config
 from components.resolve import resolve
 from components.storage import files_script
-from conftest import ROOT, containers, plan_config, raw_config, require_tool
+from conftest import ROOT, SMTP_PASSWORD, containers, plan_config, raw_config, require_tool, with_smtp
 from mediastack_cli.analyzer import run_pack
 
 
@@ -48,23 +48,12 @@ def test_the_files_script_writes_each_file_whole_and_again_the_same(tmp_path: Pa
 
 
 def test_a_secret_file_of_a_read_only_container_goes_in_a_secret_step_of_its_own() -> None:
-    cfg = raw_config("prod")
-    cfg["alerting"] = {
-        **cfg.get("alerting", {}),
-        "email": {
-            "to": "a@example.org",
-            "sender": "m@example.org",
-            "smarthost": "smtp.example.org:587",
-            "username": "m",
-            "password": "s3cret-smtp",
-        },
-    }
-    result = plan_config(cfg, stack="smtp")
+    result = plan_config(with_smtp("prod", **raw_config("prod").get("alerting", {})), stack="smtp")
     c = containers(result)
     assert not c["alertmanager"].get("uploads"), "no upload into its read-only rootfs, the secret included"
     steps = {r.name.rsplit("-storage-", 1)[-1]: r for r in result.resources if r.name.endswith("files")}
     assert steps["secret-files"].inputs["create"] == "[secret]"
-    assert "s3cret-smtp" not in str(result.to_json())
+    assert SMTP_PASSWORD not in str(result.to_json())
     # The other files stay readable: the pack still finds Traefik's routes and Prometheus' config.
     assert "prometheus.yml" in steps["files"].inputs["create"] and "traefik" in steps["files"].inputs["create"]
     report = run_pack(ROOT / "policies", result.resources)

@@ -178,17 +178,20 @@ def reaches(lab: Lab, kind: str, port: int = 0, addr: str = "10.201.4.2") -> boo
             ["ip", "netns", "exec", lab.ns("dl"), "ping", "-n", "-c", "1", "-W", "1", addr], capture_output=True
         )
         return done.returncode == 0
+    return _sent_and_received(lab, ["wan", LISTEN, kind, str(port), addr], [kind, addr, str(port)])
+
+
+def _sent_and_received(lab: Lab, listener_argv: list[str], sender_argv: list[str]) -> bool:
+    """A listener (namespace, script, arguments) waits for one datagram or connection that SEND makes from the
+    download namespace; whether it got there."""
+    namespace, script, *args = listener_argv
     listener = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns("wan"), "python3", "-c", LISTEN, kind, str(port), addr],
-        stdout=subprocess.PIPE,
-        text=True,
+        ["ip", "netns", "exec", lab.ns(namespace), "python3", "-c", script, *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
         subprocess.run(
-            ["ip", "netns", "exec", lab.ns("dl"), "python3", "-c", SEND, kind, addr, str(port)],
-            capture_output=True,
-            timeout=10,
+            ["ip", "netns", "exec", lab.ns("dl"), "python3", "-c", SEND, *sender_argv], capture_output=True, timeout=10
         )
         out, _ = listener.communicate(timeout=10)
         return out.strip() == "got"
@@ -331,22 +334,7 @@ except socket.timeout:
 
 def reaches_host(lab: Lab, addr: str, port: int) -> bool:
     """Whether a process in the download namespace reaches a service of the host itself (a proxy, a resolver)."""
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns("host"), "python3", "-c", HOST_LISTEN, addr, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
-        subprocess.run(
-            ["ip", "netns", "exec", lab.ns("dl"), "python3", "-c", SEND, "tcp", addr, str(port)],
-            capture_output=True,
-            timeout=10,
-        )
-        out, _ = listener.communicate(timeout=10)
-        return out.strip() == "got"
-    finally:
-        listener.kill()
+    return _sent_and_received(lab, ["host", HOST_LISTEN, addr, str(port)], ["tcp", addr, str(port)])
 
 
 def test_kill_switch_closes_the_way_through_the_host(lab: Lab) -> None:

@@ -374,7 +374,7 @@ def test_a_first_up_waits_until_traefik_routes_each_app(apps: Apps) -> None:
     )
 
 
-def test_a_first_up_with_the_default_urls_waits_behind_traefik(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_first_up_with_the_default_urls_waits_behind_traefik(monkeypatch: pytest.MonkeyPatch) -> None:
     """Done when of issue 21: no `wiring.urls`, so every call goes to https://<app>.<domain> through Traefik
     (self-signed without ACME: dev), which answers 404 for an app until its container is healthy."""
     cfg = StackConfig.model_validate(raw_config("dev"))
@@ -395,7 +395,7 @@ def test_a_first_up_with_the_default_urls_waits_behind_traefik(tmp_path: Any, mo
         item.props["retry"] = FAST
     for number, fake in enumerate(fakes.values()):
         fake.unrouted_for = 1 + number % 3  # each becomes healthy after its own time
-    with traefik(hosts, tmp_path) as port:
+    with traefik(hosts) as port:
         resolve_name = socket.getaddrinfo
 
         def to_traefik(host: Any, service: Any, *args: Any, **kwargs: Any) -> Any:

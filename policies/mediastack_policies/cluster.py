@@ -1,7 +1,7 @@
-"""Cluster policies: what a Swarm adds to the stack invariants. Node facts travel with every Swarm service as
-its `mediastack.cluster-nodes` label (name, CPUs, memory, reserve, manager, node labels), the shared data
-filesystem as `mediastack.shared-root`, and the paths that hold a service's own state as
-`mediastack.state-paths`; these policies read nothing else."""
+"""Cluster policies: what a Swarm adds to the stack invariants. Each node's facts travel once, in the environment
+of its sysctl host command (MEDIASTACK_HOST, _CPUS, _MEMORY, _RESERVE, MEDIASTACK_SWARM_MANAGER and
+MEDIASTACK_SWARM_NODE_LABELS); the shared data filesystem with every Swarm service as `mediastack.shared-root`, and
+the paths that hold a service's own state as `mediastack.state-paths`; these policies read nothing else."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pulumi_policy import StackValidationArgs
 
 from mediastack_vocabulary import Label
 
-from .shapes import Report, Workload
+from .shapes import LOCAL_COMMAND, REMOTE_COMMAND, Report, Workload, plain
 from .stack import ADVISORY, _backup_coverage, _policy, _workloads
 
 _CONSTRAINT = re.compile(r"^\s*(node\.[A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S+)\s*$")
@@ -40,17 +40,28 @@ class Node:
         return None
 
 
-def nodes_of(w: Workload) -> list[Node] | None:
-    text = w.labels.get(Label.cluster_nodes)
-    if not text:
-        return None
-    try:
-        return [
-            Node(n["name"], float(n["cpus"]), int(n["memory"]), int(n["reserve"]), bool(n["manager"]), n["labels"])
-            for n in json.loads(text)
-        ]
-    except (ValueError, KeyError, TypeError):
-        return None
+def cluster_nodes(args: StackValidationArgs) -> list[Node]:
+    """The Swarm's nodes, each from the environment of its host command (mediastack's sysctl step carries the node's
+    capacities, role and labels); a node whose facts do not parse is left out."""
+    nodes = []
+    for r in args.resources:
+        env = plain(r.props.get("environment")) if r.resource_type in (LOCAL_COMMAND, REMOTE_COMMAND) else None
+        if not (isinstance(env, dict) and env.get("MEDIASTACK_HOST") and "MEDIASTACK_SWARM_MANAGER" in env):
+            continue
+        try:
+            nodes.append(
+                Node(
+                    str(env["MEDIASTACK_HOST"]),
+                    float(env["MEDIASTACK_HOST_CPUS"]),
+                    int(env["MEDIASTACK_HOST_MEMORY"]),
+                    int(env["MEDIASTACK_HOST_RESERVE"]),
+                    env["MEDIASTACK_SWARM_MANAGER"] == "true",
+                    dict(json.loads(env["MEDIASTACK_SWARM_NODE_LABELS"])),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return nodes
 
 
 def constraints(w: Workload) -> list[str]:
@@ -97,12 +108,10 @@ def state_mounts(w: Workload) -> list[tuple[str, str]]:
 
 
 def _swarm(args: StackValidationArgs) -> list[tuple[Workload, list[Node]]]:
-    found = []
-    for w, _ in _workloads(args):
-        nodes = nodes_of(w) if w.kind == "service" else None
-        if nodes:
-            found.append((w, nodes))
-    return found
+    nodes = cluster_nodes(args)
+    if not nodes:
+        return []
+    return [(w, nodes) for w, _ in _workloads(args) if w.kind == "service"]
 
 
 def placement_satisfiable(args: StackValidationArgs, report: Report) -> None:

@@ -91,7 +91,6 @@ class Label:
     network = "mediastack.network"
     stack = "mediastack.stack"
     placement = "mediastack.placement"
-    cluster_nodes = "mediastack.cluster-nodes"
     shared_root = "mediastack.shared-root"
     state_paths = "mediastack.state-paths"
     replica_of = "mediastack.replica-of"
