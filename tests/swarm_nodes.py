@@ -39,12 +39,45 @@ PROGRAMS = (
     "/usr/sbin/xtables-nft-multi",
 )
 # Every capability but CAP_SYS_RESOURCE (capabilities(7); Docker's names without CAP_).
-CAPABILITIES = (
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT "
-    "SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE "
-    "AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ"
-).split()
+CAPABILITIES = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+]
 START_TIMEOUT_S = 90.0
 # Inside a node, the directory standing for its host's own disk (bind sources of the plan are taken under it);
 # the shared filesystem (GlusterFS on the real cluster) is one directory of this machine mounted in every node.
@@ -97,7 +130,14 @@ def node_rootfs_archive() -> Path:
         xtables = Path("/usr/lib/x86_64-linux-gnu/xtables")
         if xtables.is_dir():
             shutil.copytree(xtables, root / str(xtables).lstrip("/"), dirs_exist_ok=True)
-        for name in ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"):
+        for name in (
+            "iptables",
+            "iptables-save",
+            "iptables-restore",
+            "ip6tables",
+            "ip6tables-save",
+            "ip6tables-restore",
+        ):
             (root / "usr" / "sbin" / name).symlink_to("xtables-nft-multi")
         for directory in ("var/lib/docker", "node", "etc/docker"):
             (root / directory).mkdir(parents=True, exist_ok=True)
@@ -155,7 +195,9 @@ class Node:
             check=False,
         )
         if check and done.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)} on {self.name} exited {done.returncode}: {done.stderr.decode()[-1500:]}")
+            raise RuntimeError(
+                f"docker {' '.join(args)} on {self.name} exited {done.returncode}: {done.stderr.decode()[-1500:]}"
+            )
         return done.stdout.decode()
 
 
@@ -178,14 +220,16 @@ class Nodes:
         subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 
-def start_nodes(engine: dockerd.Engine, names: list[str], root: Path, shared_mount: str | None = None) -> Nodes:
+def start_nodes(
+    engine: dockerd.Engine, names: list[str], root: Path, shared_mount: str | None = None, prefix: str = "swarm"
+) -> Nodes:
     """One node container per name on a network of the tests' own range, each with its dockerd answering.
     With `shared_mount`, one directory (root/shared) is mounted there under every node's HOST_ROOT."""
     image = node_image(engine)
     subnet = engine.subnet()
     base = subnet.rsplit(".", 1)[0]
     network = engine.client.networks.create(
-        f"swarm-nodes-{engine.worker}",
+        f"{prefix}-nodes-{engine.worker}",
         driver="bridge",
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=f"{base}.1")]),
     )
@@ -207,7 +251,7 @@ def start_nodes(engine: dockerd.Engine, names: list[str], root: Path, shared_mou
                 binds[str(root / "shared")] = {"bind": HOST_ROOT + shared_mount}
             created = engine.client.api.create_container(
                 image,
-                name=f"swarm-{name}-{engine.worker}",
+                name=f"{prefix}-{name}-{engine.worker}",
                 hostname=name,
                 host_config=engine.client.api.create_host_config(
                     cap_add=CAPABILITIES,

@@ -67,9 +67,7 @@ def cluster(docker_engine, tmp_path_factory):
         plan = cluster_plan({n.name: n.address for n in nodes.nodes})
         hosts = {h["name"]: h for h in _hosts(plan)}
         manager = nodes.nodes[0]
-        manager.cli(
-            "swarm", "init", "--advertise-addr", manager.address, "--default-addr-pool", SWARM_POOL
-        )
+        manager.cli("swarm", "init", "--advertise-addr", manager.address, "--default-addr-pool", SWARM_POOL)
         token = manager.cli("swarm", "join-token", "-q", "manager").strip()
         for node in nodes.nodes[1:]:
             node.cli("swarm", "join", "--token", token, "--advertise-addr", node.address, f"{manager.address}:2377")
@@ -96,9 +94,7 @@ def cluster(docker_engine, tmp_path_factory):
                 )
         # Every node is smaller than its host: reservations shrink by the smallest node/host ratio.
         info = manager.client.api.info()
-        scale = min(
-            min(1.0, info["NCPU"] / h["cpus"], info["MemTotal"] / h["memory"]) for h in hosts.values()
-        )
+        scale = min(min(1.0, info["NCPU"] / h["cpus"], info["MemTotal"] / h["memory"]) for h in hosts.values())
         target = Target(
             manager.client,
             root / "unused",
@@ -155,7 +151,9 @@ def settled(nodes, plan, hosts) -> dict[str, list[str]]:
         return _settled
     expected = _expected(plan, hosts)
     ids = {n.attrs["ID"]: n.attrs["Description"]["Hostname"] for n in nodes.nodes[0].client.nodes.list()}
-    modes = {r.inputs["name"]: bool((r.inputs.get("mode") or {}).get("global")) for r in plan.resources if r.type == SERVICE}
+    modes = {
+        r.inputs["name"]: bool((r.inputs.get("mode") or {}).get("global")) for r in plan.resources if r.type == SERVICE
+    }
     deadline = time.monotonic() + SETTLE_S
     while True:
         where = {name: sorted(ids.get(t["NodeID"], "?") for t in _running(nodes, name)) for name in expected}
@@ -183,7 +181,9 @@ def test_every_service_runs_where_its_placement_allows_and_globals_on_every_elig
     print(f"cluster stack: every service running {time.monotonic() - started:.0f} s after the apply began")
     expected = _expected(plan, hosts)
     pinned = [r.inputs["name"] for r in plan.resources if r.type == SERVICE and len(expected[r.inputs["name"]]) == 1]
-    globals_ = [r.inputs["name"] for r in plan.resources if r.type == SERVICE and (r.inputs.get("mode") or {}).get("global")]
+    globals_ = [
+        r.inputs["name"] for r in plan.resources if r.type == SERVICE and (r.inputs.get("mode") or {}).get("global")
+    ]
     assert pinned and globals_
     not_running = {n: w for n, w in where.items() if not w}
     assert not_running == {}
@@ -206,7 +206,7 @@ def test_node_local_state_stays_on_its_node_and_shared_data_is_seen_by_all(clust
             continue
         (host,) = where[r.inputs["name"]]
         for mount in r.inputs["taskSpec"]["containerSpec"].get("mounts", []):
-            source = mount["source"]
+            source = mount.get("source", "")
             if mount["type"] != "bind" or mount.get("readOnly") or not source.startswith("/srv/"):
                 continue
             # The stand-in writes a file into each writable bind mount before serving.
@@ -252,8 +252,17 @@ def _timestamp(text: str) -> float:
     return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00").timestamp()
 
 
-def _update_and_watch(nodes, service: str) -> tuple[dict, dict]:
-    """Forces a rolling update of a one-replica service; returns its old and new task once the update is done."""
+def _started(nodes, task: dict) -> float:
+    """When the task's container started, from the engine of the node it ran on."""
+    hostname = {n.attrs["ID"]: n.attrs["Description"]["Hostname"] for n in nodes.nodes[0].client.nodes.list()}
+    node = next(n for n in nodes.nodes if n.name == hostname[task["NodeID"]])
+    container = node.client.api.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+    return _timestamp(container["State"]["StartedAt"])
+
+
+def _update_and_watch(nodes, service: str) -> tuple[float, float]:
+    """Forces a rolling update of a one-replica service; once it is done, returns when the old task stopped
+    and when the new task's container started."""
     manager = nodes.nodes[0]
     (old,) = _running(nodes, service)
     manager.cli("service", "update", "--force", "--detach", service)
@@ -262,7 +271,7 @@ def _update_and_watch(nodes, service: str) -> tuple[dict, dict]:
         tasks = {t["ID"]: t for t in manager.client.api.tasks(filters={"service": service})}
         new = [t for t in tasks.values() if t["ID"] != old["ID"] and t["Status"]["State"] == "running"]
         if new and tasks[old["ID"]]["Status"]["State"] in ("shutdown", "complete"):
-            return tasks[old["ID"]], new[0]
+            return _timestamp(tasks[old["ID"]]["Status"]["Timestamp"]), _started(nodes, new[0])
         time.sleep(1)
     raise AssertionError(f"{service}: the update did not finish in 180 s")
 
@@ -277,9 +286,10 @@ def test_updates_follow_each_services_update_order(cluster):
     }
     start_first = next(n for n, o in sorted(orders.items()) if o == "start-first")
     stop_first = next(n for n, o in sorted(orders.items()) if o == "stop-first")
-    old, new = _update_and_watch(nodes, start_first)
-    # start-first: the new task ran before the old one was stopped.
-    assert _timestamp(new["Status"]["Timestamp"]) < _timestamp(old["Status"]["Timestamp"]), (start_first, old, new)
-    old, new = _update_and_watch(nodes, stop_first)
-    # stop-first: the new task was only made once the old one had stopped.
-    assert _timestamp(old["Status"]["Timestamp"]) <= _timestamp(new["CreatedAt"]), (stop_first, old, new)
+    # start-first: the new task's container started before the old task had stopped.
+    old_stopped, new_started = _update_and_watch(nodes, start_first)
+    assert new_started < old_stopped, start_first
+    # stop-first: the new task's container started only once the old task had stopped (Swarm creates the new
+    # task beforehand, in state "ready": its creation time says nothing).
+    old_stopped, new_started = _update_and_watch(nodes, stop_first)
+    assert old_stopped <= new_started, stop_first
