@@ -298,6 +298,15 @@ def load_images(source: dockerd.Engine, references: list[str], nodes: list[Node]
         node.cli("load", "-q", input=done.stdout, timeout=300)
 
 
+def unavailable(reason: str) -> None:
+    """Nodes that cannot start here: the test skips saying why, and fails under CI=true."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the swarm nodes did not start (required in CI): {reason}")
+    pytest.skip(f"the swarm nodes did not start here: {reason}")
+
+
 def node_bind_source(source: str) -> str:
     """A bind source as a node sees it: what every Docker host has (its /sys, /proc, /dev, its engine's socket
     and data root) is the node's own; the rest is under HOST_ROOT, where the host steps made it."""

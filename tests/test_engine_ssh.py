@@ -226,7 +226,7 @@ def test_cluster_host_scripts_over_ssh_form_the_swarm_twice_then_leave_every_hos
     try:
         nodes = swarm_nodes.start_nodes(docker_engine, ["gpu1", "node2", "node3"], tmp_path / "nodes", prefix="ssh")
     except dockerd.EngineUnavailable as error:
-        pytest.fail(f"the swarm nodes did not start: {error}")
+        swarm_nodes.unavailable(str(error))
     sshds = []
     try:
         files = read_stack(ROOT, "cluster")

@@ -61,7 +61,7 @@ def cluster(docker_engine, tmp_path_factory):
     try:
         nodes = swarm_nodes.start_nodes(engine, names, root, shared_mount="/mnt/mediastack")
     except dockerd.EngineUnavailable as error:
-        pytest.fail(f"the swarm nodes did not start: {error}")
+        swarm_nodes.unavailable(str(error))
     try:
         by_name = {n.name: n for n in nodes.nodes}
         plan = cluster_plan({n.name: n.address for n in nodes.nodes})
