@@ -122,11 +122,15 @@ class Target:
     lowered: dict[str, str] = field(default_factory=dict)  # CPU limits above this machine's, lowered
     # A Swarm node smaller than the host it stands for: reservations scaled by node/host capacity (<= 1).
     reservation_scale: float = 1.0
+    # Swarm nodes that are containers of their own: a bind source as the node sees it (replaces host_path).
+    bind_source: Callable[[str], str] | None = None
 
 
 def host_path(target: Target, source: str) -> str:
     """A bind source: the engine's socket for Docker's; under the sandbox root where the host steps made it
     (or it is not a system path); the machine's own system path (/sys, /proc, /dev/…) otherwise."""
+    if target.bind_source is not None:
+        return target.bind_source(source)
     if source in ("/var/run/docker.sock", "/run/docker.sock"):
         return str(target.docker_socket)
     sandboxed = str(target.host_root) + source

@@ -41,9 +41,17 @@ if [ "$(id -u)" = 0 ] && [ -n "${PUID:-}" ]; then
 elif [ "$(id -u)" = 0 ] && [ -n "${STANDIN_DROP_TO:-}" ]; then
   # An image whose entrypoint starts as root, hands what it writes to its user and drops to it (valkey,
   # postgres: image facts): the chown needs CHOWN, as in the real image.
+  # What the engine mounted into such a directory (a Swarm config: a read-only file) is left alone: the real
+  # entrypoints chown their own data directories, never a file mounted into them.
+  mounted=$(cut -d' ' -f2 /proc/self/mounts)
   for dir in $STANDIN_CHOWN; do
     [ -d "$dir" ] || continue
-    find "$dir" ! -user "${STANDIN_DROP_TO%%:*}" -exec chown "$STANDIN_DROP_TO" {} + || exit 71
+    find "$dir" ! -user "${STANDIN_DROP_TO%%:*}" | while IFS= read -r path; do
+      if [ "$path" != "$dir" ] && printf '%s\n' "$mounted" | grep -qxF "$path"; then
+        continue
+      fi
+      chown "$STANDIN_DROP_TO" "$path" || exit 71
+    done || exit 71
   done
   run="/usr/bin/setpriv --reuid=${STANDIN_DROP_TO%%:*} --regid=${STANDIN_DROP_TO##*:} --clear-groups"
 else
@@ -162,7 +170,9 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
         m["target"] for m in inputs.get("mounts", []) if m["type"] == "bind" and not m.get("readOnly", False)
     )
     with tempfile.TemporaryDirectory(prefix="standin") as scratch:
-        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo", "find"))
+        root = dockerd.busybox_rootfs(
+            Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo", "find", "cut", "grep")
+        )
         dockerd.copy_program(root, "/usr/bin/setpriv")  # util-linux's: busybox's cannot change the user
         (root / "bin" / "busybox").chmod(0o755)
         standin = root / "standin"

@@ -134,11 +134,6 @@ def _settled_once(engine, plan, host) -> dict[str, str]:
     return _states
 
 
-@pytest.mark.xfail(
-    reason="tdarr-node's health check greps /proc/*/comm for Tdarr_Node under the image's shell; the stand-in names a "
-    "process so (tests/standins.py), not yet seen to settle on a Swarm task within the test's deadline here",
-    strict=False,
-)
 def test_placement_holds_and_global_services_run_on_the_node(swarm):
     engine, plan, _, host = swarm
     states = _settled_once(engine, plan, host)
