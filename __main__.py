@@ -2,10 +2,10 @@
 
 import pulumi
 
-from components.loading import ConfigError, load_from_pulumi
-from components.resolve import resolve
-from components.stack import MediaStack, MediaStackArgs
-from components.swarm_stack import SwarmMediaStack
+from mediastack.plan.loading import ConfigError, load_from_pulumi
+from mediastack.plan.resolve import resolve
+from mediastack.single.stack import MediaStack, MediaStackArgs
+from mediastack.swarm.stack import SwarmMediaStack
 
 try:
     config = load_from_pulumi(pulumi.get_stack())

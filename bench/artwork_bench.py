@@ -65,9 +65,9 @@ def stand_in(resize_ms: float) -> ThreadingHTTPServer:
 
 
 def start_cache(upstream_port: int, sandbox: Path) -> tuple[subprocess.Popen[str], int]:
-    from components.files import artwork_cache_config
-    from components.loading import decode, parse_stack_config
-    from components.resolve import resolve
+    from mediastack.generate.files import artwork_cache_config
+    from mediastack.plan.loading import decode, parse_stack_config
+    from mediastack.plan.resolve import resolve
     from mediastack_cli.offline import read_stack
 
     files = read_stack(ROOT, "prod")

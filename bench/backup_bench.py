@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.backup import backup_plan, backup_tool  # noqa: E402
-from components.loading import parse_stack_config  # noqa: E402
-from components.resolve import resolve  # noqa: E402
+from mediastack.host.backup import backup_plan, backup_tool  # noqa: E402
+from mediastack.plan.loading import parse_stack_config  # noqa: E402
+from mediastack.plan.resolve import resolve  # noqa: E402
 
 MIB = 1024**2
 WORDS = (  # noqa: SIM905

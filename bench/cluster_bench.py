@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from mediastack_cli.synthetic import synthetic_cluster  # noqa: E402
 
-COPY = ("Pulumi.yaml", "__main__.py", "components", "policies", "images", "mediastack_cli")
+COPY = ("Pulumi.yaml", "__main__.py", "components", "mediastack", "policies", "images", "mediastack_cli")
 
 
 def project(tmp: Path, sizes: list[int]) -> Path:

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.config import StorageKind  # noqa: E402
-from components.tuning import GIB, postgres_command, postgres_settings  # noqa: E402
+from mediastack.model.config import StorageKind  # noqa: E402
+from mediastack.plan.postgres_settings import GIB, postgres_command, postgres_settings  # noqa: E402
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from components.config import StackConfig  # noqa: E402
-from components.qos import qos_scripts  # noqa: E402
-from components.units import format_rate, parse_rate  # noqa: E402
+from mediastack.host.qos import qos_scripts  # noqa: E402
+from mediastack.model.config import StackConfig  # noqa: E402
+from mediastack.model.units import format_rate, parse_rate  # noqa: E402
 from netlab import WAN_ADDR, Lab, percentile  # noqa: E402
 
 

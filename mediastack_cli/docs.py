@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from components.catalog import CATALOG
-from components.config import StackConfig
-from components.image_facts import IMAGE_FACTS, PUID
-from components.loading import _unwrap, strip_optional
-from components.units import format_size
+from mediastack.catalog.image_facts import IMAGE_FACTS, PUID
+from mediastack.catalog.services import CATALOG
+from mediastack.model.config import StackConfig
+from mediastack.model.units import format_size
+from mediastack.plan.loading import _unwrap, strip_optional
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -88,7 +88,7 @@ def config_md() -> str:
     head = """# Stack config reference
 
 Every key under the `mediastack:` namespace of `Pulumi.<stack>.yaml`, generated from the model in
-`components/config.py` (`python -m mediastack_cli.docs`). Sizes take IEC units (`512MiB`, `8GiB`) or
+`mediastack/model/config.py` (`python -m mediastack_cli.docs`). Sizes take IEC units (`512MiB`, `8GiB`) or
 Docker's `k`/`m`/`g`; decimal `MB`/`GB` are refused as ambiguous. Bad values stop the program before
 anything is deployed, with one line per problem naming the key, the value and the fix.
 
@@ -124,7 +124,7 @@ def catalog_md() -> str:
     lines = [
         "# Service catalog",
         "",
-        "Generated from `components/catalog.py` (`python -m mediastack_cli.docs`). One entry per service;",
+        "Generated from `mediastack/catalog/services.py` (`python -m mediastack_cli.docs`). One entry per service;",
         "everything else (containers, routes, scrape targets, probes, files) is derived from it.",
         "",
         "| service | bundle | tier | image | web UI | health check | metrics | networks |",
@@ -153,7 +153,7 @@ def _cell(text: str) -> str:
 
 
 def image_facts_md() -> list[str]:
-    """Each image's facts (components/image_facts.py) and the upstream files they were read from."""
+    """Each image's facts (mediastack/catalog/image_facts.py) and the upstream files they were read from."""
     lines = [
         "",
         "## Image facts",

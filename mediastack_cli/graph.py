@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import graphviz
 
-from components.resolve import routes
+from mediastack.plan.resolve import routes
 
 from .offline import PlanResult, Registration
 

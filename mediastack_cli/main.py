@@ -29,7 +29,7 @@ ProjectOpt = Annotated[Path, typer.Option("--project", help="Directory with Pulu
 
 def _load(project: Path, stack: str):
     """Stack files and the validated config, or exit 2 with the config problems."""
-    from components.loading import ConfigError, decode, parse_stack_config
+    from mediastack.plan.loading import ConfigError, decode, parse_stack_config
 
     try:
         files = read_stack(project, stack)
@@ -209,10 +209,10 @@ def plan(
 
 def _host_files(stack: Any, host: Any, backed_up: Any, swarm: bool = False) -> dict[str, str]:
     """One host's scripts: its directories, the clients' first-start files, tuning, and its backups."""
-    from components.backup import backup_scripts
-    from components.host_tuning import tuning_scripts
-    from components.seeds import SecretPlaceholders, seed_files, seed_script
-    from components.storage import create_script, delete_script
+    from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_script
+    from mediastack.host.backup import backup_scripts
+    from mediastack.host.directories import create_script, delete_script
+    from mediastack.host.tuning import tuning_scripts
 
     config = stack.config
     files = {"storage-create.sh": create_script(stack), "storage-delete.sh": delete_script(stack)}
@@ -220,7 +220,7 @@ def _host_files(stack: Any, host: Any, backed_up: Any, swarm: bool = False) -> d
     if seeds:
         files["seeds-create.sh"] = seed_script(seeds, config.identity.puid, config.identity.pgid)
     if swarm:
-        from components.swarm_service import gpu_daemon_settings
+        from mediastack.swarm.service import gpu_daemon_settings
 
         files.update(tuning_scripts(host, gpu_daemon_settings(host) or None))
     else:
@@ -232,18 +232,18 @@ def _host_files(stack: Any, host: Any, backed_up: Any, swarm: bool = False) -> d
 
 def rendered_files(stack_name: str, config: Any) -> dict[str, str]:
     """Every file the program generates for another program, by path relative to the output dir."""
-    from components.files import generate_files
-    from components.qos import qos_scripts
-    from components.resolve import resolve
-    from components.vpn_guard import guard_scripts
+    from mediastack.generate.files import generate_files
+    from mediastack.host.qos import qos_scripts
+    from mediastack.host.vpn_guard import guard_scripts
+    from mediastack.plan.resolve import resolve
 
     stack = resolve(config, stack_name)
     files = dict(generate_files(stack))
     if config.cluster:
-        from components.placement import placement
-        from components.shared_storage import storage_scripts
-        from components.swarm import bootstrap_scripts
-        from components.swarm_stack import backup_view, on_host
+        from mediastack.host.shared_storage import storage_scripts
+        from mediastack.host.swarm_bootstrap import bootstrap_scripts
+        from mediastack.plan.placement import placement
+        from mediastack.swarm.stack import backup_view, on_host
 
         # What each node runs: its own directories, first-start files, tuning and backups.
         placements = {s.name: placement(s.spec, config) for s in stack.services}
@@ -286,7 +286,7 @@ def graph(
     project: ProjectOpt = Path("."),
 ) -> None:
     """Draw the stack's topology (hosts, networks, services, exposure, VPN, socket readers, storage) from its plan."""
-    from components.resolve import resolve
+    from mediastack.plan.resolve import resolve
 
     from .graph import GraphError, build
     from .graph import render as render_graph
@@ -304,9 +304,9 @@ def graph(
 @app.command()
 def backups(stack: StackOpt, project: ProjectOpt = Path(".")) -> None:
     """Show what the stack's backups cover and how (derived from the catalog), with the schedule and retention."""
-    from components.backup import backup_plan, coverage, too_old_after
-    from components.calendar import format_duration
-    from components.resolve import resolve
+    from mediastack.host.backup import backup_plan, coverage, too_old_after
+    from mediastack.model.calendar import format_duration
+    from mediastack.plan.resolve import resolve
 
     _, config = _load(project, stack)
     resolved = resolve(config, stack)

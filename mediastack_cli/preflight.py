@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from components.catalog import NetworkRole
-from components.config import Gpu, Host, StackConfig
-from components.resolve import ResolvedStack
-from components.units import GIB, MIB, format_size
+from mediastack.catalog.services import NetworkRole
+from mediastack.model.config import Gpu, Host, StackConfig
+from mediastack.model.units import GIB, MIB, format_size
+from mediastack.plan.resolve import ResolvedStack
 
 Severity = Literal["mismatch", "note"]
 
@@ -48,7 +48,7 @@ class EngineNeed:
 # Every stack: the Swarm services' CapAdd/CapDrop and `GET /info` CgroupVersion came with API 1.41 (Docker 20.10,
 # moby docs/api/version-history.md "v1.41 API changes", tag v20.10.0), the first engine that runs on cgroup v2.
 BASE_NEED = EngineNeed("1.41", "20.10", "cgroup v2 support and Swarm services' capability lists")
-# A download client's default gateway on the downloads network (components/service.py gw_priority) is the
+# A download client's default gateway on the downloads network (mediastack/single/service.py gw_priority) is the
 # `GwPriority` endpoint setting of API 1.48 (Docker 28.0, moby docs/api/version-history.md "v1.48", tag v28.0.0).
 # An older engine ignores it and the clients may leave through another network, past the host's shaping.
 GATEWAY_NEED = EngineNeed("1.48", "28.0", "the download clients' gateway priority (GwPriority)")
@@ -93,7 +93,7 @@ IMAGE_ALLOWANCE = GIB
 STATE_ALLOWANCE = GIB
 DISK_TRANSCODES = 10 * GIB
 DATA_ROOT_FREE = 10 * GIB
-# Container logs: the `local` driver keeps max-file x max-size per container (components/service.py LOG_OPTS).
+# Container logs: the `local` driver keeps max-file x max-size per container (mediastack/single/service.py LOG_OPTS).
 LOG_ALLOWANCE = 5 * 10 * MIB
 # MemTotal is below the installed memory by what firmware and the kernel keep: allow that much.
 MEMORY_SLACK = 0.05
@@ -104,7 +104,7 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 NETWORK_FUSE = ("fuse.sshfs", "fuse.rclone", "fuse.ceph", "fuse.s3fs")
 WEB_PORTS = (80, 443)
-# The top of the one data tree (components/storage.py): imports are hardlinks only within one filesystem.
+# The top of the one data tree (mediastack/host/directories.py): imports are hardlinks only within one filesystem.
 DATA_TREE_PARTS = ("torrents", "usenet", "media")
 
 
@@ -139,7 +139,7 @@ def services_on(stack: ResolvedStack, host: Host) -> list[str]:
     """The enabled services that may run on this host (every one on a single host)."""
     if not stack.config.cluster:
         return [s.name for s in stack.services]
-    from components.placement import placement
+    from mediastack.plan.placement import placement
 
     return [s.name for s in stack.services if placement(s.spec, stack.config).host in (None, host.name)]
 
@@ -797,7 +797,7 @@ def _reason(error: Exception) -> str:
 
 
 def docker_endpoint(host: Host) -> str:
-    from components.stack import docker_endpoint as stack_endpoint
+    from mediastack.single.stack import docker_endpoint as stack_endpoint
 
     return stack_endpoint(host)
 
@@ -930,7 +930,7 @@ def exit_code(reports: list[HostReport]) -> int:
 def run_preflight(stack_name: str, config: StackConfig, as_json: bool, out: Any, err: Any) -> int:
     import json
 
-    from components.resolve import resolve
+    from mediastack.plan.resolve import resolve
 
     reports = preflight(resolve(config, stack_name))
     code = exit_code(reports)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from components.config import StackConfig
+from mediastack.model.config import StackConfig
 
 
 @dataclass(frozen=True)

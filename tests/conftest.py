@@ -169,7 +169,7 @@ def edit_host_files(script: str, change: Any, where: str = "/generated/traefik/"
 
 
 def host_written_files(result: PlanResult) -> dict[str, str]:
-    """Host path -> content of every file a host step writes (components/storage.py files_script: the quoted
+    """Host path -> content of every file a host step writes (mediastack/host/directories.py files_script: the quoted
     path, then the content in base64)."""
     import base64
     import re

@@ -139,8 +139,9 @@ def container_facts(inputs: dict) -> dict:
 
 
 def _image_facts(name: str):
-    """The catalog's facts about the image a service runs (components/image_facts.py), if it is a catalog service."""
-    from components.catalog import CATALOG
+    """The catalog's facts about the image a service runs (mediastack/catalog/image_facts.py), for a catalog
+    service."""
+    from mediastack.catalog.services import CATALOG
 
     service = CATALOG.get(name)
     return service.facts if service is not None else None
@@ -225,7 +226,7 @@ VPN_ALIVE = re.compile(r"^if ! (?P<alive>.+?); then kill 1; exit 1; fi; (?P<app>
 
 def vpn_client_app_tests(tests: list[str]) -> list[str]:
     """A download client's own check, without the VPN-namespace check the program puts before it
-    (components/resolve.py `_through_vpn`): the app's port and path come from its own part."""
+    (mediastack/plan/resolve.py `_through_vpn`): the app's port and path come from its own part."""
     if len(tests) == 2 and tests[0] == "CMD-SHELL":
         match = VPN_ALIVE.match(tests[1])
         if match:
@@ -459,7 +460,7 @@ def build_socket_proxy(engine: dockerd.Engine, reference: str, inputs: dict) -> 
 SPECIAL_BUILDERS = {"gluetun": build_gluetun, "socket-proxy": build_socket_proxy}
 
 # -- Real programs from Debian inside the stand-ins -----------------------------------------------------------
-# catalog service -> (Debian's program, where the real image has it (components/image_facts.py binaries), the
+# catalog service -> (Debian's program, where the real image has it (mediastack/catalog/image_facts.py binaries), the
 # command its image runs when the container gives none, as a shell line: None when the image's ENTRYPOINT is the
 # program and the container's command its arguments).
 REAL_PROGRAMS: dict[str, tuple[str, str, str | None]] = {
@@ -535,7 +536,7 @@ STANDIN_METRICS = (
 def metrics_endpoint(root: Path, inputs: dict, app_port: int) -> tuple[str, ...]:
     """A minimal metrics page where the catalog says Prometheus scrapes the service and its real exporter cannot
     run here: on the same port as the stand-in app, or a second httpd on the metrics port."""
-    from components.catalog import CATALOG
+    from mediastack.catalog.services import CATALOG
 
     name = inputs.get("name", "")
     service = CATALOG.get(name)

@@ -317,10 +317,10 @@ def test_the_unit_tests_can_fail(rules: Path, tmp_path: Path) -> None:
 
 
 def test_thresholds_come_from_the_stack_config() -> None:
-    from components.files import alert_rules
-    from components.loading import parse_stack_config
-    from components.resolve import resolve
     from conftest import raw_config
+    from mediastack.generate.files import alert_rules
+    from mediastack.plan.loading import parse_stack_config
+    from mediastack.plan.resolve import resolve
 
     cfg = raw_config("prod")
     cfg["alerting"] = {
@@ -339,9 +339,9 @@ def test_thresholds_come_from_the_stack_config() -> None:
 
 
 def test_receivers_routing_and_inhibition_pass_amtool(tmp_path: Path) -> None:
-    from components.files import alertmanager_config
-    from components.loading import parse_stack_config
-    from components.resolve import resolve
+    from mediastack.generate.files import alertmanager_config
+    from mediastack.plan.loading import parse_stack_config
+    from mediastack.plan.resolve import resolve
 
     cfg = with_smtp(
         "prod", webhook_urls=["https://hooks.example.org/alertmanager"], ntfy_url="https://ntfy.sh/media-alerts"
@@ -380,9 +380,9 @@ def test_smtp_password_reaches_alertmanager_only_as_a_secret() -> None:
     # The password in a secret step of its own; the other files stay readable.
     files = next(r for r in result.resources if r.name.endswith("-secret-files"))
     assert files.inputs["create"] == "[secret]"
-    from components.files import alertmanager_config
-    from components.loading import parse_stack_config
-    from components.resolve import resolve
+    from mediastack.generate.files import alertmanager_config
+    from mediastack.plan.loading import parse_stack_config
+    from mediastack.plan.resolve import resolve
 
     assert "auth_password_file" in alertmanager_config(resolve(parse_stack_config(cfg, "mail"), "mail"))
     import json

@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 
-from components.backup import (
+from conftest import ROOT, containers, plan, plan_config, raw_config, require_tool
+from mediastack.catalog.services import CATALOG
+from mediastack.host.backup import (
     BACKUP_METRICS,
     COVERS_MARKER,
     METRICS_FILE,
@@ -40,12 +42,10 @@ from components.backup import (
     textfile_flag,
     too_old_after,
 )
-from components.calendar import parse
-from components.catalog import CATALOG
-from components.config import StackConfig
-from components.loading import ConfigError, parse_stack_config
-from components.resolve import resolve
-from conftest import ROOT, containers, plan, plan_config, raw_config, require_tool
+from mediastack.model.calendar import parse
+from mediastack.model.config import StackConfig
+from mediastack.plan.loading import ConfigError, parse_stack_config
+from mediastack.plan.resolve import resolve
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 APP_UID = 1000  # the stack's PUID: the owner of the app databases
@@ -850,7 +850,7 @@ def test_backup_too_old_fires_at_the_schedule_bound_and_not_before(tmp_path: Pat
     """Daily at 03:30 with 6 h of grace: silent at 29 h without a success, firing after 30 h (and its 5 m)."""
     import yaml
 
-    from components.files import alert_rules
+    from mediastack.generate.files import alert_rules
 
     promtool = require_tool("promtool")
     rules = yaml.safe_load(alert_rules(resolve(parse_stack_config(raw_config("prod"), "prod"), "prod")))

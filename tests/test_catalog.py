@@ -7,8 +7,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.catalog import BUNDLES, CATALOG, MountKind, NetworkRole
-from components.units import format_size, parse_size
+from mediastack.catalog.services import BUNDLES, CATALOG, MountKind, NetworkRole
+from mediastack.model.units import format_size, parse_size
 
 REQUIRED = {
     "jellyfin",

@@ -24,7 +24,8 @@ def copy_project(tmp_path: Path) -> Path:
     project.mkdir()
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py"):
         shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "components", project / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("components", "mediastack"):
+        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     return project
 
 
@@ -178,7 +179,7 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
     from conftest import containers, plan, raw_config
 
     runner.invoke(app, ["render", "--stack", stack, "--project", str(ROOT), "--out", str(tmp_path)])
-    from components.files import CONTAINER_PATHS
+    from mediastack.generate.files import CONTAINER_PATHS
 
     by_container_path = {target: rel for rel, target in CONTAINER_PATHS.items()}
     uploads = [(name, u) for name, c in containers(plan(stack)).items() for u in c.get("uploads", [])]
@@ -186,9 +187,9 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
     assert len(uploads) == (4 if stack == "prod" else 1)
     for name, upload in uploads:
         assert (tmp_path / by_container_path[upload["file"]]).read_text() == upload["content"], name
-    from components.files import host_generated_files
-    from components.loading import parse_stack_config
-    from components.resolve import resolve
+    from mediastack.generate.files import host_generated_files
+    from mediastack.plan.loading import parse_stack_config
+    from mediastack.plan.resolve import resolve
 
     resolved = resolve(parse_stack_config(raw_config(stack), stack), stack)
     bound = {path: text for files in host_generated_files(resolved).values() for path, text in files.items()}

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components.catalog import CATALOG, INTERNAL_NETWORKS, MountKind
-from components.config import default_tiers
-from components.files import CONTAINER_PATHS, generate_files
-from components.loading import ConfigError, parse_stack_config
-from components.resolve import resolve
-from components.swarm_stack import encrypted_networks
-from components.units import parse_size
 from conftest import container_labels, containers, plan, plan_config, raw_config, require_tool, traefik_dynamic
+from mediastack.catalog.services import CATALOG, INTERNAL_NETWORKS, MountKind
+from mediastack.generate.files import CONTAINER_PATHS, generate_files
+from mediastack.model.config import default_tiers
+from mediastack.model.units import parse_size
+from mediastack.plan.loading import ConfigError, parse_stack_config
+from mediastack.plan.resolve import resolve
+from mediastack.swarm.stack import encrypted_networks
 from mediastack_cli.offline import PlanResult, Registration
 from mediastack_cli.synthetic import synthetic_cluster
 
@@ -127,7 +127,7 @@ def test_overlay_networks_internal_and_encrypted_where_they_cross_hosts() -> Non
     # Members on different hosts: encrypted; every member pinned to one host (the socket proxy floats among
     # managers, so even that one crosses): none stays unencrypted in this stack.
     stack = resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster")
-    from components.placement import placement
+    from mediastack.plan.placement import placement
 
     crossing = encrypted_networks(stack, {s.name: placement(s.spec, stack.config) for s in stack.services})
     for name, n in nets.items():
@@ -352,8 +352,8 @@ def test_each_node_backs_up_the_state_it_holds() -> None:
 def test_the_swarm_backup_tool_finds_the_task_container(tmp_path) -> None:
     import subprocess
 
-    from components.backup import backup_plan, backup_tool
-    from components.placement import placement
+    from mediastack.host.backup import backup_plan, backup_tool
+    from mediastack.plan.placement import placement
 
     stack = resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster")
     mine = tuple(s for s in stack.services if placement(s.spec, stack.config).host == "node2")

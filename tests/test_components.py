@@ -5,14 +5,14 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.catalog import NetworkRole
-from components.loading import parse_stack_config
-from components.network import StackNetwork, StackNetworkArgs
-from components.resolve import resolve
-from components.service import MediaService, MediaServiceArgs
-from components.stack import MediaStack, MediaStackArgs, docker_endpoint
-from components.storage import HostStorage, HostStorageArgs
 from conftest import raw_config
+from mediastack.catalog.services import NetworkRole
+from mediastack.host.directories import HostStorage, HostStorageArgs
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
+from mediastack.single.network import StackNetwork, StackNetworkArgs
+from mediastack.single.service import MediaService, MediaServiceArgs
+from mediastack.single.stack import MediaStack, MediaStackArgs, docker_endpoint
 
 
 def resolved(stack: str = "prod"):
@@ -165,7 +165,7 @@ def test_docker_endpoint() -> None:
 
 def test_a_host_network_exporter_listens_on_loopback_and_the_monitoring_bridge_only(mocks) -> None:
     """Not on every host interface (the LAN's); Prometheus and blackbox find it by name at the bridge's address."""
-    from components.service import container_args, host_entries
+    from mediastack.single.service import container_args, host_entries
 
     node = resolved().get("node-exporter")
     assert node.network_mode == "host" and node.networks == ()

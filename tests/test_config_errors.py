@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.loading import ConfigError, parse_stack_config
 from conftest import raw_config
+from mediastack.plan.loading import ConfigError, parse_stack_config
 
 
 def prod() -> dict[str, Any]:

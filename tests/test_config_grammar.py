@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from components.config import StackConfig
-from components.loading import ConfigError, parse_stack_config
 from conftest import raw_config
+from mediastack.model.config import StackConfig
+from mediastack.plan.loading import ConfigError, parse_stack_config
 
 
 def prod(**sections: Any) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def test_haproxy_runs_the_image_configuration_and_is_healthy(proxy):
 
 
 def test_the_reads_its_readers_need_answer(proxy):
-    """cAdvisor's Docker handler (components/catalog.py: /info, /version, /containers/{id}/json) on the stack
+    """cAdvisor's Docker handler (mediastack/catalog/services.py: /info, /version, /containers/{id}/json) on the stack
     with cAdvisor; the ping the health check asks on every stack."""
     inspected = proxy.inspect()["Id"]
     reads = {"/_ping": "PING", "/v1.41/_ping": "PING", "/version": "VERSION", "/v1.41/info": "INFO"}

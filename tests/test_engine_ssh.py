@@ -268,8 +268,9 @@ def test_cluster_host_scripts_over_ssh_form_the_swarm_twice_then_leave_every_hos
         assert {s for s, _, _ in swarm_before.values()} == {"inactive"}
 
         def stdin_of(command, outputs: dict[str, str]) -> str:
-            """The plan's stdin, or where the program wires a step's stdout into it (components/swarm.py: a join
-            reads its token, a labels step the node id its join or the init printed); the mocks leave those empty."""
+            """The plan's stdin, or where the program wires a step's stdout into it (mediastack/host/swarm_bootstrap.py:
+            a join reads its token, a labels step the node id its join or the init printed);
+            the mocks leave those empty."""
             wired = [by_urn[d].name for d in command.dependencies if d in by_urn]
             if command.name.endswith("-join"):
                 return next(outputs[w] for w in wired if "-token-" in w)

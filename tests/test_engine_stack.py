@@ -175,7 +175,7 @@ def test_containers_on_internal_networks_only_have_no_route_out(dev):
 def _runs_as(name: str, inputs: dict) -> str:
     """The uid the app runs as: the container's user, PUID for linuxserver images (they drop to it), the user an
     entrypoint that starts as root drops to (the catalog's image facts: valkey, postgres), else root."""
-    from components.catalog import CATALOG
+    from mediastack.catalog.services import CATALOG
 
     env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
     facts = CATALOG[name].facts if name in CATALOG else None

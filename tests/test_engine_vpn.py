@@ -4,7 +4,7 @@ keep gluetun's facts (tests/standins.py `build_gluetun`: root, NET_ADMIN, /dev/n
 servers) and the download clients' (their app on their port, an init that ends on SIGTERM).
 
 What it proves on the engine: the clients run in gluetun's network namespace and nothing else; when gluetun
-stops they reach nothing; when it returns, the clients' own health check (components/resolve.py `_through_vpn`)
+stops they reach nothing; when it returns, the clients' own health check (mediastack/plan/resolve.py `_through_vpn`)
 finds the namespace they hold dead, ends them, and the restart policy the program sets brings them back in
 gluetun's new namespace."""
 

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.files import traefik_dynamic_config, traefik_public_routes
-from components.loading import ConfigError, parse_stack_config
-from components.resolve import resolve
 from conftest import CONTAINER, ROOT, containers, edit_host_files, plan, raw_config, traefik_dynamic
+from mediastack.generate.files import traefik_dynamic_config, traefik_public_routes
+from mediastack.plan.loading import ConfigError, parse_stack_config
+from mediastack.plan.resolve import resolve
 from mediastack_cli.analyzer import PolicyPack
 from mediastack_cli.offline import Registration
 
@@ -474,7 +474,7 @@ def test_lan_ranges_versus_docker_pools_for_any_ipv4_range() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from components.config import StackConfig
+    from mediastack.model.config import StackConfig
 
     base = raw_config("prod")
     docker_first, docker_last = int(ipaddress.ip_address("172.17.0.0")), int(ipaddress.ip_address("172.31.255.255"))
@@ -519,7 +519,7 @@ def test_routes_that_cannot_be_read_are_reported_not_passed(pack: PolicyPack) ->
 
 
 def test_every_web_ui_states_its_login() -> None:
-    from components.catalog import CATALOG
+    from mediastack.catalog.services import CATALOG
 
     logins = {name: (s.web.login.value if s.web.login else None) for name, s in CATALOG.items() if s.web}
     assert logins == {

@@ -88,8 +88,8 @@ def test_storage_scripts_are_idempotent_and_revert(rendered: tuple[str, Path], t
     sandbox = tmp_path / "root"
     sandbox.mkdir()
     # Something the user already had inside the data root must survive the delete step.
-    from components.loading import parse_stack_config
     from conftest import raw_config
+    from mediastack.plan.loading import parse_stack_config
 
     stack = rendered[0]
     data_root = parse_stack_config(raw_config(stack), stack).paths.data_root

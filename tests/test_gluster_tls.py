@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Host
-from components.loading import parse_stack_config
-from components.shared_storage import (
+from conftest import raw_config, require_root, require_tool
+from mediastack.host.shared_storage import (
     signed_certificates,
     storage_scripts,
     tls_install_script,
     tls_key_script,
     tls_sign_script,
 )
-from conftest import raw_config, require_root, require_tool
+from mediastack.model.config import Host
+from mediastack.plan.loading import parse_stack_config
 
 
 def _run(text: str, root: Path) -> subprocess.CompletedProcess[str]:

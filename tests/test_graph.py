@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from components.loading import parse_stack_config
-from components.resolve import resolve
 from conftest import ROOT, containers, plan, plan_config, raw_config, require_tool
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 from mediastack_cli.graph import build
 from mediastack_cli.main import app
 from mediastack_cli.offline import PlanResult

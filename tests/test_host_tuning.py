@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Host
-from components.host_tuning import sysctl_settings, tuning_scripts
 from conftest import containers, plan, require_tool
+from mediastack.host.tuning import sysctl_settings, tuning_scripts
+from mediastack.model.config import Host
 
 HOST = Host(name="nas", address="nas.home.arpa", cpus=8, memory="32GiB", gpu="none")
 
@@ -112,7 +112,7 @@ def test_the_stack_applies_them_with_a_revert() -> None:
 
 @pytest.mark.parametrize(("vendor", "expected"), [("0x8086", "intel"), ("0x1002", "amd"), (None, "none")])
 def test_gpu_detection_reports_what_the_host_has(tmp_path: Path, vendor: str | None, expected: str) -> None:
-    from components.host_tuning import gpu_detect_script
+    from mediastack.host.tuning import gpu_detect_script
 
     root = tmp_path / "host"
     root.mkdir()

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.backup import repository_credentials, stdin_text
-from components.loading import ConfigError, parse_stack_config
 from conftest import raw_config, require_tool
+from mediastack.host.backup import repository_credentials, stdin_text
+from mediastack.plan.loading import ConfigError, parse_stack_config
 from mediastack_cli.main import rendered_files
 
 FAKES = Path(__file__).resolve().parent / "fakes" / "fake_tools.py"

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from components.catalog import CATALOG
-from components.image_facts import FACT_KINDS, IMAGE_FACTS, PUID
-from components.loading import parse_stack_config
-from components.resolve import ResolvedStack, resolve
-from components.storage import storage_plan
 from conftest import CONTAINER, container_labels, containers, dependencies_expanded, plan, plan_config, raw_config
+from mediastack.catalog.image_facts import FACT_KINDS, IMAGE_FACTS, PUID
+from mediastack.catalog.services import CATALOG
+from mediastack.host.directories import storage_plan
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import ResolvedStack, resolve
 
 
 def test_every_entry_has_the_facts_of_its_own_image_and_tag() -> None:
@@ -121,8 +121,9 @@ def test_no_read_only_rootfs_receives_uploads(stack: str) -> None:
 
 def test_any_read_only_service_with_generated_files_gets_them_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """Generic: a read-only-rootfs entry that gains uploads (as Traefik's dynamic config will) is bound too."""
-    from components import catalog, files
-    from components import resolve as resolve_module
+    from mediastack.catalog import services as catalog
+    from mediastack.generate import files
+    from mediastack.plan import resolve as resolve_module
 
     traefik = replace(catalog.CATALOG["traefik"], uploads=("traefik/dynamic.yml",))
     monkeypatch.setitem(catalog.CATALOG, "traefik", traefik)

@@ -18,6 +18,7 @@ STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulum
 # The project's own packages: (import name, directory whose parent is on sys.path when it runs).
 PACKAGES = {
     "components": ROOT / "components",
+    "mediastack": ROOT / "mediastack",
     "mediastack_cli": ROOT / "mediastack_cli",
     "mediastack_policies": ROOT / "policies" / "mediastack_policies",
     "mediastack_vocabulary": ROOT / "policies" / "mediastack_vocabulary",
@@ -126,7 +127,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_function_level_imports() -> None:
     graph = {"a": {"b"}, "b": {"a"}, "c": {"a"}}
     assert cycles(graph) == [["a", "b"]]
-    assert import_graph()["components.stack"], "the stack component imports project modules"
+    assert import_graph()["mediastack.single.stack"], "the stack component imports project modules"
 
 
 def test_no_import_cycle_inside_the_project() -> None:
@@ -136,11 +137,11 @@ def test_no_import_cycle_inside_the_project() -> None:
 
 def test_resolution_names_no_service() -> None:
     """What is special about a service is a field of its catalog entry: resolution reads fields, never names."""
-    from components.catalog import CATALOG
+    from mediastack.catalog.services import CATALOG
 
     named = {}
     for module in ("resolve.py",):
-        tree = ast.parse((ROOT / "components" / module).read_text())
+        tree = ast.parse((ROOT / "mediastack" / "plan" / module).read_text())
         found = sorted(
             {
                 node.value
@@ -160,7 +161,7 @@ def test_host_scripts_pass_shellcheck() -> None:
     shellcheck = require_tool("shellcheck")
     import subprocess
 
-    sources = sorted((ROOT / "components").rglob("*.sh"))
+    sources = sorted((ROOT / "mediastack").rglob("*.sh"))
     assert sources, "the host scripts live in .sh files"
     result = subprocess.run([shellcheck, "--shell=sh", *map(str, sources)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
@@ -210,19 +211,19 @@ def shell_strings(path: Path) -> set[tuple[str, str]]:
 
 def _shell_strings() -> set[tuple[str, str]]:
     return {
-        found for d in ("components", "mediastack_cli") for p in (ROOT / d).rglob("*.py") for found in shell_strings(p)
+        found for d in ("mediastack", "mediastack_cli") for p in (ROOT / d).rglob("*.py") for found in shell_strings(p)
     }
 
 
 def test_scripts_name_the_paths_the_program_uses() -> None:
     """A .sh file that names a path or name itself (so that its text, and the deployed step or Swarm config made from
     it, stays as it was) names the one the program uses."""
-    from components.backup import NAME, STATE_DIR, TOOL
-    from components.replica import PRIMARY, SLOT
-    from components.storage import CREATED_RECORD
+    from mediastack.generate.replica import PRIMARY, SLOT
+    from mediastack.host.backup import NAME, STATE_DIR, TOOL
+    from mediastack.host.directories import CREATED_RECORD
 
     def source(name: str) -> str:
-        return (ROOT / "components" / name).read_text()
+        return (ROOT / "mediastack" / "host" / name).read_text()
 
     for name in ("storage_create.sh", "storage_delete.sh"):
         assert f'record="$ROOT{CREATED_RECORD}"' in source(name), name
@@ -242,25 +243,25 @@ SHELL_IN_PYTHON = {
 
 
 def test_no_new_shell_inside_python() -> None:
-    """No Python string in components/ or mediastack_cli/ holds more than about 20 lines of shell."""
+    """No Python string in mediastack/ or mediastack_cli/ holds more than about 20 lines of shell."""
     assert _shell_strings() == SHELL_IN_PYTHON
 
 
 def test_the_shell_detector_tells_shell_from_the_other_texts(tmp_path: Path) -> None:
     """Every .sh source reads as shell; the Python, nginx, systemd and YAML texts the program writes do not; and
     a shell string in a function is found once it passes the limit."""
-    from components.backup import backup_plan, backup_units
-    from components.files import artwork_cache_config, prometheus_config
-    from components.loading import parse_stack_config
-    from components.resolve import resolve
     from conftest import raw_config
+    from mediastack.generate.files import artwork_cache_config, prometheus_config
+    from mediastack.host.backup import backup_plan, backup_units
+    from mediastack.plan.loading import parse_stack_config
+    from mediastack.plan.resolve import resolve
 
-    sources = sorted((ROOT / "components").rglob("*.sh"))
+    sources = sorted((ROOT / "mediastack").rglob("*.sh"))
     assert sources and all(is_shell(p.read_text()) for p in sources)
     stack = resolve(parse_stack_config(raw_config("prod"), "prod"), "prod")
     plan = backup_plan(stack)
     assert plan is not None
-    merge = (ROOT / "components/daemon_create.sh").read_text().split("<<'MERGE'\n")[1].split("\nMERGE\n")[0]
+    merge = (ROOT / "mediastack/host/daemon_create.sh").read_text().split("<<'MERGE'\n")[1].split("\nMERGE\n")[0]
     others = [merge, artwork_cache_config(stack), prometheus_config(stack), *backup_units(plan).values()]
     assert all(len(text.splitlines()) > 8 and not is_shell(text) for text in others)
     lines = ["set -eu"] + ["if true; then", "  echo yes", "fi"] * 7
@@ -268,3 +269,45 @@ def test_the_shell_detector_tells_shell_from_the_other_texts(tmp_path: Path) -> 
         text = "\n".join(lines[: spans - 1])  # the literal spans these lines and the one with its closing quotes
         (tmp_path / "m.py").write_text(f'def make() -> str:\n    return f"""{text}\n"""\n')
         assert shell_strings(tmp_path / "m.py") == expected, spans
+
+
+# The layers of the data flow, lowest first (docs/architecture.md): a module imports its own layer or lower ones.
+LAYERS = (
+    ("mediastack_vocabulary",),
+    ("mediastack.model", "mediastack.quoting"),
+    ("mediastack.catalog",),
+    ("mediastack.plan",),
+    ("mediastack.generate", "mediastack.host"),
+    ("mediastack.wiring",),
+    ("mediastack.single", "mediastack.swarm"),
+    ("mediastack", "components", "mediastack_cli", "mediastack_policies"),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: the longest matching prefix decides (mediastack.plan.resolve is in plan)."""
+    best = max(
+        ((len(prefix), i) for i, layer in enumerate(LAYERS) for prefix in layer
+         if module == prefix or module.startswith(prefix + ".")),
+        default=None,
+    )  # fmt: skip
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
+    return best[1]
+
+
+def test_each_layer_imports_only_itself_and_the_layers_below() -> None:
+    upward = sorted(
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer_of(target) > layer_of(module) and not target.endswith("__init__")
+        and not (module.startswith("mediastack.") and target == "mediastack")
+    )  # fmt: skip
+    assert not upward, "imports against the data flow:\n" + "\n".join(upward)
+
+
+def test_the_policy_pack_imports_nothing_of_the_program() -> None:
+    """The pack starts from policies/ with its own virtualenv: the vocabulary is all it shares with the program."""
+    graph = import_graph()
+    reached = {t for m, ts in graph.items() if m.startswith("mediastack_policies") for t in ts}
+    assert {t.split(".")[0] for t in reached} <= {"mediastack_policies", "mediastack_vocabulary"}, sorted(reached)

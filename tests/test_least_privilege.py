@@ -6,10 +6,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from components.loading import parse_stack_config
-from components.resolve import resolve
-from components.storage import create_script, delete_script
 from conftest import raw_config
+from mediastack.host.directories import create_script, delete_script
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 
 
 def _tree(root: Path) -> list[str]:
@@ -43,7 +43,7 @@ def test_identity_env_cannot_make_an_app_root(pack) -> None:
 
     from test_policies import CONTAINER, analyze, base_container, with_
 
-    from components.loading import ConfigError, parse_stack_config
+    from mediastack.plan.loading import ConfigError, parse_stack_config
     from mediastack_policies.resource import check_identity_env
     from mediastack_policies.shapes import from_container
 

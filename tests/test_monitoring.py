@@ -9,12 +9,13 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from components import catalog, resolve
-from components.catalog import CATALOG, HealthCheck, Metrics, WebUI
-from components.dashboards import overview_dashboard
-from components.files import alert_rules, prometheus_config
-from components.loading import parse_stack_config
 from conftest import raw_config
+from mediastack.catalog import services as catalog
+from mediastack.catalog.services import CATALOG, HealthCheck, Metrics, WebUI
+from mediastack.generate.dashboards import overview_dashboard
+from mediastack.generate.files import alert_rules, prometheus_config
+from mediastack.plan import resolve
+from mediastack.plan.loading import parse_stack_config
 
 FUNCTIONS = {
     "sum",
@@ -67,7 +68,7 @@ def provided(stack) -> set[str]:
         if s.spec.metrics:
             found.update(s.spec.metrics.provides)
     if stack.config.backups.repository and "node-exporter" in stack.enabled:
-        from components.backup import BACKUP_METRICS
+        from mediastack.host.backup import BACKUP_METRICS
 
         found.update(BACKUP_METRICS)  # the backup tool's textfile, exported by node-exporter
     return found
@@ -196,7 +197,7 @@ def test_jellyfin_is_scraped_only_with_its_metrics_turned_on() -> None:
     seed sets it, in the file and element Jellyfin reads (ServerConfiguration, JELLYFIN_CONFIG_DIR=/config)."""
     import xml.etree.ElementTree as ET
 
-    from components.seeds import SecretPlaceholders, seed_files
+    from mediastack.generate.seeds import SecretPlaceholders, seed_files
 
     stack = resolved()
     doc = yaml.safe_load(prometheus_config(stack))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from test_postgres_tuning import PG_BIN, _run_as_postgres, data_dir  # noqa: F401 (fixture)
 
-from components.loading import parse_stack_config
-from components.resolve import resolve
 from conftest import raw_config
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 
 IMAGE_CONFIG = "config_file=/etc/postgresql/postgresql.conf"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import StorageKind
-from components.tuning import GIB, MIB, postgres_command, postgres_settings
 from conftest import containers, plan, plan_config, raw_config
+from mediastack.model.config import StorageKind
+from mediastack.plan.postgres_settings import GIB, MIB, postgres_command, postgres_settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

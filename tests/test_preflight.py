@@ -16,10 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from components.loading import parse_stack_config
-from components.resolve import resolve
-from components.units import GIB, MIB
 from conftest import ROOT, raw_config
+from mediastack.model.units import GIB, MIB
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 from mediastack_cli import preflight as pf
 from mediastack_cli.main import app
 from mediastack_cli.preflight import EngineFacts, Filesystem, HostFacts, Published, SshCommands

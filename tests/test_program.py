@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from components.catalog import CATALOG, INTERNAL_NETWORKS, NetworkRole
 from conftest import (
     CONTAINER,
     ROOT,
@@ -20,6 +19,7 @@ from conftest import (
     raw_config,
     traefik_dynamic,
 )
+from mediastack.catalog.services import CATALOG, INTERNAL_NETWORKS, NetworkRole
 
 MIB = 1024**2
 STACKS = ("dev", "prod")
@@ -326,7 +326,8 @@ def _written(script: str, path: str) -> str:
 def test_a_new_catalog_entry_is_deployed_from_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from components import catalog, resolve
+    from mediastack.catalog import services as catalog
+    from mediastack.plan import resolve
 
     extra = replace(
         catalog.CATALOG["bazarr"],

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from components.catalog import BUNDLES, CATALOG
-from components.loading import ConfigError, parse_stack_config
 from conftest import ROOT
+from mediastack.catalog.services import BUNDLES, CATALOG
+from mediastack.plan.loading import ConfigError, parse_stack_config
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
@@ -254,7 +254,7 @@ def test_every_accepted_config_plans_clean(pack: PolicyPack) -> None:
 def test_the_model_and_the_pack_share_the_tier_bounds() -> None:
     import sys
 
-    from components.resolve import TIER_BOUNDS
+    from mediastack.plan.resolve import TIER_BOUNDS
 
     sys.path.insert(0, str(ROOT / "policies"))
     from mediastack_policies.resource import TIER_BOUNDS as PACK_BOUNDS

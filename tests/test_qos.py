@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import StackConfig
-from components.qos import UNIT_FILE, qos_plan, qos_scripts
 from conftest import require_root, require_tool
+from mediastack.host.qos import UNIT_FILE, qos_plan, qos_scripts
+from mediastack.model.config import StackConfig
 from netlab import Lab, summary
 
 LINE_UP, LINE_DOWN = 100_000_000, 200_000_000

@@ -7,11 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from components.files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files, host_generated_files
-from components.loading import parse_stack_config
-from components.resolve import resolve
-from components.storage import files_script
 from conftest import ROOT, SMTP_PASSWORD, containers, plan_config, raw_config, require_tool, with_smtp
+from mediastack.generate.files import CONTAINER_PATHS, SMTP_PASSWORD_FILE, generate_files, host_generated_files
+from mediastack.host.directories import files_script
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 from mediastack_cli.analyzer import run_pack
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from components.catalog import CATALOG
 from conftest import ROOT
+from mediastack.catalog.services import CATALOG
 
 RENOVATE = ROOT / ".ci" / "renovate"
 MODULES = RENOVATE / "node_modules"
 VALIDATOR = MODULES / ".bin" / "renovate-config-validator"
-CATALOG_FILE = ROOT / "components" / "catalog.py"
+CATALOG_FILE = ROOT / "mediastack" / "catalog" / "services.py"
 
 
 def require_renovate() -> Path:

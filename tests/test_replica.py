@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from components.loading import parse_stack_config
-from components.replica import (
+from conftest import plan, raw_config
+from mediastack.generate.replica import (
     HBA_FILE,
     PRIMARY,
     REPLICA,
@@ -26,8 +26,8 @@ from components.replica import (
     replica_init,
     standby_settings,
 )
-from components.resolve import resolve
-from conftest import plan, raw_config
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.resolve import resolve
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "replica-test-password"
@@ -166,8 +166,8 @@ def test_a_real_standby_streams_and_answers_reads(lab: Path) -> None:
 
 
 def test_the_replica_script_passes_shellcheck(tmp_path: Path) -> None:
-    from components.replica import replica_entrypoint
     from conftest import require_tool
+    from mediastack.generate.replica import replica_entrypoint
 
     stack = resolve(parse_stack_config(raw_config("cluster"), "cluster"), "cluster")
     for name, text in (("entry.sh", replica_entrypoint(stack)), ("init.sh", replica_init(stack))):

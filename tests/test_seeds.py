@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from components.config import StackConfig
-from components.seeds import (
+from conftest import plan, raw_config, require_tool
+from mediastack.generate.seeds import (
     BAZARR_CONFIG,
     PBKDF2_ROUNDS,
     QBITTORRENT_CONF,
@@ -21,7 +21,7 @@ from components.seeds import (
     seed_files,
     seed_script,
 )
-from conftest import plan, raw_config, require_tool
+from mediastack.model.config import StackConfig
 
 SECRETS = {"qbittorrent-password": "s3cret-pass", "sabnzbd-api-key": "f" * 32, "bazarr-api-key": "0" * 32,
            "sabnzbd-password": "sab-pass", "bazarr-password": "bazarr-pass"}  # fmt: skip

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Host, HostRole
-from components.loading import parse_stack_config
-from components.placement import node_labels
-from components.shared_storage import storage_scripts
-from components.swarm import (
+from conftest import raw_config, require_tool
+from mediastack.host.shared_storage import storage_scripts
+from mediastack.host.swarm_bootstrap import (
     bootstrap_scripts,
     init_create,
     init_delete,
@@ -30,7 +28,9 @@ from components.swarm import (
     token_create,
     token_delete,
 )
-from conftest import raw_config, require_tool
+from mediastack.model.config import Host, HostRole
+from mediastack.plan.loading import parse_stack_config
+from mediastack.plan.placement import node_labels
 
 FAKES = Path(__file__).resolve().parent / "fakes" / "fake_tools.py"
 PROGRAMS = ("docker", "gluster", "mount", "umount", "mountpoint")

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from components.catalog import CATALOG
 from conftest import ROOT
+from mediastack.catalog.services import CATALOG
 from mediastack_cli.main import app
 from mediastack_cli.upgrades import ImageChange, image_changes
 

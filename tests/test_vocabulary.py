@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.catalog import BUNDLES, CATALOG
 from conftest import CONTAINER, ROOT, containers, plan
+from mediastack.catalog.services import BUNDLES, CATALOG
 from mediastack_cli.analyzer import PolicyPack
 from mediastack_cli.offline import Registration
 
@@ -54,7 +54,7 @@ def _string_constants(path: Path) -> set[str]:
 def test_neither_the_program_nor_the_pack_repeats_a_word() -> None:
     """Label keys and markers are spelled once, in the vocabulary; everyone else imports them."""
     repeated = {}
-    for folder in (ROOT / "components", ROOT / "policies" / "mediastack_policies"):
+    for folder in (ROOT / "mediastack", ROOT / "policies" / "mediastack_policies"):
         for path in sorted(folder.rglob("*.py")):
             words = _string_constants(path) & WORDS
             if words:

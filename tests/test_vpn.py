@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from components.config import StackConfig
-from components.vpn_guard import guard_scripts
 from conftest import container_labels, containers, plan_config, raw_config, require_root, require_tool, traefik_dynamic
+from mediastack.host.vpn_guard import guard_scripts
+from mediastack.model.config import StackConfig
 from mediastack_cli.offline import PlanResult
 from netlab import Lab
 
@@ -62,7 +62,7 @@ def test_vpn_credentials_stay_secret() -> None:
 
 
 def test_forwarded_port_is_handed_to_qbittorrent() -> None:
-    from components.resolve import resolve
+    from mediastack.plan.resolve import resolve
 
     stack = resolve(StackConfig.model_validate(vpn_config(port_forwarding=True)), "vpn")
     env = stack.get("gluetun").env
@@ -114,7 +114,7 @@ def test_guard_names_the_vpn_servers_when_the_config_does(tmp_path: Path) -> Non
 
 
 def test_one_server_is_the_one_gluetun_connects_to() -> None:
-    from components.resolve import resolve
+    from mediastack.plan.resolve import resolve
 
     env = resolve(StackConfig.model_validate(vpn_config(endpoints=["185.65.135.10/32"])), "vpn").get("gluetun").env
     assert env["OPENVPN_ENDPOINT_IP"] == "185.65.135.10"
@@ -136,7 +136,7 @@ def test_one_server_is_the_one_gluetun_connects_to() -> None:
     ],
 )
 def test_endpoints_grammar(endpoints: list[str], provider: str, words: list[str]) -> None:
-    from components.loading import ConfigError, parse_stack_config
+    from mediastack.plan.loading import ConfigError, parse_stack_config
 
     cfg = vpn_config(endpoints=endpoints, provider=provider)
     with pytest.raises(ConfigError) as caught:

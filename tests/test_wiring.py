@@ -19,12 +19,6 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.catalog import CATALOG
-from components.config import StackConfig
-from components.resolve import resolve
-from components.seeds import QBITTORRENT_CONF, QBITTORRENT_USER, qbittorrent_conf
-from components.wiring import Item, WiringProvider, pipeline_items
-from components.wiring_api import AppClient, QbittorrentCategory, Retry, WiringError
 from conftest import ROOT, plan, plan_config, raw_config, require_tool
 from fake_apps import (
     SETTINGS,
@@ -38,6 +32,12 @@ from fake_apps import (
     serve,
     traefik,
 )
+from mediastack.catalog.services import CATALOG
+from mediastack.generate.seeds import QBITTORRENT_CONF, QBITTORRENT_USER, qbittorrent_conf
+from mediastack.model.config import StackConfig
+from mediastack.plan.resolve import resolve
+from mediastack.wiring.api import AppClient, QbittorrentCategory, Retry, WiringError
+from mediastack.wiring.provider import Item, WiringProvider, pipeline_items
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
 SECRETS = {
@@ -619,12 +619,17 @@ def test_an_app_with_its_own_admin_is_adopted_as_it_is(apps: Apps) -> None:
     assert apps.jellyfin.users == {"me": "my-own"} and apps.immich.admin["email"] == "me@example.org"
 
 
-# -- state written by the previous version ------------------------------------------------------------
-# The commit whose wiring deployed stacks before issue 21: its provider is pickled in their state.
-PREVIOUS = "ddde1929a34e7343f6df232c999a070f70a60663"
+# -- state written by earlier versions ---------------------------------------------------------------
+# Commits whose wiring deployed stacks: their provider is pickled in those stacks' state. The first wrote the
+# pipeline before issue 21 (no logins); the second is the last before the package layout (modules under
+# components/, which the shim in components/__init__.py keeps resolving).
+PREVIOUS = {
+    "before-issue-21": ("ddde1929a34e7343f6df232c999a070f70a60663", ("components",)),
+    "before-layout": ("0a65209d2885ec9ac1e2fabd01572e37e9cc86da", ("components", "policies/mediastack_vocabulary")),
+}
 _OLD_PROGRAM = """
 import base64, json, sys
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/policies"]
 from pulumi.dynamic.dynamic import serialize_provider
 from components.catalog import CATALOG
 from components.config import StackConfig
@@ -642,20 +647,27 @@ print(json.dumps({"provider": serialize_provider(provider), "outs": outs}))
 """
 
 
-def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: Any) -> None:
-    """The engine unpickles the provider stored with each resource (the previous code's pickle for a delete
-    or refresh) and calls it with the state the previous code wrote: both must work with this code."""
-    archive = subprocess.run(["git", "archive", PREVIOUS, "components"], cwd=ROOT, capture_output=True, timeout=60)
+@pytest.mark.parametrize("version", sorted(PREVIOUS))
+def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: Any, version: str) -> None:
+    """The engine unpickles the provider stored with each resource (the earlier code's pickle for a delete
+    or refresh) and calls it with the state the earlier code wrote: both must work with this code."""
+    commit, paths = PREVIOUS[version]
+    archive = subprocess.run(["git", "archive", commit, *paths], cwd=ROOT, capture_output=True, timeout=60)
     if archive.returncode != 0:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"commit {PREVIOUS} is needed (a full clone): {archive.stderr.decode().strip()}")
-        pytest.skip(f"commit {PREVIOUS} is not in this clone")
+            pytest.fail(f"commit {commit} is needed (a full clone): {archive.stderr.decode().strip()}")
+        pytest.skip(f"commit {commit} is not in this clone")
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich")}
+    if version == "before-issue-21":  # no logins yet: no Jellyfin/Immich wiring, no login secrets
+        old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich")}
+        old_secrets = {
+            k: v for k, v in SECRETS.items() if "admin" not in k and k not in ("sabnzbd-password", "bazarr-password")
+        }
+        expected = EARLIER_WIRINGS
+    else:
+        old_urls = {("immich-server" if k == "immich" else k): v for k, v in apps.urls.items()}
+        old_secrets, expected = dict(SECRETS), {i.suffix for i in apps.items()}
     raw = {**raw_config("prod"), "wiring": {"urls": old_urls}}
-    old_secrets = {
-        k: v for k, v in SECRETS.items() if "admin" not in k and k not in ("sabnzbd-password", "bazarr-password")
-    }
     done = subprocess.run(
         [sys.executable, "-c", _OLD_PROGRAM, str(tmp_path), json.dumps(raw), json.dumps(old_secrets), json.dumps(FAST)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
@@ -663,7 +675,7 @@ def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: A
     assert done.returncode == 0, done.stderr
     written = json.loads(done.stdout)
     old_outs: dict[str, dict[str, Any]] = written["outs"]
-    assert set(old_outs) == EARLIER_WIRINGS
+    assert set(old_outs) == expected
     provider = dill.loads(base64.b64decode(written["provider"]))
     assert type(provider) is WiringProvider  # by reference: this code runs for the old state
     # Refresh: everything the previous version made is found.
@@ -693,7 +705,7 @@ def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: A
 
 @pytest.fixture
 def real_qbittorrent(tmp_path: Any) -> Iterator[str]:
-    """qbittorrent-nox on loopback with the file components/seeds.py writes before the first start."""
+    """qbittorrent-nox on loopback with the file mediastack/generate/seeds.py writes before the first start."""
     binary = require_tool("qbittorrent-nox")
     with serve(FakeApp()) as url:
         pass  # a free loopback port, closed again

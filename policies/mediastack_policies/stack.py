@@ -145,8 +145,8 @@ def _prometheus_yml(args: StackValidationArgs, workloads: Iterable[Workload]) ->
     return None
 
 
-# How the host step writes a generated file (components/storage.py files_script): its quoted host path, then its
-# content in base64 (an alphabet that cannot end the here-document).
+# How the host step writes a generated file (mediastack/host/directories.py files_script): its quoted host path,
+# then its content in base64 (an alphabet that cannot end the here-document).
 _HOST_FILE = re.compile(
     rf"""target="\$ROOT"('[^']*'|\S+)\n.*?<<'{HOST_FILE_MARKER}'\n(.*?){HOST_FILE_MARKER}""", re.DOTALL
 )

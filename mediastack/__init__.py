@@ -1,0 +1,1 @@
+"""mediastack: the Pulumi program's components and its typed config model."""

@@ -1,0 +1,1 @@
+"""Configuration generated for other programs: Prometheus, Alertmanager, Grafana, Traefik, app seeds."""

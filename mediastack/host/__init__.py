@@ -1,0 +1,1 @@
+"""What runs on hosts: scripts and units, and the Pulumi steps that install them."""

@@ -1,0 +1,1 @@
+"""The Pulumi components for one Docker host: networks, containers, the whole stack."""

@@ -1,0 +1,1 @@
+"""The Pulumi components for a Docker Swarm: services, configs, secrets, the whole stack."""

@@ -1,0 +1,1 @@
+"""The deploy-time wiring: a dynamic provider over the apps' own APIs."""
