@@ -261,8 +261,7 @@ def backup_tool(plan: BackupPlan) -> str:
         'DOCKER="${DOCKER:-docker}"',
     ]
     blocks = {
-        "origin": f"# Stack {plan.stack}, host {plan.host}. Managed by mediastack (pulumi); see components/backup.py, "
-        "docs/backups.md.",
+        "origin": f"# Stack {plan.stack}, host {plan.host}. Managed by mediastack (pulumi); see docs/backups.md.",
         "parameters": "\n".join(parameters) + ("\n" + _SWARM_TASK.rstrip("\n") if plan.swarm else ""),
         "kinds": "\n".join(f"    {c.service}) echo {c.kind} ;;" for c in covered),
         "files": _case(covered, lambda c: [f"echo {_q(p)}" for p in c.files]),

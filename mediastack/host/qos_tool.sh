@@ -1,6 +1,6 @@
 #!/bin/sh
 #@origin
-# Usage: mediastack-qos apply | clear | status. Managed by mediastack (pulumi); see components/qos.py.
+# Usage: mediastack-qos apply | clear | status. Managed by mediastack (pulumi); see docs/host-tuning.md.
 set -eu
 #@parameters
 # What each device's root qdisc was before the first apply (tc state and this record both end at reboot).
