@@ -311,3 +311,16 @@ def test_the_policy_pack_imports_nothing_of_the_program() -> None:
     graph = import_graph()
     reached = {t for m, ts in graph.items() if m.startswith("mediastack_policies") for t in ts}
     assert {t.split(".")[0] for t in reached} <= {"mediastack_policies", "mediastack_vocabulary"}, sorted(reached)
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject lists packages explicitly: a new folder of the program must be listed, or an install lacks it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("mediastack", "mediastack_cli", "components")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"

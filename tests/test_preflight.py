@@ -22,7 +22,10 @@ from mediastack.plan.loading import parse_stack_config
 from mediastack.plan.resolve import resolve
 from mediastack_cli import preflight as pf
 from mediastack_cli.main import app
-from mediastack_cli.preflight import EngineFacts, Filesystem, HostFacts, Published, SshCommands
+from mediastack_cli.preflight import checks, probe
+from mediastack_cli.preflight import facts as pf_facts
+from mediastack_cli.preflight.facts import EngineFacts, Filesystem, HostFacts, Published
+from mediastack_cli.preflight.probe import SshCommands
 
 runner = CliRunner()
 
@@ -76,7 +79,7 @@ def findings(s=None, e: EngineFacts | None = None, f: HostFacts | None = None) -
     s = s or stack()
     return [
         (x.check, x.severity, x.message, x.fix)
-        for x in pf.check_host(s, s.config.host, e or engine(), f or host_facts())
+        for x in checks.check_host(s, s.config.host, e or engine(), f or host_facts())
     ]
 
 
@@ -126,17 +129,17 @@ def test_the_gateway_need_matches_the_plan_that_sets_gw_priority():
     needing = {
         x.name
         for x in s.services
-        if pf.NetworkRole.downloads in x.networks and x.spec.role in ("download_client", "vpn")
+        if pf_facts.NetworkRole.downloads in x.networks and x.spec.role in ("download_client", "vpn")
     }
     assert needing == planned
-    assert pf.GATEWAY_NEED in pf.engine_needs(s)
+    assert pf_facts.GATEWAY_NEED in pf_facts.engine_needs(s)
 
 
 def test_traefik_pinned_to_api_1_24_on_an_engine_that_refuses_it():
     raw = raw_config("dev")
     raw["services"] = {**raw.get("services", {}), "traefik": {"image_tag": "v3.5.3"}}  # an older pin, overridden
     got = findings(stack(raw), e=engine(version="29.0.1", api_version="1.52", min_api_version="1.44"))
-    tag = pf.image_tag(stack(raw).get("traefik").image)
+    tag = pf_facts.image_tag(stack(raw).get("traefik").image)
     assert tag == "v3.5.3"
     assert got == [
         (
@@ -209,7 +212,7 @@ def test_cadvisor_and_the_containerd_image_store(tag: str, store: bool, fires: b
     s = stack(raw)
     h = s.config.host
     e = engine(cpus=h.cpus, memory=h.memory, containerd_store=store)
-    got = [x for x in pf.check_engine(h, e, s) if x.check == "image-store"]
+    got = [x for x in checks.check_engine(h, e, s) if x.check == "image-store"]
     expected = (
         f"cadvisor {tag} sees no containers on an engine using the containerd image store "
         "(google/cadvisor 7eda190, tag v0.54.0)"
@@ -289,7 +292,7 @@ def test_an_unused_gpu_is_a_note_and_does_not_fail():
             "set gpu: intel or amd (and render_gid) to transcode in hardware",
         )
     ]
-    assert pf.exit_code([pf.HostReport("dev", "", "", findings=[pf.Finding("dev", *got[0])])]) == 0
+    assert pf.exit_code([pf.HostReport("dev", "", "", findings=[pf_facts.Finding("dev", *got[0])])]) == 0
 
 
 # -- CPUs and memory ----------------------------------------------------------------------------------------------
@@ -377,7 +380,7 @@ def test_config_root_on_tmpfs_is_lost_at_reboot():
 
 def test_free_space_is_added_up_per_filesystem():
     s = stack()
-    needs = pf.disk_needs(s, s.config.host)
+    needs = checks.disk_needs(s, s.config.host)
     on_disk = sum(needs.values())
     assert needs["docker_root"] == len({x.image for x in s.services}) * GIB + len(s.services) * 50 * MIB
     assert needs["cache_root"] == s.config.paths.artwork_cache_size  # transcodes on tmpfs in dev
@@ -395,7 +398,7 @@ def test_transcodes_on_disk_need_room_in_cache_root():
     raw = raw_config("dev")
     raw["paths"]["transcode_tmpfs"] = None
     s = stack(raw)
-    assert pf.disk_needs(s, s.config.host)["cache_root"] == s.config.paths.artwork_cache_size + 10 * GIB
+    assert checks.disk_needs(s, s.config.host)["cache_root"] == s.config.paths.artwork_cache_size + 10 * GIB
 
 
 def test_a_path_whose_filesystem_cannot_be_read():
@@ -437,20 +440,20 @@ def test_the_stacks_own_traefik_holding_the_ports_is_fine():
 
 
 def test_parsers():
-    assert pf.parse_getent_group("render:x:105:\n") == 105
-    assert pf.parse_getent_group("") is None
+    assert probe.parse_getent_group("render:x:105:\n") == 105
+    assert probe.parse_getent_group("") is None
     tcp = (
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         "   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n"
         "   1: 0100007F:1F90 0100007F:D2B4 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n"
         "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0 0 0 0 0 3 1\n"
     )
-    assert pf.parse_listening(tcp) == frozenset({80, 443})
+    assert probe.parse_listening(tcp) == frozenset({80, 443})
     df = "Type     1B-blocks        Avail Mounted on\next4  1000 400 /\nnfs4 2000 100 /mnt/my share\n"
-    assert pf.parse_df(df) == [("ext4", 1000, 400, "/"), ("nfs4", 2000, 100, "/mnt/my share")]
-    assert pf.ancestors("/srv/a/b") == ["/srv/a/b", "/srv/a", "/srv", "/"]
-    assert pf.older("1.41", "1.48") and not pf.older("1.48", "1.48") and pf.older("v3.5.3", "v3.6.1")
-    assert pf.image_tag("traefik:v3.6.1@sha256:" + "0" * 64) == "v3.6.1"
+    assert probe.parse_df(df) == [("ext4", 1000, 400, "/"), ("nfs4", 2000, 100, "/mnt/my share")]
+    assert probe.ancestors("/srv/a/b") == ["/srv/a/b", "/srv/a", "/srv", "/"]
+    assert pf_facts.older("1.41", "1.48") and not pf_facts.older("1.48", "1.48") and pf_facts.older("v3.5.3", "v3.6.1")
+    assert pf_facts.image_tag("traefik:v3.6.1@sha256:" + "0" * 64) == "v3.6.1"
 
 
 def test_commands_never_put_a_config_value_into_a_shell_string(monkeypatch, tmp_path: Path):
@@ -461,8 +464,8 @@ def test_commands_never_put_a_config_value_into_a_shell_string(monkeypatch, tmp_
         seen.append(argv)
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    monkeypatch.setattr(pf.subprocess, "run", fake_run)
-    ssh = pf.SshCommands("-oProxyCommand=x", "nas.lan")
+    monkeypatch.setattr(probe.subprocess, "run", fake_run)
+    ssh = probe.SshCommands("-oProxyCommand=x", "nas.lan")
     ssh.run(["stat", "--", "/srv/$(touch /tmp/pwned); x"])
     argv = seen[0]
     assert argv[: argv.index("--") + 2] == [
@@ -765,7 +768,7 @@ def test_a_data_tree_split_over_filesystems_breaks_hardlinks():
 
 
 def test_unreachable_wins_over_mismatches_in_the_exit_code():
-    bad = pf.Finding("a", "cpus", "mismatch", "m", "f")
+    bad = pf_facts.Finding("a", "cpus", "mismatch", "m", "f")
     assert pf.exit_code([pf.HostReport("a", "", "", findings=[bad])]) == 1
     assert pf.exit_code([pf.HostReport("a", "", "", findings=[bad]), pf.HostReport("b", "", "", unreachable="x")]) == 2
     assert pf.exit_code([pf.HostReport("a", "", "")]) == 0
@@ -775,15 +778,17 @@ def test_a_cluster_is_read_host_by_host():
     s = stack(raw_config("cluster"), "cluster")
     gpu1, node2, node3 = s.config.hosts
     # The shared data tree is mounted by the stack itself: only the node-local paths are read before.
-    assert pf.path_roles(s.config, node2) == {"config_root": "/srv/media/config", "cache_root": "/srv/media/cache"}
+    assert checks.path_roles(s.config, node2) == {"config_root": "/srv/media/config", "cache_root": "/srv/media/cache"}
     # No gateway priority on Swarm: API 1.41 is enough even with download clients.
-    assert pf.engine_needs(s) == [pf.BASE_NEED]
+    assert pf_facts.engine_needs(s) == [pf_facts.BASE_NEED]
     # Services pinned elsewhere are not counted on a host; those that may run anywhere are.
-    assert "immich-postgres" in pf.services_on(s, node2) and "immich-postgres" not in pf.services_on(s, node3)
+    assert "immich-postgres" in pf_facts.services_on(s, node2) and "immich-postgres" not in pf_facts.services_on(
+        s, node3
+    )
     fs = {r: disk() for r in ("config_root", "cache_root", "docker_root")}
     facts = host_facts(filesystems=fs)
     e = engine(cpus=8, memory=32 * GIB - 500 * MIB)
-    got = [(x.host, x.message) for x in pf.check_host(s, gpu1, e, facts)]
+    got = [(x.host, x.message) for x in checks.check_host(s, gpu1, e, facts)]
     assert got == [
         (
             "gpu1",
@@ -791,7 +796,7 @@ def test_a_cluster_is_read_host_by_host():
         )
     ]
     e3 = engine(cpus=2, memory=16 * GIB)
-    assert [x.message for x in pf.check_host(s, node3, e3, facts)] == [
+    assert [x.message for x in checks.check_host(s, node3, e3, facts)] == [
         "cpus is 4 but node3 has 2: the tiers' reservations were fitted to CPUs the host does not have"
     ]
 
