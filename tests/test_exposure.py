@@ -22,7 +22,7 @@ from mediastack_cli.analyzer import PolicyPack
 from mediastack_cli.offline import Registration
 
 sys.path.insert(0, str(ROOT / "policies"))
-from mediastack_policies.resource import normal_path, reached_socket
+from mediastack_policies.privileges import normal_path, reached_socket
 
 SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 

@@ -44,7 +44,7 @@ def test_identity_env_cannot_make_an_app_root(pack) -> None:
     from test_policies import CONTAINER, analyze, base_container, with_
 
     from mediastack.plan.loading import ConfigError, parse_stack_config
-    from mediastack_policies.resource import check_identity_env
+    from mediastack_policies.privileges import check_identity_env
     from mediastack_policies.shapes import from_container
 
     cfg = copy.deepcopy(raw_config("prod"))

@@ -121,7 +121,7 @@ def test_networks_per_service(stack: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_only_the_socket_proxy_reaches_docker_read_only(stack: str) -> None:
     sys.path.insert(0, str(ROOT / "policies"))
-    from mediastack_policies.resource import reached_socket
+    from mediastack_policies.privileges import reached_socket
 
     for name, c in containers(plan(stack)).items():
         socket_mounts = [m for m in c.get("mounts", []) if reached_socket(m.get("source", ""))]

@@ -16,7 +16,8 @@ from pulumi_policy import StackValidationArgs
 from mediastack_vocabulary import Label
 
 from .shapes import LOCAL_COMMAND, REMOTE_COMMAND, Report, Workload, plain
-from .stack import ADVISORY, _backup_coverage, _policy, _workloads
+from .stack import ADVISORY, _backup_coverage, _policy
+from .stack_args import workloads_of
 
 _CONSTRAINT = re.compile(r"^\s*(node\.[A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S+)\s*$")
 
@@ -111,7 +112,7 @@ def _swarm(args: StackValidationArgs) -> list[tuple[Workload, list[Node]]]:
     nodes = cluster_nodes(args)
     if not nodes:
         return []
-    return [(w, nodes) for w, _ in _workloads(args) if w.kind == "service"]
+    return [(w, nodes) for w, _ in workloads_of(args) if w.kind == "service"]
 
 
 def placement_satisfiable(args: StackValidationArgs, report: Report) -> None:
@@ -163,7 +164,7 @@ def cluster_capacity(args: StackValidationArgs, report: Report) -> None:
 
 
 def no_sqlite_on_network_fs(args: StackValidationArgs, report: Report) -> None:
-    for w, _ in _workloads(args):
+    for w, _ in workloads_of(args):
         shared = w.labels.get(Label.shared_root, "")
         if w.labels.get(Label.state) != "sqlite" or not shared:
             continue

@@ -318,3 +318,7 @@ def workload(resource_type: str, name: str, props: Mapping[str, Any]) -> Workloa
     if resource_type == SERVICE:
         return from_service(name, plain(props))
     return None
+
+
+class NotApplicable(Exception):
+    """The check has no meaning for this resource shape (e.g. Swarm services have no swap setting)."""
