@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -769,3 +770,20 @@ def base64_decode(data: str) -> bytes:
     import base64
 
     return base64.b64decode(data)
+
+
+def cluster_node_facts(plan: Any) -> list[dict[str, Any]]:
+    """Each cluster node as the program records it for the pack: the facts on its sysctl step (name, CPUs,
+    memory, whether it manages, its node labels), in the hosts' order."""
+    nodes = []
+    for r in plan.resources:
+        env = r.inputs.get("environment") or {}
+        if r.name.endswith("-tuning-sysctl") and "MEDIASTACK_SWARM_NODE_LABELS" in env:
+            nodes.append({
+                "name": env["MEDIASTACK_HOST"],
+                "cpus": float(env["MEDIASTACK_HOST_CPUS"]),
+                "memory": int(env["MEDIASTACK_HOST_MEMORY"]),
+                "manager": env["MEDIASTACK_SWARM_MANAGER"] == "true",
+                "labels": json.loads(env["MEDIASTACK_SWARM_NODE_LABELS"]),
+            })  # fmt: skip
+    return nodes

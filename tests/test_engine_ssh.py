@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_apply import REMOTE_COMMAND, dependency_order, unsealed_plan
+from engine_apply import REMOTE_COMMAND, cluster_node_facts, dependency_order, unsealed_plan
 
 from conftest import ROOT, require_tool
 from mediastack_cli.offline import read_stack
@@ -260,7 +260,11 @@ def test_cluster_host_scripts_over_ssh_form_the_swarm_twice_then_leave_every_hos
         }
         sandboxes = {h["name"]: tmp_path / "hosts" / h["name"] for h in hosts}
         for sandbox in sandboxes.values():
-            for directory in ("etc/docker", "etc/sysctl.d", "etc/systemd/system", "usr/local/sbin", "var/lib"):
+            # What a node has before the stack: Docker's, systemd's and OpenSSL's directories, GlusterFS installed.
+            for directory in (
+                "etc/docker", "etc/sysctl.d", "etc/systemd/system", "usr/local/sbin", "var/lib", "etc/ssl",
+                "var/lib/glusterd",
+            ):  # fmt: skip
                 (sandbox / directory).mkdir(parents=True, exist_ok=True)
             (sandbox / "etc" / "fstab").write_text("UUID=0a1b / ext4 errors=remount-ro 0 1\n")
         before = {name: _snapshot(sandbox) for name, sandbox in sandboxes.items()}
@@ -279,24 +283,41 @@ def test_cluster_host_scripts_over_ssh_form_the_swarm_twice_then_leave_every_hos
                 return outputs[source[0]]
             return command.inputs.get("stdin") or ""
 
+        from conftest import raw_config
+        from mediastack.host import shared_storage
+        from mediastack.model.config import StackConfig
+
+        stack_config = StackConfig.model_validate({**raw_config("cluster"), "hosts": hosts})
+        by_host = {h.name: h for h in stack_config.hosts}
+
+        def create_of(command, outputs: dict[str, str]) -> str:
+            """The plan's create script, or, for the GlusterFS TLS steps, the script the program builds from the
+            earlier steps' stdout (each node's request; the CA's signatures), which the mocks leave empty."""
+            if command.name.endswith("-tls-ca"):
+                prefix = command.name.removesuffix("-tls-ca")
+                requests = {h: outputs[f"{prefix}-{h}-tls-key"] for h in by_host}
+                return shared_storage.tls_sign_script(stack_config, requests)
+            host = host_of[command.name]
+            if command.name.endswith(f"-{host}-tls"):
+                signer = command.name.removesuffix(f"-{host}-tls") + "-tls-ca"
+                signed = shared_storage.signed_certificates(outputs[signer])
+                return shared_storage.tls_install_script(by_host[host], signed)
+            return command.inputs["create"]
+
         rounds = []
         for round_ in (1, 2):
             outputs: dict[str, str] = {}
             for command in commands:
                 host = host_of[command.name]
                 done = _remote_at(
-                    ssh_host, port[host], command.inputs["create"], stdin_of(command, outputs), sandboxes[host]
+                    ssh_host, port[host], create_of(command, outputs), stdin_of(command, outputs), sandboxes[host]
                 )
                 assert done.returncode == 0, (round_, command.name, done.stderr[-1500:])
                 outputs[command.name] = done.stdout
             rounds.append(({n: _snapshot(s) for n, s in sandboxes.items()}, _swarm_state(nodes), outputs))
         (files1, swarm1, out1), (files2, swarm2, out2) = rounds
         # Formed once: every host active in one swarm, labelled with its host's labels (the plan's own record).
-        service = next(r for r in plan.resources if r.type == "docker:index/service:Service")
-        labels = {
-            h["name"]: h["labels"]
-            for h in json.loads({x["label"]: x["value"] for x in service.inputs["labels"]}["mediastack.cluster-nodes"])
-        }
+        labels = {h["name"]: h["labels"] for h in cluster_node_facts(plan)}
         assert {n: (s, lab) for n, (s, _, lab) in swarm1.items()} == {n: ("active", labels[n]) for n in labels}
         managers = nodes.nodes[0].client.nodes.list()
         assert sorted(m.attrs["Spec"]["Role"] for m in managers) == ["manager"] * 3
@@ -325,7 +346,9 @@ def test_cluster_host_scripts_over_ssh_form_the_swarm_twice_then_leave_every_hos
             kept_files = [
                 k
                 for k, (kind, _) in left.items()
-                if kind == "file" and k.startswith(("srv/", "var/lib/mediastack/restic/"))
+                # kept on purpose: the data, the backup repository, the cluster's CA (docs/security.md)
+                if kind == "file"
+                and k.startswith(("srv/", "var/lib/mediastack/restic/", "var/lib/mediastack/gluster-ca/"))
             ]
             kept = {str(parent) for k in kept_files for parent in Path(k).parents} | set(kept_files)
             changed_left = sorted(k for k in left if left[k] != before[name].get(k) and k not in kept)

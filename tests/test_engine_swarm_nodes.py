@@ -22,7 +22,7 @@ from datetime import datetime
 import pytest
 import standins
 import swarm_nodes
-from engine_apply import SECRET, SERVICE, SERVICE_CONFIG, Target, apply_swarm, unsealed_plan
+from engine_apply import SECRET, SERVICE, SERVICE_CONFIG, Target, apply_swarm, cluster_node_facts, unsealed_plan
 
 import dockerd
 from conftest import ROOT
@@ -49,8 +49,7 @@ def _labels(resource) -> dict[str, str]:
 
 
 def _hosts(plan) -> list[dict]:
-    service = next(r for r in plan.resources if r.type == SERVICE)
-    return json.loads(_labels(service)["mediastack.cluster-nodes"])
+    return cluster_node_facts(plan)
 
 
 @pytest.fixture(scope="module")

@@ -39,10 +39,22 @@ sign() {
     echo "gluster tls: the request for $1 names $subject; refused" >&2
     exit 1
   fi
+  # A certificate this CA issued for the same key is kept: signing again on a re-run would change every
+  # node's file (and restart glusterd) for nothing.
+  issued="$dir/issued/$1.pem"
+  if [ -s "$issued" ] && openssl verify -CAfile "$dir/ca.pem" "$issued" >/dev/null 2>&1 &&
+    [ "$(openssl x509 -in "$issued" -noout -pubkey)" = "$(openssl req -in "$work/req.pem" -noout -pubkey)" ]; then
+    echo "### $1"
+    cat "$issued"
+    return 0
+  fi
   printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' > "$work/ext"
   printf 'extendedKeyUsage=serverAuth,clientAuth\n' >> "$work/ext"
   openssl x509 -req -in "$work/req.pem" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAserial "$dir/serial" \
     -CAcreateserial -days "$days" -sha256 -extfile "$work/ext" -out "$work/cert.pem" 2>/dev/null
+  mkdir -p "$dir/issued"
+  cp "$work/cert.pem" "$issued.new"
+  mv -f "$issued.new" "$issued"
   echo "### $1"
   cat "$work/cert.pem"
 }
