@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import graphviz
 
-from mediastack.plan.resolve import routes
+from mediastack.plan.routing import routes
 
 from .offline import PlanResult, Registration
 

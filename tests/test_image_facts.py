@@ -12,7 +12,8 @@ from mediastack.catalog.image_facts import FACT_KINDS, IMAGE_FACTS, PUID
 from mediastack.catalog.services import CATALOG
 from mediastack.host.directories import storage_plan
 from mediastack.plan.loading import parse_stack_config
-from mediastack.plan.resolve import ResolvedStack, resolve
+from mediastack.plan.resolve import resolve
+from mediastack.plan.resolved import ResolvedStack
 
 
 def test_every_entry_has_the_facts_of_its_own_image_and_tag() -> None:

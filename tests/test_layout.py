@@ -140,7 +140,7 @@ def test_resolution_names_no_service() -> None:
     from mediastack.catalog.services import CATALOG
 
     named = {}
-    for module in ("resolve.py",):
+    for module in ("resolve.py", "resolved.py", "checks.py", "routing.py"):
         tree = ast.parse((ROOT / "mediastack" / "plan" / module).read_text())
         found = sorted(
             {

@@ -254,7 +254,7 @@ def test_every_accepted_config_plans_clean(pack: PolicyPack) -> None:
 def test_the_model_and_the_pack_share_the_tier_bounds() -> None:
     import sys
 
-    from mediastack.plan.resolve import TIER_BOUNDS
+    from mediastack.plan.resolved import TIER_BOUNDS
 
     sys.path.insert(0, str(ROOT / "policies"))
     from mediastack_policies.resource import TIER_BOUNDS as PACK_BOUNDS

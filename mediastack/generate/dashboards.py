@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from mediastack.catalog.services import CATALOG
-from mediastack.plan.resolve import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 

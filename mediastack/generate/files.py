@@ -25,7 +25,8 @@ from mediastack.plan.generated_paths import (  # noqa: F401  (re-exported)
     generated_host_path,
 )
 from mediastack.plan.placement import placement
-from mediastack.plan.resolve import ResolvedStack, Route, public_after_logins, routes
+from mediastack.plan.resolved import ResolvedStack
+from mediastack.plan.routing import Route, public_after_logins, routes
 
 
 def host_generated_files(stack: ResolvedStack, files: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
@@ -537,7 +538,7 @@ def traefik_dynamic_config(stack: ResolvedStack) -> str:
     needs no socket access. The shape is Traefik v3's file provider (doc.traefik.io/traefik/v3.5/routing/
     providers/file/, reference/dynamic-configuration/file.yaml): http.routers, http.services, http.middlewares.
     LAN-only routers get an ipAllowList of lan_ranges before compression. Where public routes wait for the logins
-    (resolve.public_after_logins), every route here is LAN-only and `traefik_public_routes` opens them."""
+    (routing.public_after_logins), every route here is LAN-only and `traefik_public_routes` opens them."""
     gated = public_after_logins(stack)
     chosen = [replace(r, lan_only=True) if gated else r for r in routes(stack)]
     return _dump({"http": _traefik_http(stack, chosen)})

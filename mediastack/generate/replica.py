@@ -30,7 +30,7 @@ from mediastack.plan.replica_settings import (  # noqa: F401  (re-exported)
 )
 
 if TYPE_CHECKING:
-    from mediastack.plan.resolve import ResolvedStack
+    from mediastack.plan.resolved import ResolvedStack
 
 
 def pg_hba(stack: ResolvedStack) -> str:

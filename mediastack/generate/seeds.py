@@ -135,7 +135,7 @@ def seeded_secret_ids(enabled: frozenset[str]) -> list[str]:
 def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, str]) -> dict[str, str]:
     """Host path -> content, for the enabled apps that take their first settings from a file."""
     from mediastack.catalog.services import CATALOG
-    from mediastack.plan.resolve import web_host_of
+    from mediastack.plan.routing import web_host_of
 
     root = config.paths.config_root
     files = {}

@@ -45,7 +45,7 @@ from mediastack.quoting import sh
 from mediastack_vocabulary import BACKUP_COVERS_MARKER
 
 if TYPE_CHECKING:
-    from mediastack.plan.resolve import ResolvedStack
+    from mediastack.plan.resolved import ResolvedStack
 
 NAME = "mediastack-backup"
 TOOL = f"/usr/local/sbin/{NAME}"

@@ -18,7 +18,7 @@ from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_scrip
 from mediastack.host.command import host_command, host_connection  # noqa: F401  (re-exported)
 from mediastack.host.scripts import script
 from mediastack.model.config import Host
-from mediastack.plan.resolve import ResolvedStack, run_as
+from mediastack.plan.resolved import ResolvedStack, run_as
 from mediastack.quoting import sh
 from mediastack_vocabulary import HOST_FILE_MARKER
 

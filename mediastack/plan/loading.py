@@ -100,7 +100,7 @@ def problems_from(error: ValidationError, raw: dict[str, Any], secret_keys: froz
 
 def parse_stack_config(raw: dict[str, Any], stack: str, secret_keys: frozenset[str] = frozenset()) -> StackConfig:
     """Validate raw config (keys without the namespace) against the model and the catalog."""
-    from mediastack.plan.resolve import check_against_catalog  # the catalog checks need the parsed model
+    from mediastack.plan.checks import check_against_catalog
 
     try:
         config = StackConfig.model_validate(raw)

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import DOWNLOADS_BRIDGE
-from mediastack.plan.resolve import is_internal, network_name
+from mediastack.plan.resolved import is_internal, network_name
 from mediastack_vocabulary import Label
 
 

@@ -11,7 +11,7 @@ import pulumi_docker as docker
 
 from mediastack.catalog.services import NetworkRole
 from mediastack.generate.files import CONTAINER_PATHS, generated_dir
-from mediastack.plan.resolve import ResolvedService
+from mediastack.plan.resolved import ResolvedService
 from mediastack_vocabulary import Label
 
 MIB = 1024**2

@@ -22,7 +22,8 @@ from mediastack.host.qos import qos_plan
 from mediastack.host.tuning import HostTuning, HostTuningArgs
 from mediastack.host.vpn_guard import guard_scripts
 from mediastack.model.config import Host, StackConfig
-from mediastack.plan.resolve import ResolvedStack, config_secret
+from mediastack.plan.resolve import config_secret
+from mediastack.plan.resolved import ResolvedStack
 from mediastack.quoting import sh
 from mediastack.single.network import StackNetwork, StackNetworkArgs
 from mediastack.single.service import MediaService, MediaServiceArgs

@@ -19,7 +19,7 @@ import pulumi_docker as docker
 from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import Gpu, Host
 from mediastack.plan.placement import Placement
-from mediastack.plan.resolve import ResolvedService
+from mediastack.plan.resolved import ResolvedService
 from mediastack.single.service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
 
 SECRETS_DIR = "/run/secrets"

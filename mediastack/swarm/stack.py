@@ -27,7 +27,7 @@ from mediastack.host.swarm_bootstrap import SwarmCluster, SwarmClusterArgs
 from mediastack.host.tuning import HostTuning, HostTuningArgs
 from mediastack.model.config import Host, HostRole
 from mediastack.plan.placement import Placement, host_named, node_labels, placement
-from mediastack.plan.resolve import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack
 from mediastack.quoting import sh
 from mediastack.single.network import StackNetwork, StackNetworkArgs
 from mediastack.single.stack import MediaStackArgs, _secret_resource, docker_endpoint, generated_credentials

@@ -26,7 +26,8 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 from mediastack.catalog.services import CATALOG
 from mediastack.generate.seeds import ADMIN_USER, QBITTORRENT_USER
 from mediastack.model.config import StackConfig
-from mediastack.plan.resolve import ResolvedStack, web_host_of
+from mediastack.plan.resolved import ResolvedStack
+from mediastack.plan.routing import web_host_of
 from mediastack.wiring.api import KINDS, LOGIN_KINDS
 
 # Inputs that say how to reach an app, not what it should hold: a change needs no call of its own.

@@ -13,7 +13,7 @@ from typing import Any
 
 from mediastack.model.config import Host, StackConfig
 from mediastack.model.units import MIB, format_size
-from mediastack.plan.resolve import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack
 
 from .checks import check_host
 from .facts import WEB_PORTS, EngineFacts, Finding, HostFacts

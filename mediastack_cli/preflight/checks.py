@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mediastack.model.config import Gpu, Host, StackConfig
 from mediastack.model.units import MIB, format_size
-from mediastack.plan.resolve import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack
 
 from .facts import (
     DATA_ROOT_FREE,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import Host
 from mediastack.model.units import GIB, MIB
-from mediastack.plan.resolve import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack
 
 Severity = Literal["mismatch", "note"]
 
