@@ -36,7 +36,8 @@ from mediastack.catalog.services import CATALOG
 from mediastack.generate.seeds import QBITTORRENT_CONF, QBITTORRENT_USER, qbittorrent_conf
 from mediastack.model.config import StackConfig
 from mediastack.plan.resolve import resolve
-from mediastack.wiring.api import AppClient, QbittorrentCategory, Retry, WiringError
+from mediastack.wiring.client import AppClient, Retry, WiringError
+from mediastack.wiring.items import QbittorrentCategory
 from mediastack.wiring.provider import Item, WiringProvider, pipeline_items
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
