@@ -10,6 +10,8 @@ import json
 import re
 import shlex
 
+import yaml
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -52,3 +54,8 @@ def ini_value(value: str) -> str:
 def yaml_scalar(value: str) -> str:
     """A YAML double-quoted scalar (JSON strings are YAML): every character escaped as needed."""
     return json.dumps(_no_nul(value))
+
+
+def yaml_document(doc: object) -> str:
+    """A whole YAML document the program writes for another program, keys in the order given."""
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

@@ -2,7 +2,7 @@
 
 Each panel is added only when the scrape job that provides its metrics is in the stack, and every
 query may use only metric families the catalog says some enabled scrape target provides (or the
-recording rules in files.alert_rules): a test holds every query to that.
+recording rules in alerts.alert_rules): a test holds every query to that.
 """
 
 from __future__ import annotations
