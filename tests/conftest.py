@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,30 @@ from mediastack_cli.offline import PlanResult, Registration, StackFiles, read_st
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINER = "docker:index/container:Container"
+
+
+ENGINE_MODULE = re.compile(r"^(?P<module>.*/test_engine_[^/]*\.py)::[^\[]*(?P<params>\[.*\])?$")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduling with one change: an engine module's tests (per stack it deploys) are one unit of
+    work, so a module-scoped deployment is made once, on one worker, not once per worker that draws one of its
+    tests; every other test is a unit of its own, as with `--dist load`. (`--dist loadgroup` cannot say this:
+    it loses its groups with pytest 9.2, pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EngineModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            engine = ENGINE_MODULE.match(nodeid)
+            return f"{engine['module']}{engine['params'] or ''}" if engine else nodeid
+
+    return EngineModules(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The engine tests first (in their order): they wait on health checks more than they compute, so the longest
+    units start while the other worker runs the short ones."""
+    items.sort(key=lambda item: not ENGINE_MODULE.match(item.nodeid))
 
 
 def require_tool(name: str) -> str:

@@ -15,6 +15,7 @@ the resources under it), never in registration order. The plan comes from the pr
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -65,8 +66,9 @@ def _walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
     return [leaf(v) for v in value]
 
 
-def dependency_order(plan: PlanResult) -> list[Registration]:
-    """Custom resources in an order their recorded dependencies allow (a component stands for its subtree)."""
+def _needs(plan: PlanResult) -> dict[str, set[str]]:
+    """Custom resource URN -> the custom resources it waits for (a dependency on a component stands for every
+    custom resource under it, as Pulumi waits for a component's children)."""
     by_urn = {r.urn: r for r in plan.resources}
     children: dict[str, list[str]] = {}
     for r in plan.resources:
@@ -78,11 +80,16 @@ def dependency_order(plan: PlanResult) -> list[Registration]:
             found |= customs_under(child)
         return found
 
-    needs = {
+    return {
         r.urn: set().union(*(customs_under(d) for d in r.dependencies)) - {r.urn} if r.dependencies else set()
         for r in plan.resources
         if r.custom
     }
+
+
+def dependency_order(plan: PlanResult) -> list[Registration]:
+    """Custom resources in an order their recorded dependencies allow (a component stands for its subtree)."""
+    needs = _needs(plan)
     done: list[Registration] = []
     placed: set[str] = set()
     pending = [r for r in plan.resources if r.custom]
@@ -96,6 +103,41 @@ def dependency_order(plan: PlanResult) -> list[Registration]:
             placed.add(r.urn)
         pending = [r for r in pending if r.urn not in placed]
     return done
+
+
+def run_concurrently(
+    plan: PlanResult,
+    step: Callable[[Registration], bool],
+    skipped: Callable[[Registration, set[str]], None] = lambda resource, failed: None,
+    parallel: int = 64,
+) -> set[str]:
+    """Runs `step` for every custom resource as `pulumi up` schedules its operations: concurrently (the CLI's
+    `--parallel` defaults to unbounded), each one as soon as every resource it depends on is done. A step
+    returning False failed: what depends on it is not attempted (returned, with the failed ones)."""
+    needs = _needs(plan)
+    pending = dependency_order(plan)
+    done: set[str] = set()
+    failed: set[str] = set()
+    running: dict[concurrent.futures.Future[bool], Registration] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        while pending or running:
+            for resource in [r for r in pending if needs[r.urn] <= done]:
+                pending.remove(resource)
+                if needs[resource.urn] & failed:
+                    skipped(resource, needs[resource.urn] & failed)
+                    failed.add(resource.urn)
+                    done.add(resource.urn)
+                else:
+                    running[pool.submit(step, resource)] = resource
+            if not running:
+                continue
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                resource = running.pop(future)
+                if not future.result():
+                    failed.add(resource.urn)
+                done.add(resource.urn)
+    return failed
 
 
 @dataclass
@@ -477,21 +519,17 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
     delete_before_replace on containers); one whose creation fails is recorded in `errors` with the engine's
     message, and what depends on it is not attempted, as `pulumi up` does."""
     applied = applied or Applied()
-    failed: set[str] = set()
-    by_urn = {r.urn: r for r in plan.resources}
-    for resource in dependency_order(plan):
+
+    def step(resource: Registration) -> bool:
         if resource.type not in (CONTAINER, NETWORK, REMOTE_IMAGE, BUILT_IMAGE, LOCAL_COMMAND, REMOTE_COMMAND):
-            continue
+            return True
         # Host steps named by the target run here with ROOT (tests/test_engine_ssh.py runs them over SSH).
         is_command = resource.type in (LOCAL_COMMAND, REMOTE_COMMAND)
         if is_command and not resource.name.endswith(target.run_commands or ("\0",)):
-            continue
-        if any(d in failed or _under_failed(d, by_urn, failed) for d in resource.dependencies):
-            failed.add(resource.urn)
-            continue
+            return True
         previous = applied.state.get(resource.urn)
         if previous and previous[0] == resource.inputs:
-            continue
+            return True
         try:
             if previous and resource.type == CONTAINER:
                 target.client.api.remove_container(previous[1], force=True)
@@ -511,23 +549,12 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
                 applied.record("image", resource.name, reference)
         except (RuntimeError, docker.errors.APIError) as error:
             applied.errors[resource.name] = str(error)
-            failed.add(resource.urn)
-            continue
+            return False
         applied.state[resource.urn] = (resource.inputs, ident)
+        return True
+
+    run_concurrently(plan, step)
     return applied
-
-
-def _under_failed(urn: str, by_urn: dict[str, Registration], failed: set[str]) -> bool:
-    """A dependency on a component fails when anything under it failed."""
-    return any(_ancestors(by_urn.get(f), by_urn) & {urn} for f in failed)
-
-
-def _ancestors(resource: Registration | None, by_urn: dict[str, Registration]) -> set[str]:
-    found: set[str] = set()
-    while resource and resource.parent:
-        found.add(resource.parent)
-        resource = by_urn.get(resource.parent)
-    return found
 
 
 def destroy(applied: Applied, client: docker.DockerClient) -> None:
@@ -720,14 +747,13 @@ def apply_swarm(plan: PlanResult, target: Target, applied: Applied | None = None
     applied = applied or Applied()
     api = target.client.api
     ids: dict[str, str] = {}
-    failed: set[str] = set()
     by_urn = {r.urn: r for r in plan.resources}
-    for resource in dependency_order(plan):
-        blocked = [by_urn[d].name for d in resource.dependencies if d in failed and d in by_urn]
-        if blocked:  # as `pulumi up`: what depends on a failed resource is not attempted
-            failed.add(resource.urn)
-            applied.errors[resource.name] = f"not attempted: depends on {', '.join(sorted(blocked))}, which failed"
-            continue
+
+    def not_attempted(resource: Registration, failed: set[str]) -> None:
+        blocked = sorted(by_urn[d].name for d in failed)  # as `pulumi up`: not attempted
+        applied.errors[resource.name] = f"not attempted: depends on {', '.join(blocked)}, which failed"
+
+    def step(resource: Registration) -> bool:
         try:
             if resource.type == NETWORK:
                 ident = create_network(resource, target.client, applied)
@@ -756,13 +782,15 @@ def apply_swarm(plan: PlanResult, target: Target, applied: Applied | None = None
                 ident = api._result(response, True)["ID"]  # type: ignore[attr-defined]
                 applied.record("service", resource.name, resource.inputs["name"])
             else:
-                continue
+                return True
         except (RuntimeError, docker.errors.APIError) as error:
             applied.errors[resource.name] = str(getattr(error, "explanation", None) or error)
-            failed.add(resource.urn)
-            continue
+            return False
         ids[_mock_id(resource)] = ident
         applied.state[resource.urn] = (resource.inputs, ident)
+        return True
+
+    run_concurrently(plan, step, not_attempted)
     return applied
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pulumi
 
 from mediastack.host.directories import host_command
+from mediastack.host.scripts import script
 from mediastack.model.config import Host, StackConfig
 from mediastack.plan.placement import managers, node_labels
 from mediastack_vocabulary import Label
@@ -89,19 +90,7 @@ fi
 
 
 def join_delete() -> str:
-    return f"""#!/bin/sh
-# Leaves the swarm (a manager is demoted first, so the managers' quorum shrinks cleanly).
-set -eu
-if [ "$({_STATE})" != active ]; then
-  echo "swarm: not in a swarm"
-  exit 0
-fi
-if [ "$(docker info --format '{{{{.Swarm.ControlAvailable}}}}')" = true ]; then
-  docker node demote "$({_NODE_ID})" >&2
-fi
-docker swarm leave >&2
-echo "swarm: left"
-"""
+    return script("swarm_join_delete.sh", {})
 
 
 def _by_host(host: Host) -> str:
