@@ -265,7 +265,8 @@ def test_a_client_left_exited_by_a_long_outage_is_started_by_the_rejoin_and_noth
             vpn.inspect(client)["State"],
             vpn.inspect("bystander")["State"],
         )
-        assert "joining network namespace" in vpn.inspect(client)["State"]["Error"], vpn.inspect(client)["State"]
+        error = vpn.inspect(client)["State"]["Error"]
+        assert error == f"cannot join network of a non running container: {gluetun_id}", error
         # While gluetun is down the rejoin starts nothing.
         said = rejoin(vpn, tmp_path / "root")
         assert said.strip() == f"vpn-guard: {VPN} is exited (health: unhealthy): no client started until it is healthy"
@@ -290,4 +291,7 @@ def test_a_client_left_exited_by_a_long_outage_is_started_by_the_rejoin_and_noth
         assert rejoin(vpn, tmp_path / "root") == ""  # nothing more to start
     finally:
         bystander.remove(force=True)
+        if vpn.inspect(VPN)["State"]["Status"] != "running":
+            vpn.engine.client.containers.get(VPN).start()
+            vpn.wait(lambda: vpn.health(VPN) == "healthy", vpn.check_s(VPN, "startPeriod", "interval") + GRACE_S)
         vpn.engine.client.containers.get(stopped).start()

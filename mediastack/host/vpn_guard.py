@@ -15,7 +15,7 @@ the table. Installed with a boot unit by the same create/delete pair as the shap
 
 `mediastack-vpn-guard rejoin` (a timer runs it every 30 s) starts the download clients the engine left
 stopped: when the VPN container is down longer than a client's health check allows, the check ends the
-client and its restart fails ("joining network namespace of container: ... is not running"); Docker 20.10
+client and its restart fails ("cannot join network of a non running container: <id>"); Docker 20.10
 does not try again, so the client would stay down after the VPN container returns. Once that container is
 healthy, `rejoin` starts each exited container labelled as a download client whose network mode is the VPN
 container's and whose last start failed (the engine records the error; a user's `docker stop` leaves none).

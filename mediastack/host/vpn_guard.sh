@@ -61,7 +61,7 @@ clear() {
 }
 
 # A download client whose VPN container is down longer than its health check allows is ended by the check, and
-# its restart fails ("joining network namespace of container: ... is not running"); Docker 20.10 does not try
+# its restart fails ("cannot join network of a non running container: <id>"); Docker 20.10 does not try
 # again. Once the VPN container is healthy, start the exited containers labelled as download clients that share
 # its namespace and whose last start failed: the engine records that error (State.Error); a container a user
 # stopped has none, and one whose restart policy is "no" was not meant to come back.

@@ -136,10 +136,10 @@ def binds_files(service: ResolvedService) -> bool:
 
 def namespace_mode(args: MediaServiceArgs) -> pulumi.Input[str] | None:
     """`container:<id>` of the VPN container for a client that shares its namespace: Docker stores the id it
-    resolves a name to, and the provider reads that back (terraform-provider-docker v4.5.0
-    internal/provider/resource_docker_container_funcs.go, `network_mode` ForceNew). With the id as the input, a
-    replaced VPN container (a new id) replaces its clients, and the input is what the provider reads back; with
-    its name, the clients would keep the dead namespace of the container that was replaced."""
+    resolves a name to, and the provider reads that back into its state (terraform-provider-docker v4.5.0
+    internal/provider/resource_docker_container_funcs.go `resourceDockerContainerRead`; `network_mode` is ForceNew
+    in resource_docker_container.go). With the id as the input, a replaced VPN container (a new id) replaces its
+    clients, in its new namespace, and otherwise the input equals that state; the name never would."""
     if args.namespace_of is None:
         return args.service.network_mode
     return pulumi.Output.concat("container:", args.namespace_of.id)
