@@ -28,6 +28,7 @@ from engine_apply import CONTAINER, Applied, Target, apply, destroy, unsealed_pl
 import dockerd
 from conftest import ROOT, raw_config
 from mediastack_cli.offline import StackFiles
+from mediastack_vocabulary import Label
 
 pytestmark = pytest.mark.engine
 
@@ -62,9 +63,12 @@ class VpnStack:
         self.target = Target(engine.client, host_root, engine.socket, run_commands=("storage-dirs",))
         self.applied: Applied = apply(self.plan, self.target)
         self.containers = {r.inputs["name"]: r.inputs for r in self.plan.resources if r.type == CONTAINER}
-        # The program names gluetun by its id (the mocks' id in the plan; apply maps it to the engine's).
+        # By their role, not by how they name gluetun (what the tests below check).
+        self.clients = sorted(
+            n for n, i in self.containers.items() if {"label": Label.role, "value": "download_client"} in i["labels"]
+        )
         vpn_id = next(r.id for r in self.plan.resources if r.type == CONTAINER and r.inputs["name"] == VPN)
-        self.clients = sorted(n for n, i in self.containers.items() if i.get("networkMode") == f"container:{vpn_id}")
+        self.planned_mode = f"container:{vpn_id}"  # the mocks' id, which apply maps to the engine's
 
     def inspect(self, name: str) -> dict:
         return self.engine.client.api.inspect_container(name)
@@ -119,6 +123,7 @@ def vpn(docker_engine, tmp_path_factory):
 def test_the_vpn_stack_is_accepted_and_healthy_with_gluetuns_facts(vpn):
     assert not vpn.applied.errors, vpn.applied.errors
     assert vpn.clients == ["qbittorrent", "sabnzbd"]
+    assert {vpn.containers[c]["networkMode"] for c in vpn.clients} == {vpn.planned_mode}
     status = {n: vpn.health(n) for n in vpn.containers}
     assert all(s == "healthy" for s in status.values()), {n: (s, vpn.logs(n)) for n, s in status.items()}
     assert {n: vpn.inspect(n)["RestartCount"] for n in vpn.containers} == dict.fromkeys(vpn.containers, 0)
