@@ -190,8 +190,8 @@ def _engine_state(vpn: VpnStack, name: str) -> tuple[str, dict]:
 def test_a_replaced_gluetun_replaces_the_clients_and_they_join_its_namespace(vpn):
     """`pulumi up` after a change that replaces gluetun: a new container under the same name, a new id. The
     clients' input is `container:<gluetun's id>`, so it changes with the id and they are replaced too (the
-    provider's network_mode is ForceNew), now in the new gluetun's namespace; with `container:gluetun` their
-    input would not change and they would keep the namespace of the container that is gone."""
+    provider's network_mode is ForceNew), now in the new gluetun's namespace. With `container:gluetun` (the
+    program's earlier input) their input does not change here, and this test fails: they are not replaced."""
     old_id = vpn.inspect(VPN)["Id"]
     changed = unsealed_plan(vpn_stack(server_countries=["Sweden"]))  # a new gluetun environment: a replacement
     calls = len(vpn.applied.calls)
