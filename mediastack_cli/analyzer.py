@@ -274,6 +274,11 @@ class PolicyPack:
                         name=r.name,
                         options=self._options(r),
                         parent=r.parent or "",
+                        dependencies=list(r.dependencies),
+                        propertyDependencies={
+                            key: analyzer_pb2.AnalyzerPropertyDependencies(urns=list(urns))
+                            for key, urns in r.property_dependencies.items()
+                        },
                     )
                     for r in resources
                 ]

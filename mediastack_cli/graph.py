@@ -243,7 +243,18 @@ def build(result: PlanResult, stack: Any) -> graphviz.Digraph:
     g.attr("edge", fontname="Helvetica", fontsize="8", color="#607d8b", arrowsize="0.6")
 
     vpn = next((w for w in found if w.role == "vpn"), None)
-    in_vpn = {w.name for w in found if vpn and w.network_mode == f"container:{vpn.name}"}
+    # A client names the VPN container by its id (the program passes `container:` + the id; the plan records the id
+    # the mocks gave it), or by its name.
+    vpn_modes = {
+        f"container:{ident}"
+        for ident in (
+            [vpn.name, *(r.id for r in result.resources if r.type == CONTAINER and r.inputs.get("name") == vpn.name)]
+            if vpn
+            else []
+        )
+        if ident
+    }
+    in_vpn = {w.name for w in found if w.network_mode in vpn_modes}
 
     def service_node(sub: graphviz.Digraph, w: Workload) -> None:
         where, web_host = exposed.get(w.name, ("internal", ""))

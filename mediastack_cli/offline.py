@@ -162,6 +162,9 @@ class Registration:
     provider: str = ""
     delete_before_replace: bool = False
     dependencies: tuple[str, ...] = ()  # URNs it waits for: explicit depends_on and the outputs it reads
+    # Input -> the URNs whose outputs made it (what `pulumi` sends the pack as propertyDependencies).
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    id: str = ""  # the id the mocks gave it (`<name>-<8 hex>`), which other resources' inputs may quote
 
 
 def _mask(value: Any) -> Any:
@@ -197,6 +200,10 @@ def make_monitor(mocks: StackMocks, records: list[Registration]):
                         provider=request.provider,
                         delete_before_replace=bool(request.deleteBeforeReplace),
                         dependencies=tuple(request.dependencies),
+                        property_dependencies={
+                            key: tuple(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
+                        },
+                        id=response.id,
                     )
                 )
             return response

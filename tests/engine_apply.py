@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -512,13 +513,26 @@ def run_command(command: Registration, target: Target, applied: Applied) -> str:
     return done.stdout.decode()
 
 
+def engine_inputs(resource: Registration, ids: dict[str, str]) -> dict[str, Any]:
+    """The inputs as `pulumi up` sends them: where the plan quotes another resource's id (a client's network_mode
+    `container:<the VPN container's id>`), the id the engine gave that resource. So a replaced VPN container (a
+    new engine id) changes its clients' inputs, which replaces them, as network_mode is ForceNew."""
+    mode = resource.inputs.get("networkMode")
+    if isinstance(mode, str) and mode.startswith("container:") and mode[len("container:") :] in ids:
+        return {**resource.inputs, "networkMode": "container:" + ids[mode[len("container:") :]]}
+    return resource.inputs
+
+
 def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> Applied:
     """Creates what the plan holds and is not in `applied.state` yet with the same inputs (a Pulumi `up`).
 
     A resource whose inputs changed would be replaced (delete, then create: the program sets
     delete_before_replace on containers); one whose creation fails is recorded in `errors` with the engine's
-    message, and what depends on it is not attempted, as `pulumi up` does."""
+    message, and what depends on it is not attempted, as `pulumi up` does. Inputs are compared as the engine
+    received them (`engine_inputs`)."""
     applied = applied or Applied()
+    # The plan's ids (the mocks') -> the engine's, for what an earlier apply made.
+    ids = {r.id: applied.state[r.urn][1] for r in plan.resources if r.id and r.urn in applied.state}
 
     def step(resource: Registration) -> bool:
         if resource.type not in (CONTAINER, NETWORK, REMOTE_IMAGE, BUILT_IMAGE, LOCAL_COMMAND, REMOTE_COMMAND):
@@ -527,15 +541,16 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
         is_command = resource.type in (LOCAL_COMMAND, REMOTE_COMMAND)
         if is_command and not resource.name.endswith(target.run_commands or ("\0",)):
             return True
+        inputs = engine_inputs(resource, ids)
         previous = applied.state.get(resource.urn)
-        if previous and previous[0] == resource.inputs:
+        if previous and previous[0] == inputs:
             return True
         try:
             if previous and resource.type == CONTAINER:
                 target.client.api.remove_container(previous[1], force=True)
                 applied.record("delete", resource.name)
             if resource.type == CONTAINER:
-                ident = create_container(plan, resource, target, applied)
+                ident = create_container(plan, dataclasses.replace(resource, inputs=inputs), target, applied)
             elif resource.type == NETWORK:
                 ident = create_network(resource, target.client, applied)
             elif is_command:
@@ -550,7 +565,9 @@ def apply(plan: PlanResult, target: Target, applied: Applied | None = None) -> A
         except (RuntimeError, docker.errors.APIError) as error:
             applied.errors[resource.name] = str(error)
             return False
-        applied.state[resource.urn] = (resource.inputs, ident)
+        applied.state[resource.urn] = (inputs, ident)
+        if resource.id:
+            ids[resource.id] = ident
         return True
 
     run_concurrently(plan, step)

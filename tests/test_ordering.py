@@ -51,7 +51,7 @@ def test_download_clients_wait_for_the_vpn_container() -> None:
     result = plan("home")
     containers = {r.inputs["name"]: r for r in result.resources if r.type == CONTAINER}
     for client in ("qbittorrent", "sabnzbd"):
-        assert containers[client].inputs["networkMode"] == "container:gluetun"
+        assert containers[client].inputs["networkMode"] == f"container:{containers['gluetun'].id}"
         assert "media-gluetun-container" in waits_for(result, containers[client]), client
 
 

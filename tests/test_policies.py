@@ -8,6 +8,7 @@ applies; a few plain-Python tests cover the helpers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -601,6 +602,49 @@ def test_uis_behind_the_vpn_are_routed_on_its_container(pack: PolicyPack) -> Non
     broken = without_router(resources, "qbittorrent")
     found = [m.split("\n", 1)[-1] for m in analyze_stack(pack, broken)["web-ui-routed"]]
     assert found == ["qbittorrent: web UI on port 8090 is not routed through the reverse proxy"], found
+
+
+def test_the_vpn_is_known_by_the_id_its_clients_name(pack: PolicyPack) -> None:
+    """The clients name gluetun by its id (what Docker stores and the provider reads back): the pack knows that id
+    as the VPN's from the input's property dependency (preview, mocks: the id comes from gluetun's outputs) or from
+    the id gluetun's own outputs show (after `up`); any other namespace is a way around the tunnel."""
+    from pulumi.runtime import rpc
+
+    resources = [copy.deepcopy(r) for r in plan("home").resources if r.custom]
+    by_name = {r.inputs["name"]: r for r in resources if r.type == CONTAINER}
+    gluetun, sonarr = by_name["gluetun"], by_name["sonarr"]
+    clients = {"qbittorrent", "sabnzbd"}
+    for client in clients:
+        assert by_name[client].inputs["networkMode"] == f"container:{gluetun.id}"
+        assert by_name[client].property_dependencies["networkMode"] == (gluetun.urn,)
+    assert "vpn-no-bypass" not in analyze_stack(pack, resources)
+
+    def clients_with(mode: str, made_from: tuple[str, ...], vpn_id: str = "") -> list[Registration]:
+        changed = []
+        for r in resources:
+            if r.type == CONTAINER and r.inputs["name"] in clients:
+                r = dataclasses.replace(r, inputs=with_(r.inputs, networkMode=mode), property_dependencies={})
+                if made_from:
+                    r.property_dependencies = {"networkMode": made_from}
+            elif r is gluetun and vpn_id:
+                r = dataclasses.replace(r, inputs=with_(r.inputs, id=vpn_id))
+            changed.append(r)
+        return changed
+
+    engine_id = "4f1c2b" * 10 + "abcd"
+    # A first deploy's preview: gluetun's id is not known yet, nor is the whole input made from it.
+    assert "vpn-no-bypass" not in analyze_stack(pack, clients_with(rpc.UNKNOWN, (gluetun.urn,)))
+    # After `up`: the id Docker gave gluetun, as its outputs show it and as the clients' input reads it back.
+    assert "vpn-no-bypass" not in analyze_stack(pack, clients_with(f"container:{engine_id}", (), vpn_id=engine_id))
+    # Another container's namespace, by its id made from its outputs, or an id nothing in the stack made.
+    for mode, made_from in ((f"container:{sonarr.id}", (sonarr.urn,)), (f"container:{engine_id}", ())):
+        said = analyze_stack(pack, clients_with(mode, made_from))["vpn-no-bypass"]
+        found = sorted(m.split("\n", 1)[-1] for m in said)
+        assert found == [
+            f"{client}: has a network path that bypasses the VPN (network_mode {mode}, networks none); "
+            "share the VPN container's namespace only"
+            for client in sorted(clients)
+        ], found
 
 
 @pytest.mark.parametrize("stack", sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))

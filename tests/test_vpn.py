@@ -5,16 +5,26 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import container_labels, containers, plan_config, raw_config, require_root, require_tool, traefik_dynamic
+from conftest import (
+    CONTAINER,
+    container_labels,
+    containers,
+    plan_config,
+    raw_config,
+    require_root,
+    require_tool,
+    traefik_dynamic,
+)
 from mediastack.host.vpn_guard import guard_scripts
 from mediastack.model.config import StackConfig
-from mediastack_cli.offline import PlanResult
+from mediastack_cli.offline import PlanResult, Registration, StackMocks
 from netlab import Lab
 
 KEY = "wg-private-key-that-must-stay-secret="
@@ -42,7 +52,7 @@ def test_download_clients_share_the_vpn_namespace_and_nothing_else() -> None:
     assert set(nets["mediastack-backend"]["aliases"]) == {"gluetun", "qbittorrent", "sabnzbd"}
     for client in ("qbittorrent", "sabnzbd"):
         inputs = c[client]
-        assert inputs["networkMode"] == "container:gluetun"
+        assert inputs["networkMode"] == f"container:{registered(vpn_plan())['gluetun'].id}"
         assert not inputs.get("networksAdvanced") and not inputs.get("hostname") and not inputs.get("ports")
         assert not any(k.startswith("traefik.") for k in container_labels(inputs))
         test = inputs["healthcheck"]["tests"]
@@ -53,6 +63,33 @@ def test_download_clients_share_the_vpn_namespace_and_nothing_else() -> None:
     http = traefik_dynamic(vpn_plan())["http"]
     assert http["services"]["qbittorrent"]["loadBalancer"]["servers"] == [{"url": "http://qbittorrent:8090"}]
     assert http["services"]["sabnzbd"]["loadBalancer"]["servers"] == [{"url": "http://sabnzbd:8080"}]
+
+
+def registered(result: PlanResult) -> dict[str, Registration]:
+    return {r.inputs["name"]: r for r in result.resources if r.type == CONTAINER}
+
+
+def test_the_clients_name_gluetun_by_its_id_and_follow_its_replacement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker stores `container:<id>` and the provider reads that back (network_mode is ForceNew): the clients'
+    input is gluetun's id, so a gluetun replaced (a new id) replaces them, and they join the new namespace."""
+    first = registered(vpn_plan())
+    gluetun = first["gluetun"]
+    assert gluetun.id.startswith("media-gluetun-container-")  # the id the mocks gave the container
+    for client in ("qbittorrent", "sabnzbd"):
+        assert first[client].inputs["networkMode"] == f"container:{gluetun.id}", client
+        assert first[client].property_dependencies["networkMode"] == (gluetun.urn,), client
+
+    mocked = StackMocks.new_resource
+
+    def replaced(self: StackMocks, args: Any) -> tuple[str, dict[str, Any]]:
+        ident, state = mocked(self, args)
+        return (f"{ident}-replaced" if args.name == gluetun.name else ident), state
+
+    monkeypatch.setattr(StackMocks, "new_resource", replaced)
+    again = registered(plan_config(vpn_config(port_forwarding=True, server_countries=["Netherlands"]), stack="vpn"))
+    assert again["gluetun"].id == f"{gluetun.id}-replaced"
+    for client in ("qbittorrent", "sabnzbd"):
+        assert again[client].inputs["networkMode"] == f"container:{gluetun.id}-replaced", client
 
 
 def test_vpn_credentials_stay_secret() -> None:
@@ -163,6 +200,99 @@ def test_guard_scripts_pass_shellcheck_and_install_exactly(tmp_path: Path) -> No
     assert (root / "usr/local/sbin/mediastack-vpn-guard").read_text() == scripts["vpn-guard.sh"]
     subprocess.run(["sh", "-c", scripts["vpn-guard-delete.sh"]], env=env, check=True, capture_output=True)
     assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+def test_guard_units_pass_systemd_analyze_and_the_timer_runs_the_rejoin(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    scripts = guard_scripts(StackConfig.model_validate(vpn_config()))
+    root = tmp_path / "root"
+    # systemd's own units (the targets the units order themselves after) in the sandbox root, then the stack's.
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    subprocess.run(["sh", "-c", scripts["vpn-guard-create.sh"]], env={**os.environ, "ROOT": str(root)}, check=True)
+    units = root / "etc/systemd/system"
+    names = ["mediastack-vpn-guard.service", "mediastack-vpn-rejoin.service", "mediastack-vpn-rejoin.timer"]
+    assert sorted(p.name for p in units.iterdir()) == names
+    for name in names:
+        assert (units / name).read_text() == scripts[name]
+    done = subprocess.run(
+        [analyze, "verify", f"--root={root}", *(str(units / n) for n in names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rejoin = scripts["mediastack-vpn-rejoin.service"]
+    assert "ExecStart=/usr/local/sbin/mediastack-vpn-guard rejoin\n" in rejoin and "After=docker.service\n" in rejoin
+    assert "OnUnitActiveSec=30s\n" in scripts["mediastack-vpn-rejoin.timer"]
+    # On a host (no ROOT) the create step starts the timer; the delete step stops it before restoring the files.
+    assert "systemctl enable --quiet --now mediastack-vpn-rejoin.timer" in scripts["vpn-guard-create.sh"]
+    assert "systemctl disable --quiet --now mediastack-vpn-rejoin.timer" in scripts["vpn-guard-delete.sh"]
+
+
+def test_rejoin_waits_for_a_healthy_vpn_container_and_starts_only_clients_whose_start_failed(tmp_path: Path) -> None:
+    """The rejoin's choices against a stand-in `docker` that answers as the engine does (the real engine:
+    tests/test_engine_vpn.py)."""
+    tool = guard_scripts(StackConfig.model_validate(vpn_config()))["vpn-guard.sh"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # docker inspect answers from files named after the container; `ps` lists what the filter file holds; `start`
+    # is recorded.
+    (fake / "docker").write_text(
+        """#!/bin/sh
+case "$1" in
+  inspect) eval "last=\\${$#}"; cat "$STATE/$last" 2>/dev/null || exit 1 ;;
+  ps) echo "$*" > "$STATE/ps-args"; cat "$STATE/exited" ;;
+  start) echo "$2" >> "$STATE/started" ;;
+esac
+"""
+    )
+    (fake / "docker").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "STATE": str(state)}
+
+    def run(vpn: str | None, clients: dict[str, str]) -> tuple[str, list[str]]:
+        for f in state.iterdir():
+            f.unlink()
+        if vpn is not None:
+            (state / "gluetun").write_text(vpn + "\n")
+        (state / "exited").write_text("".join(f"{c}\n" for c in clients))
+        for c, facts in clients.items():
+            (state / c).write_text(facts + "\n")
+        done = subprocess.run(["sh", "-c", tool, "vpn-guard", "rejoin"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        started = (state / "started").read_text().split() if (state / "started").exists() else []
+        return done.stdout, started
+
+    failed = "/qbittorrent container:abc running failed"
+    assert run(None, {"c1": failed}) == ("vpn-guard: no container gluetun: nothing to rejoin\n", [])
+    said, started = run("abc exited unhealthy", {"c1": failed})
+    assert (said, started) == (
+        "vpn-guard: gluetun is exited (health: unhealthy): no client started until it is healthy\n",
+        [],
+    )
+    said, started = run("abc running starting", {"c1": failed})
+    assert started == [] and "gluetun is running (health: starting)" in said
+    said, started = run(
+        "abc running healthy",
+        {
+            "c1": "/qbittorrent container:abc unless-stopped failed",
+            "c2": "/sabnzbd container:abc unless-stopped stopped",  # a user's `docker stop`
+            "c3": "/old container:0ld unless-stopped failed",  # the namespace of a gluetun since replaced
+            "c4": "/once container:abc no failed",  # not meant to come back
+            "c5": "/named container:gluetun unless-stopped failed",
+        },
+    )
+    assert started == ["c1", "c5"], said
+    assert said.splitlines() == [
+        "vpn-guard: started qbittorrent in gluetun's namespace (its restart had failed while gluetun was down)",
+        "vpn-guard: started named in gluetun's namespace (its restart had failed while gluetun was down)",
+    ]
+    # Only exited containers labelled as download clients are asked about.
+    assert (state / "ps-args").read_text().split() == [
+        "ps", "--all", "--quiet", "--no-trunc", "--filter", "label=mediastack.role=download_client", "--filter",
+        "status=exited",
+    ]  # fmt: skip
 
 
 # -- the kill switch on a real kernel --------------------------------------------------------------------

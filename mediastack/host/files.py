@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from mediastack.quoting import SHELLCHECK_LITERAL, sh_text
 
 BACKUP_DIR = "/var/lib/mediastack/backup"
@@ -67,11 +69,15 @@ WantedBy=multi-user.target
 """
 
 
-def tool_create(label: str, name: str, tool: str, unit: str) -> str:
-    """Install a host tool as /usr/local/sbin/<name> with its unit, enable it and apply. Idempotent."""
+def tool_create(label: str, name: str, tool: str, unit: str, more_units: Mapping[str, str] | None = None) -> str:
+    """Install a host tool as /usr/local/sbin/<name> with its unit, enable it and apply. Idempotent. `more_units`
+    (unit file name -> content) are installed beside it; its timers are enabled and started after the apply."""
+    more = dict(more_units or {})
     files = install_file("tool", f"/usr/local/sbin/{name}", tool, mode="755") + install_file(
         "unit", f"/etc/systemd/system/{name}.service", unit
     )
+    files += "".join(install_file(f, f"/etc/systemd/system/{f}", text) for f, text in more.items())
+    timers = "".join(f"  systemctl enable --quiet --now {f}\n" for f in more if f.endswith(".timer"))
     return f"""#!/bin/sh
 # mediastack: install and start {name}. Idempotent.
 set -eu
@@ -86,21 +92,26 @@ if [ -z "$ROOT" ]; then
   systemctl daemon-reload
   systemctl enable --quiet {name}.service
   /usr/local/sbin/{name} apply
-fi
+{timers}fi
 """
 
 
-def tool_delete(label: str, name: str) -> str:
-    """Stop and clear a host tool, then put back exactly the files that were there before."""
+def tool_delete(label: str, name: str, more_units: Sequence[str] = ()) -> str:
+    """Stop and clear a host tool, then put back exactly the files that were there before (its `more_units` too,
+    their timers stopped first)."""
     restore = restore_file("tool", f"/usr/local/sbin/{name}") + restore_file(
         "unit", f"/etc/systemd/system/{name}.service"
+    )
+    restore += "".join(restore_file(f, f"/etc/systemd/system/{f}") for f in more_units)
+    timers = "".join(
+        f"  systemctl disable --quiet --now {f} 2>/dev/null || true\n" for f in more_units if f.endswith(".timer")
     )
     return f"""#!/bin/sh
 # mediastack: stop {name} and put back exactly what was there before.
 set -eu
 ROOT="${{ROOT:-}}"
 if [ -z "$ROOT" ]; then
-  systemctl disable --quiet {name}.service 2>/dev/null || true
+{timers}  systemctl disable --quiet {name}.service 2>/dev/null || true
   if [ -x /usr/local/sbin/{name} ]; then
     /usr/local/sbin/{name} clear
   fi

@@ -74,7 +74,9 @@ class ResolvedService:
     gpu_request: bool = False  # NVIDIA device request
     group_adds: tuple[str, ...] = ()
     web_host: str | None = None
-    network_mode: str | None = None  # container:<vpn>: shares the VPN container's namespace, no networks
+    # container:<vpn service>: shares the VPN container's namespace, no networks (the container's input names
+    # the VPN container by its id: mediastack/single/service.py `namespace_mode`)
+    network_mode: str | None = None
     aliases: tuple[str, ...] = ()  # further names this service answers to (the VPN: its clients')
     # Others talk to it (they require it, share its namespace, or the deploy-time wiring calls it): its container
     # is created with pulumi-docker's wait, so they start once its health check passes.

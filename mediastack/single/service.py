@@ -42,6 +42,8 @@ class MediaServiceArgs:
     # /etc/hosts entry, so `node-exporter:9100` still names it from the monitoring network.
     host_addresses: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     listen_on: pulumi.Input[str] | None = None  # a host-network service: the monitoring bridge's address
+    # A download client behind the VPN: the VPN's container, whose network namespace it joins (network_mode).
+    namespace_of: docker.Container | None = None
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
@@ -132,6 +134,17 @@ def binds_files(service: ResolvedService) -> bool:
     return any(m.type == "bind" and m.read_only and m.target == where for m in service.mounts)
 
 
+def namespace_mode(args: MediaServiceArgs) -> pulumi.Input[str] | None:
+    """`container:<id>` of the VPN container for a client that shares its namespace: Docker stores the id it
+    resolves a name to, and the provider reads that back into its state (terraform-provider-docker v4.5.0
+    internal/provider/resource_docker_container_funcs.go `resourceDockerContainerRead`; `network_mode` is ForceNew
+    in resource_docker_container.go). With the id as the input, a replaced VPN container (a new id) replaces its
+    clients, in its new namespace, and otherwise the input equals that state; the name never would."""
+    if args.namespace_of is None:
+        return args.service.network_mode
+    return pulumi.Output.concat("container:", args.namespace_of.id)
+
+
 def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     """The docker.Container inputs for a resolved service (everything but the resource options)."""
     service = args.service
@@ -155,7 +168,7 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     return dict(
         name=service.name,
         hostname=None if service.network_mode else service.name,  # a shared namespace has the VPN's name
-        network_mode=service.network_mode,
+        network_mode=namespace_mode(args),
         image=image,
         command=host_network_command(service, args.listen_on),
         envs=container_env(service, args.secrets),

@@ -126,8 +126,10 @@ class MediaStack(pulumi.ComponentResource):
         self.services: dict[str, MediaService] = {}
         for service in stack.services:  # catalog order puts what others require first
             needs = [*service.spec.requires]
+            vpn = None
             if service.network_mode and service.network_mode.startswith("container:"):  # the VPN container first
-                needs.append(service.network_mode.split(":", 1)[1])
+                vpn = service.network_mode.split(":", 1)[1]
+                needs.append(vpn)
             depends = [storage, *(self.services[r] for r in needs if r in self.services)]
             self.services[service.name] = MediaService(
                 f"{name}-{service.name}",
@@ -139,6 +141,7 @@ class MediaStack(pulumi.ComponentResource):
                     secret_files=secret_files.get(service.name, {}),
                     host_addresses=host_addresses if NetworkRole.monitoring in service.networks else {},
                     listen_on=monitoring.gateway if monitoring and service.network_mode == "host" else None,
+                    namespace_of=self.services[vpn].container if vpn else None,
                 ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
             )

@@ -24,6 +24,7 @@ from .routes import every_service_monitored, public_routes_need_login, web_ui_ro
 from .shapes import (
     LOCAL_COMMAND,
     REMOTE_COMMAND,
+    UNKNOWN,
     Report,
     plain,
 )
@@ -153,15 +154,31 @@ def data_services_internal(args: StackValidationArgs, report: Report) -> None:
             report(f"{w.service}: a {w.role} container on non-internal network(s) {', '.join(external)}", None)
 
 
+def _made_from(args: StackValidationArgs, prop: str) -> dict[str, set[str]]:
+    """URN -> the URNs whose outputs made its input `prop` (the property dependencies `pulumi` sends)."""
+    return {
+        r.urn: {d.urn for d in (getattr(r, "property_dependencies", None) or {}).get(prop, [])} for r in args.resources
+    }
+
+
 def vpn_no_bypass(args: StackValidationArgs, report: Report) -> None:
-    vpns = {w.name: w for w, _ in workloads_of(args) if w.role == Role.vpn}
+    vpns = {urn: w for w, urn in workloads_of(args) if w.role == Role.vpn}
     if not vpns:
         return
-    for w, _ in classified(args, report, "whether it must reach the network only through the VPN"):
+    # A client names the VPN container by its name, or by its id, which is what Docker stores and the program passes
+    # (`container:` + the VPN container's id): the id the VPN container shows (its outputs, after `up`), or a value
+    # made from the VPN container's outputs (at preview or under mocks the only trace of that id; while the VPN
+    # container is still to be created the whole value is unknown).
+    names = {w.name for w in vpns.values()} | {
+        str(w.raw["id"]) for w in vpns.values() if w.raw.get("id") not in (None, "", UNKNOWN)
+    }
+    made_from = _made_from(args, "networkMode")
+    for w, urn in classified(args, report, "whether it must reach the network only through the VPN"):
         if w.role not in DOWNLOAD_ROLES:
             continue
         mode = w.network_mode or ""
-        through = mode.startswith("container:") and mode.split(":", 1)[1] in vpns
+        shared = mode.startswith("container:") or mode == UNKNOWN
+        through = shared and (mode.split(":", 1)[-1] in names or bool(made_from.get(urn, set()) & vpns.keys()))
         if not through or w.networks:
             report(
                 f"{w.service}: has a network path that bypasses the VPN (network_mode {mode or 'bridge'}, "
