@@ -287,7 +287,9 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             binaries=("/gluetun-entrypoint", "/bin/sh", "/usr/bin/wget"),
             writes=("/gluetun",),
             dir_mode=0o700,
-            file_env=tuple((key, "{key}_SECRETFILE") for key in ("WIREGUARD_PRIVATE_KEY", "OPENVPN_USER", "OPENVPN_PASSWORD")),
+            file_env=tuple(
+                (key, "{key}_SECRETFILE") for key in ("WIREGUARD_PRIVATE_KEY", "OPENVPN_USER", "OPENVPN_PASSWORD")
+            ),
             sources=(
                 Source(
                     "qmcgaw/gluetun",

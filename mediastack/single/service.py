@@ -156,7 +156,9 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
     ]
     if args.secrets_dir and as_files(service):
         # Its secret files, written by the host step readable by the image's user only.
-        mounts.append(docker.ContainerMountArgs(target=SECRETS_DIR, type="bind", source=args.secrets_dir, read_only=True))
+        mounts.append(
+            docker.ContainerMountArgs(target=SECRETS_DIR, type="bind", source=args.secrets_dir, read_only=True)
+        )
     bound = binds_files(service)
     labels: dict[str, pulumi.Input[str]] = dict(service.labels)
     if args.secret_files_digest is not None and as_files(service):

@@ -26,6 +26,7 @@ from .privileges import (
     check_secret_env,
     check_socket,
 )
+from .secrets import check_secret_in_container_env
 from .shapes import (
     LOCAL_COMMAND,
     MIB,
@@ -391,6 +392,13 @@ RESOURCE_POLICIES = [
         "secret-env",
         "Environment variables that look like secrets carry Pulumi secrets.",
         _on_workloads(check_secret_env),
+    ),
+    _policy(
+        "secret-not-in-container-env",
+        "On one host no container carries a secret value in its environment (anyone who can inspect it reads it): "
+        "secrets go as files the image reads.",
+        _on_workloads(check_secret_in_container_env),
+        schema={"allowed_services": {**_LIST, "default": []}},
     ),
     _policy(
         "identity-env",
