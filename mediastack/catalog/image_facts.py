@@ -303,7 +303,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "internal/configuration/sources/secrets/wireguard.go",
                     "4fac10b648b70762c4d715f58ef5a570f3e8ac90",
                     ("secrets",),
-                    "WIREGUARD_PRIVATE_KEY_SECRETFILE (default /run/secrets/wireguard_private_key) names the key's file",
+                    "WIREGUARD_PRIVATE_KEY_SECRETFILE (default /run/secrets/wireguard_private_key) names its file",
                 ),
                 Source(
                     "qmcgaw/gluetun",
