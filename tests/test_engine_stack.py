@@ -362,4 +362,3 @@ def test_no_reader_of_the_socket_proxy_finds_a_secret_in_any_container(dev):
         assert not [line for line in config_env for v in values if v in line], name
         named += sum("=/run/secrets/" in line for line in config_env)
     assert named >= len(values) - 1  # the variables name the files (one secret may be shared by two readers)
-

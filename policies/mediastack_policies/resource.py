@@ -24,9 +24,9 @@ from .privileges import (
     check_no_new_privileges,
     check_privileged,
     check_secret_env,
+    check_secret_in_container_env,
     check_socket,
 )
-from .secrets import check_secret_in_container_env
 from .shapes import (
     LOCAL_COMMAND,
     MIB,

@@ -5,16 +5,13 @@ a secret?" cannot be answered from them. The pack's entry point swaps in a deser
 the unwrapped value but marks it (a str, list or dict subclass), so every policy reads values as
 before and `secret-env` can ask `is_secret`. Installed only in the pack's own process.
 
-`secret-not-in-container-env` (below) uses the same marks: on one host no container carries a secret value in its
+`secret-not-in-container-env` (privileges.py) uses the same marks: on one host no container carries a secret value in its
 environment at all.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .shapes import Report, Workload
+from typing import Any
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -105,22 +102,3 @@ def _keep_marks_through_proxies() -> None:
         return result
 
     proxy._proxy_helper = helper  # type: ignore[attr-defined]
-
-
-def check_secret_in_container_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
-    """On one host anyone who can inspect a container (`GET /containers/{id}/json`, the socket proxy's readers
-    included) reads its environment: a secret goes as a file the image reads, never as a value in the env."""
-    from .shapes import SECRET
-
-    if w.kind != "container" or w.service in set(cfg.get("allowed_services") or ()):
-        return
-    fix = (
-        "Docker shows a container's environment to anyone who can inspect it; pass the secret as a file the image "
-        "reads (<VAR>_FILE, FILE__<VAR>, <VAR>__FILE, <VAR>_SECRETFILE) from a read-only bind"
-    )
-    if w.env_is_secret:
-        report(f"{w.service}: its environment is a Pulumi secret, so it carries a secret value; {fix}", None)
-        return
-    carried = sorted(k for k, v in w.env.items() if v == SECRET)
-    if carried:
-        report(f"{w.service}: environment variable {', '.join(carried)} carries a secret value; {fix}", None)
