@@ -241,11 +241,10 @@ class HostStorage(pulumi.ComponentResource):
             # Secrets the images read from files instead of their environments (which Docker shows to anyone who
             # can inspect a container). The script that holds them travels on standard input, never in the
             # command line or the triggers; a digest of it (a secret too) runs the step again when one changes.
-            secret_text = pulumi.Output.secret(
-                pulumi.Output.all(**values).apply(
-                    lambda v: secret_files_script({p: (v[sid], uid, gid) for p, (sid, uid, gid) in env_files.items()})
-                )
+            script_text: pulumi.Output[str] = pulumi.Output.all(**values).apply(
+                lambda v: secret_files_script({p: (v[sid], uid, gid) for p, (sid, uid, gid) in env_files.items()})
             )
+            secret_text: pulumi.Output[str] = pulumi.Output.secret(script_text)
             host_command(
                 f"{name}-secrets",
                 args.host,
