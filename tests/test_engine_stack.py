@@ -308,35 +308,9 @@ def test_the_real_qbittorrent_takes_the_seeded_password(dev):
     assert (code, body) == (0, "Ok."), _logs(dev, "qbittorrent")
 
 
-def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
-    # Last in the module: it stops every app.
-    _wait_all_healthy(dev)
-    # Those that became healthy (any other already fails the test above with its reason).
-    checked = [n for n, i in dev.containers.items() if i.get("healthcheck") and _health(dev, n) == "healthy"]
-    assert checked
-    for name in checked:
-        # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
-        user = _runs_as(name, dev.containers[name])
-        stopped = dev.engine.client.containers.get(name).exec_run(
-            ["sh", "-c", "kill $(pidof ${STANDIN_APP:-httpd})"], user=user
-        )
-        assert stopped.exit_code == 0, (name, stopped.output)
-    limit = max(
-        (_seconds(check["interval"]) + _seconds(check["timeout"])) * int(check["retries"])
-        for check in (dev.containers[n]["healthcheck"] for n in checked)
-    )
-    deadline = time.monotonic() + limit + HEALTH_GRACE_S
-    status = {}
-    while time.monotonic() < deadline:
-        status = {n: _health(dev, n) for n in checked}
-        if all(s == "unhealthy" for s in status.values()):
-            break
-        time.sleep(3)
-    assert status == dict.fromkeys(checked, "unhealthy")
-
-
 def test_no_reader_of_the_socket_proxy_finds_a_secret_in_any_container(dev):
-    """Every container inspected through the socket proxy, as cAdvisor reads it (where the stack has a reader):
+    """Every container inspected through the socket proxy, as cAdvisor reads it (where the stack has a reader;
+    before the health tests below stop the apps, the proxy's haproxy among them):
     Config.Env names the secret files, and no secret value (the files the host step wrote) is anywhere in it."""
     import sys
 
@@ -362,3 +336,30 @@ def test_no_reader_of_the_socket_proxy_finds_a_secret_in_any_container(dev):
         assert not [line for line in config_env for v in values if v in line], name
         named += sum("=/run/secrets/" in line for line in config_env)
     assert named >= len(values) - 1  # the variables name the files (one secret may be shared by two readers)
+
+
+def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):
+    # Last in the module: it stops every app.
+    _wait_all_healthy(dev)
+    # Those that became healthy (any other already fails the test above with its reason).
+    checked = [n for n, i in dev.containers.items() if i.get("healthcheck") and _health(dev, n) == "healthy"]
+    assert checked
+    for name in checked:
+        # As the user the app runs as (no container here keeps CAP_KILL for another user's processes).
+        user = _runs_as(name, dev.containers[name])
+        stopped = dev.engine.client.containers.get(name).exec_run(
+            ["sh", "-c", "kill $(pidof ${STANDIN_APP:-httpd})"], user=user
+        )
+        assert stopped.exit_code == 0, (name, stopped.output)
+    limit = max(
+        (_seconds(check["interval"]) + _seconds(check["timeout"])) * int(check["retries"])
+        for check in (dev.containers[n]["healthcheck"] for n in checked)
+    )
+    deadline = time.monotonic() + limit + HEALTH_GRACE_S
+    status = {}
+    while time.monotonic() < deadline:
+        status = {n: _health(dev, n) for n in checked}
+        if all(s == "unhealthy" for s in status.values()):
+            break
+        time.sleep(3)
+    assert status == dict.fromkeys(checked, "unhealthy")
