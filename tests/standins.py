@@ -32,6 +32,22 @@ DEFAULT_PORT = 8080
 ENTRYPOINT = r"""#!/bin/sh
 # Stand-in entrypoint: ownership as the real image does it, then the app (httpd) as the image's user.
 set -u
+# Secrets from files (mediastack/plan/secret_files.py), read where and as whom the real image reads them (image facts):
+# linuxserver's s6 init-envfile, gluetun and every entrypoint as the starting user; PostgreSQL's file_env again as
+# postgres after the drop (STANDIN_DROP_TO). A file that user cannot read stops the start, as in the real image.
+read_secret_files() {
+  for variable in $(env | grep -E '^(FILE__[A-Za-z0-9_]+|[A-Za-z0-9_]+(_FILE|__FILE|_SECRETFILE))=' | cut -d= -f1); do
+    eval "file=\${$variable}"
+    if ! cat "$file" >/dev/null || ! [ -s "$file" ]; then
+      echo "stand-in: $(id -u) cannot read $variable=$file" >&2
+      exit 74
+    fi
+    if [ -n "${1:-}" ] && ! $1 cat "$file" >/dev/null; then
+      echo "stand-in: ${STANDIN_DROP_TO:-} cannot read $variable=$file" >&2
+      exit 74
+    fi
+  done
+}
 # The real images' PID 1 ends on SIGTERM (s6-overlay's /init for linuxserver images: `docker stop` stops them
 # within the grace period); a shell as PID 1 would ignore it, and a health check's `kill 1` with it.
 trap 'exit 143' TERM
@@ -56,6 +72,11 @@ elif [ "$(id -u)" = 0 ] && [ -n "${STANDIN_DROP_TO:-}" ]; then
   run="/usr/bin/setpriv --reuid=${STANDIN_DROP_TO%%:*} --regid=${STANDIN_DROP_TO##*:} --clear-groups"
 else
   run=""
+fi
+if [ -n "${STANDIN_DROP_TO:-}" ]; then
+  read_secret_files "$run"
+else
+  read_secret_files ""
 fi
 for dir in $STANDIN_WRITABLE; do
   [ -d "$dir" ] || continue
@@ -172,7 +193,7 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="standin") as scratch:
         root = dockerd.busybox_rootfs(
-            Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo", "find", "cut", "grep")
+            Path(scratch), (*dockerd.APPLETS, "pidof", "chown", "echo", "find", "cut", "grep", "env")
         )
         dockerd.copy_program(root, "/usr/bin/setpriv")  # util-linux's: busybox's cannot change the user
         (root / "bin" / "busybox").chmod(0o755)
@@ -240,12 +261,29 @@ def vpn_client_app_tests(tests: list[str]) -> list[str]:
 # writes /gluetun (qmcgaw/gluetun Dockerfile, v3.40.0).
 GLUETUN_ENTRYPOINT = r"""#!/bin/sh
 # Stand-in for gluetun's entrypoint: the tunnel device (NET_ADMIN, /dev/net/tun), its state, its servers.
+# Secrets from files (mediastack/plan/secret_files.py), read where and as whom the real image reads them (image facts):
+# linuxserver's s6 init-envfile, gluetun and every entrypoint as the starting user; PostgreSQL's file_env again as
+# postgres after the drop (STANDIN_DROP_TO). A file that user cannot read stops the start, as in the real image.
+read_secret_files() {
+  for variable in $(env | grep -E '^(FILE__[A-Za-z0-9_]+|[A-Za-z0-9_]+(_FILE|__FILE|_SECRETFILE))=' | cut -d= -f1); do
+    eval "file=\${$variable}"
+    if ! cat "$file" >/dev/null || ! [ -s "$file" ]; then
+      echo "stand-in: $(id -u) cannot read $variable=$file" >&2
+      exit 74
+    fi
+    if [ -n "${1:-}" ] && ! $1 cat "$file" >/dev/null; then
+      echo "stand-in: ${STANDIN_DROP_TO:-} cannot read $variable=$file" >&2
+      exit 74
+    fi
+  done
+}
 health="${HEALTH_SERVER_ADDRESS:-127.0.0.1:9999}"
 if [ "${1:-}" = healthcheck ]; then
   timeout -s KILL 8 busybox wget -q -O /dev/null "http://$health/"
   exit $?
 fi
 trap 'exit 143' TERM
+read_secret_files ""  # gluetun reads its *_SECRETFILE files as root (no DAC_OVERRIDE: root must own them)
 if [ -c /dev/net/tun ]; then
   # What gluetun does first with its capability: a tun device in the namespace its clients share.
   /usr/sbin/ip tuntap add dev tun0 mode tun 2>/dev/null || /usr/sbin/ip link show tun0 >/dev/null || {
@@ -268,7 +306,7 @@ def build_gluetun(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
     """gluetun's stand-in: its entrypoint at /gluetun-entrypoint (also its health-check binary), iproute2's `ip`
     for the tun device, busybox wget at /usr/bin/wget (alpine's), no USER (root)."""
     with tempfile.TemporaryDirectory(prefix="standin") as scratch:
-        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "echo"))
+        root = dockerd.busybox_rootfs(Path(scratch), (*dockerd.APPLETS, "pidof", "echo", "env", "grep", "cut"))
         (root / "bin" / "busybox").chmod(0o755)
         dockerd.copy_program(root, "ip", "/usr/sbin/ip")
         (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)

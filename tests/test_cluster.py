@@ -71,13 +71,15 @@ def test_same_image_limits_health_mounts_and_env_as_the_single_host_container() 
         # On one host a read-only rootfs binds its generated files; on a Swarm they are Swarm configs, except
         # Traefik's routes, which it binds from its host there too (the public routes are added once the logins exist).
         bound = [m for m in c["mounts"] if "/generated/" in m.get("source", "") and name != "traefik"]
+        # Secret files: a bind of the host step's directory on one host, Swarm secrets at the same paths on a Swarm.
+        bound += [m for m in c["mounts"] if m["target"] == "/run/secrets"]
         assert [m for m in spec["mounts"] if m["target"] != "/dev/dri"] == [m for m in c["mounts"] if m not in bound]
         assert spec["capDrops"] == ["ALL"] and spec.get("capAdds") == c["capabilities"].get("adds"), name
         assert spec.get("user") == c.get("user") and spec["readOnly"] == c["readOnly"], name
         # The socket proxy: on a cluster no reader is left (cAdvisor reads cgroups), so its sections are closed.
         if isinstance(c["envs"], list) and isinstance(spec["env"], dict) and name != "socket-proxy":
-            plain = {k: v for k, v in spec["env"].items() if not k.endswith("_FILE") and not k.startswith("FILE__")}
-            assert sorted(f"{k}={v}" for k, v in plain.items()) == sorted(c["envs"]), name
+            # The same variables on both, those naming secret files included (the same paths).
+            assert sorted(f"{k}={v}" for k, v in spec["env"].items()) == sorted(c["envs"]), name
         # The container's CMD is the service's args (commands would replace the entrypoint).
         if name not in ("cadvisor", "immich-postgres", "node-exporter"):
             assert spec.get("args") == c.get("command"), name

@@ -77,21 +77,30 @@ def test_media_service_renders_one_image_and_one_container(mocks) -> None:
     check()
 
 
-def test_service_with_secrets_gets_a_secret_env(mocks) -> None:
+def test_service_with_secrets_reads_them_from_a_file_not_its_env(mocks) -> None:
     stack = resolved()
     sonarr = stack.get("sonarr")
+    value = "0123456789abcdef0123456789abcdef"
 
     @pulumi.runtime.test
     def check():
-        key = pulumi.Output.secret("0123456789abcdef0123456789abcdef")
+        key = pulumi.Output.secret(value)
         networks = {role: f"mediastack-{role.value}" for role in NetworkRole}
         service = MediaService(
-            "t-sonarr", MediaServiceArgs(service=sonarr, networks=networks, secrets={"sonarr-api-key": key})
+            "t-sonarr",
+            MediaServiceArgs(
+                service=sonarr, networks=networks, secrets={"sonarr-api-key": key}, secrets_dir="/srv/s/sonarr"
+            ),
         )
 
         def verify(_: str) -> None:
             (container,) = by_type(mocks, ":Container")
-            assert container.inputs["envs"] == "[secret]"
+            envs = container.inputs["envs"]
+            # linuxserver's FILE__<VAR>: the environment names the file; the value is nowhere in it.
+            assert "FILE__SONARR__AUTH__APIKEY=/run/secrets/sonarr-api-key" in envs
+            assert not any(value in line or "[secret]" in line for line in envs), envs
+            mount = [m for m in container.inputs["mounts"] if m["target"] == "/run/secrets"]
+            assert mount == [{"target": "/run/secrets", "type": "bind", "source": "/srv/s/sonarr", "readOnly": True}]
 
         return service.container_name.apply(verify)
 

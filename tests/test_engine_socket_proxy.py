@@ -39,17 +39,20 @@ class Proxy:
         full = unsealed_plan(read_stack(ROOT, stack))
         (proxy,) = [r for r in full.resources if r.type == CONTAINER and r.inputs["name"] == NAME]
         networks = {n["name"] for n in proxy.inputs["networksAdvanced"]}
+        # The host steps that make its directories and write its template (bound read-only at /templates).
+        steps = ("storage-dirs", "storage-files")
         keep = [
             r
             for r in full.resources
             if r is proxy
             or (r.type == NETWORK and r.inputs["name"] in networks)
             or (r.type == REMOTE_IMAGE and r.urn in proxy.dependencies)
+            or (r.type.startswith("command:") and r.name.endswith(steps))
         ]
         self.plan = dataclasses.replace(full, resources=keep)
         self.env = dict(line.split("=", 1) for line in proxy.inputs["envs"])
         standins.build_all(engine, self.plan)
-        self.applied = apply(self.plan, Target(engine.client, host_root, engine.socket))
+        self.applied = apply(self.plan, Target(engine.client, host_root, engine.socket, run_commands=steps))
         assert not self.applied.errors, self.applied.errors
         deadline = time.monotonic() + START_S
         while self.health() != "healthy" and time.monotonic() < deadline:
@@ -88,6 +91,8 @@ def test_haproxy_runs_the_image_configuration_and_is_healthy(proxy):
     assert proxy.inspect()["RestartCount"] == 0
     rendered = proxy.engine.client.containers.get(NAME).exec_run(["cat", "/run/haproxy/haproxy.cfg"])
     text = rendered.output.decode()
+    # The stack's template (mediastack/generate/socket_proxy.py), bound over the image's and rendered by its entrypoint.
+    assert text.startswith("# mediastack: the image's template, reads only"), text[:200]
     # The entrypoint's substitution (DISABLE_IPV6 unset: both families) and haproxy's own expansions left to it.
     assert "    bind [::]:2375 v4v6\n" in text and "@@" not in text
     assert "server socket $SOCKET_PATH" in text
@@ -98,7 +103,7 @@ def test_the_reads_its_readers_need_answer(proxy):
     with cAdvisor; the ping the health check asks on every stack."""
     inspected = proxy.inspect()["Id"]
     reads = {"/_ping": "PING", "/v1.41/_ping": "PING", "/version": "VERSION", "/v1.41/info": "INFO"}
-    reads |= {f"/v1.41/containers/{inspected}/json": "CONTAINERS", "/containers/json": "CONTAINERS"}
+    reads |= {f"/v1.41/containers/{inspected}/json": "CONTAINERS", f"/containers/{NAME}/json": "CONTAINERS"}
     for path, switch in reads.items():
         status, body = proxy.request("GET", path)
         if proxy.env[switch] == "1":
@@ -122,6 +127,20 @@ REFUSED = [
     ("POST", "/v1.41/build"),
     ("PUT", "/v1.41/containers/{id}/archive?path=/"),
     ("POST", "/v1.41/secrets/create"),
+    ("POST", "/v1.41/containers/{id}/attach?stream=1&stdout=1"),
+    # With CONTAINERS on (cAdvisor's inspect), nothing else under /containers: no list, no file, log or process.
+    ("GET", "/v1.41/containers/json"),
+    ("GET", "/containers/json?all=1"),
+    ("GET", "/v1.41/containers/{id}/archive?path=/"),
+    ("HEAD", "/v1.41/containers/{id}/archive?path=/etc/passwd"),
+    ("GET", "/v1.41/containers/{id}/export"),
+    ("GET", "/v1.41/containers/{id}/logs?stdout=1&stderr=1"),
+    ("GET", "/v1.41/containers/{id}/attach/ws?stream=1"),
+    ("GET", "/v1.41/containers/{id}/top"),
+    ("GET", "/v1.41/containers/{id}/changes"),
+    ("GET", "/v1.41/containers/{id}/stats?stream=0"),
+    ("GET", "/v1.41/containers/{id}/json/../logs"),
+    ("GET", "/v1.41/containers/{id}%2Flogs/json"),
     # Reads of the sections it keeps closed.
     ("GET", "/v1.41/exec/0/json"),
     ("GET", "/v1.41/secrets"),

@@ -25,8 +25,9 @@ from mediastack_cli.offline import read_stack
 pytestmark = pytest.mark.engine
 
 STORAGE_COMMAND = "storage-dirs"
-# The host steps that write what the real programs read: the generated configs and the apps' first-start seeds.
-FILES_COMMANDS = ("storage-files", "storage-seeds")
+# The host steps that write what the real programs read: the generated configs, the apps' first-start seeds and
+# the secret files.
+FILES_COMMANDS = ("storage-files", "storage-seeds", "storage-secrets")
 HEALTH_GRACE_S = 15  # beyond a check's start period, interval and timeout: engine scheduling on 2 busy cores
 
 
@@ -305,6 +306,36 @@ def test_the_real_qbittorrent_takes_the_seeded_password(dev):
     assert (code, body) == (0, "Fails."), _logs(dev, "qbittorrent")
     code, body = _fetch(dev, via, url, urllib.parse.urlencode({"username": login[0], "password": login[1]}))
     assert (code, body) == (0, "Ok."), _logs(dev, "qbittorrent")
+
+
+def test_no_reader_of_the_socket_proxy_finds_a_secret_in_any_container(dev):
+    """Every container inspected through the socket proxy, as cAdvisor reads it (where the stack has a reader;
+    before the health tests below stop the apps, the proxy's haproxy among them):
+    Config.Env names the secret files, and no secret value (the files the host step wrote) is anywhere in it."""
+    import sys
+
+    from test_engine_socket_proxy import REQUEST
+
+    sources = {m["source"] for c in dev.containers.values() for m in c["mounts"] if m["target"] == "/run/secrets"}
+    files = [p for source in sources for p in Path(str(dev.target.host_root) + source).iterdir()]
+    values = {p.read_text() for p in files}
+    assert len(values) >= 2 and all(len(v) >= 8 for v in values), files
+    proxy = dev.inspect("socket-proxy")
+    env = dict(line.split("=", 1) for line in dev.containers["socket-proxy"]["envs"])
+    if env["CONTAINERS"] != "1":
+        pytest.skip("no reader on this stack: the proxy serves no container (test_engine_socket_proxy.py)")
+    address = next(iter(proxy["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    named = 0
+    for name in dev.containers:
+        ident = dev.inspect(name)["Id"]
+        code = REQUEST.replace("response.read(200)", "response.read()")
+        done = dev.engine.netexec(sys.executable, "-c", code, address, "GET", f"/v1.41/containers/{ident}/json")
+        status, _, body = done.stdout.strip().partition(" ")
+        assert status == "200", (name, done.stdout[:200], done.stderr)
+        config_env = json.loads(body)["Config"]["Env"]
+        assert not [line for line in config_env for v in values if v in line], name
+        named += sum("=/run/secrets/" in line for line in config_env)
+    assert named >= len(values) - 1  # the variables name the files (one secret may be shared by two readers)
 
 
 def test_health_checks_turn_unhealthy_when_their_apps_stop(dev):

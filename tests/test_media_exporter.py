@@ -217,3 +217,13 @@ def test_metrics_endpoint_serves_while_a_source_is_down() -> None:
         runner.join(5)
     assert 'media_exporter_source_up{source="jellyfin"} 0.0' in text
     assert 'media_exporter_source_up{source="tdarr"} 0.0' in text
+
+
+def test_the_api_key_comes_from_the_file_its_variable_names(tmp_path, monkeypatch) -> None:
+    from media_exporter import secret_from_env
+
+    (tmp_path / "key").write_text("0123abcd\n")
+    monkeypatch.setenv("JELLYFIN_API_KEY", "from-env")
+    assert secret_from_env("JELLYFIN_API_KEY") == "from-env"
+    monkeypatch.setenv("JELLYFIN_API_KEY_FILE", str(tmp_path / "key"))
+    assert secret_from_env("JELLYFIN_API_KEY") == "0123abcd"  # the file wins, its newline stripped

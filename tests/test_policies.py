@@ -776,3 +776,20 @@ def test_every_policy_is_documented() -> None:
     doc = (ROOT / "docs/policies.md").read_text()
     for policy in POLICIES:
         assert f"| `{policy.name}` |" in doc, policy.name
+
+
+def test_a_secret_value_in_a_container_env_is_refused(pack: PolicyPack) -> None:
+    """On one host a Pulumi secret in a container's environment is readable by anyone who can inspect it."""
+    line = "SONARR__AUTH__APIKEY=0123456789abcdef0123456789abcdef"
+    one = pack.analyze(reg(CONTAINER, with_(base_container(), envs=["PUID=1000", real_secret(line)])))
+    (message,) = [d.message for d in one.diagnostics if d.policyName == "secret-not-in-container-env"]
+    assert "sonarr: environment variable SONARR__AUTH__APIKEY carries a secret value; Docker shows" in message
+    whole = pack.analyze(reg(CONTAINER, with_(base_container(), envs=real_secret(["PUID=1000", line]))))
+    (message,) = [d.message for d in whole.diagnostics if d.policyName == "secret-not-in-container-env"]
+    assert "sonarr: its environment is a Pulumi secret, so it carries a secret value;" in message
+    # The file form passes: the variable names a path, the value is in the file.
+    named = with_(base_container(), envs=["PUID=1000", "FILE__SONARR__AUTH__APIKEY=/run/secrets/sonarr-api-key"])
+    assert "secret-not-in-container-env" not in analyze(pack, CONTAINER, named)
+    # A Swarm service's secrets are Swarm secrets; its environment is not this policy's.
+    service = task(base_service(), "taskSpec.containerSpec.env", {"PUID": "1000", "APIKEY": real_secret("x1")})
+    assert "secret-not-in-container-env" not in analyze(pack, SERVICE, service)

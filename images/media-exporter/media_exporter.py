@@ -11,7 +11,8 @@ last values. A source that fails (refused, timeout, HTTP error, unexpected JSON)
 media_exporter_source_up{source}=0 and media_exporter_errors_total; the exporter keeps serving.
 
 Environment: JELLYFIN_URL, JELLYFIN_API_KEY, TDARR_URL (each optional: an unset source is not polled),
-PORT (9850), POLL_SECONDS (30), TIMEOUT_SECONDS (5).
+PORT (9850), POLL_SECONDS (30), TIMEOUT_SECONDS (5). JELLYFIN_API_KEY_FILE names a file holding the key instead
+(whitespace around it stripped), so the key need not be in the environment.
 """
 
 from __future__ import annotations
@@ -169,11 +170,21 @@ class MediaExporter:
             stop.wait(interval)
 
 
+def secret_from_env(name: str) -> str | None:
+    """NAME's value, or the content of the file NAME_FILE names (a file wins: it keeps the secret out of the
+    container's environment, which anyone who can inspect the container reads)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return os.environ.get(name)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     exporter = MediaExporter(
         os.environ.get("JELLYFIN_URL"),
-        os.environ.get("JELLYFIN_API_KEY"),
+        secret_from_env("JELLYFIN_API_KEY"),
         os.environ.get("TDARR_URL"),
         timeout=float(os.environ.get("TIMEOUT_SECONDS", "5")),
     )

@@ -2,7 +2,8 @@
 
 A fact here is about someone else's image: the user its process runs (and writes) as, what its entrypoint does
 at start that needs capabilities, the binaries a health check can run, the arguments its own CMD holds that a
-replacement command must keep, the paths it writes, and any engine version it needs. Each names the file,
+replacement command must keep, the paths it writes, any engine version it needs, and the variables through
+which it reads a secret from a file instead of its environment. Each names the file,
 repository and tag (or commit) it was read from. Where a fact could not be read upstream, `unverified` says
 which and why; such a fact is the best the program has, not a checked one.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 PUID = "PUID"
 
 # What a Source can vouch for.
-FACT_KINDS = ("tag", "user", "entrypoint", "binaries", "command", "writes", "engine")
+FACT_KINDS = ("tag", "user", "entrypoint", "binaries", "command", "writes", "engine", "secrets")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ImageFacts:
     engine: str = ""  # a Docker Engine / API version it needs
     # Mode of the host directories it writes (None: from identity.umask, for images that run as PUID).
     dir_mode: int | None = None
+    # How it reads a secret from a file: (variable, the variable naming its file as a pattern of {key}); "*" for
+    # any variable. A variable not listed has no file form in this image.
+    file_env: tuple[tuple[str, str], ...] = ()
     sources: tuple[Source, ...] = ()
     unverified: tuple[str, ...] = ()  # "<fact>: <why it could not be read upstream>"
 
@@ -56,6 +60,14 @@ class ImageFacts:
 
     def binary_names(self) -> frozenset[str]:
         return frozenset(b.rsplit("/", 1)[-1] for b in self.binaries) | frozenset(self.binaries)
+
+    def file_variable(self, key: str) -> str | None:
+        """The variable that names a file holding `key`'s value, or None when the image reads it only from its
+        environment."""
+        for variable, pattern in self.file_env:
+            if variable in (key, "*"):
+                return pattern.format(key=key)
+        return None
 
     def sources_for(self, fact: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if fact in s.facts)
@@ -91,6 +103,15 @@ LSIO_TAGS = Source(
     ("tag",),
     "the release job pushes the bare upstream version (SEMVER) besides <version>-ls<N>",
 )
+LSIO_ENVFILE = Source(
+    "linuxserver/docker-baseimage-alpine",
+    "root/etc/s6-overlay/s6-rc.d/init-envfile/run",
+    "1b98fd9bc7f28ee903720fc6e8f9f64ce7b7d9d0",
+    ("secrets",),
+    "as root before the services start: for every FILE__KEY naming a file, KEY is set to its content (newlines "
+    "removed) in s6's container environment, which the app's service reads",
+)
+LSIO_FILE_ENV = (("*", "FILE__{key}"),)
 # s6 starts as root, re-ids abc to PUID/PGID, chowns what the image owns (lsiown), then runs the app as abc.
 S6_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
 S6_ENTRYPOINT = "s6-overlay as root: re-ids user abc to PUID:PGID, chowns /config (lsiown), runs the app as abc"
@@ -107,7 +128,8 @@ def _lsio(name: str, tag: str, base: Source, *extra: Source, unverified: tuple[s
         caps=S6_CAPS,
         binaries=("/bin/sh", "/usr/bin/curl"),
         writes=("/config",),
-        sources=(base, LSIO_ADDUSER, LSIO_TAGS, *extra),
+        file_env=LSIO_FILE_ENV,
+        sources=(base, LSIO_ADDUSER, LSIO_TAGS, LSIO_ENVFILE, *extra),
         unverified=unverified or (f"binaries: {_LSIO_UNREAD}", f"tag: {_LSIO_UNREAD}; the tag scheme is the same"),
     )
 
@@ -265,6 +287,9 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             binaries=("/gluetun-entrypoint", "/bin/sh", "/usr/bin/wget"),
             writes=("/gluetun",),
             dir_mode=0o700,
+            file_env=tuple(
+                (key, "{key}_SECRETFILE") for key in ("WIREGUARD_PRIVATE_KEY", "OPENVPN_USER", "OPENVPN_PASSWORD")
+            ),
             sources=(
                 Source(
                     "qmcgaw/gluetun",
@@ -272,6 +297,21 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "v3.40.0",
                     ("tag", "user", "binaries", "entrypoint", "writes"),
                     "FROM alpine, no USER, apk add wget, mkdir /gluetun; HEALTHCHECK /gluetun-entrypoint healthcheck",
+                ),
+                Source(
+                    "qmcgaw/gluetun",
+                    "internal/configuration/sources/secrets/wireguard.go",
+                    "4fac10b648b70762c4d715f58ef5a570f3e8ac90",
+                    ("secrets",),
+                    "WIREGUARD_PRIVATE_KEY_SECRETFILE (default /run/secrets/wireguard_private_key) names its file",
+                ),
+                Source(
+                    "qmcgaw/gluetun",
+                    "internal/configuration/sources/secrets/openvpn.go",
+                    "062b6a276c6ab2bad6534341382d01e17234a470",
+                    ("secrets",),
+                    "OPENVPN_USER_SECRETFILE and OPENVPN_PASSWORD_SECRETFILE (defaults /run/secrets/openvpn_user, "
+                    "openvpn_password); helpers.go reads the file as the running user (root)",
                 ),
             ),
         ),
@@ -285,6 +325,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             binaries=("/usr/src/app/bin/immich-healthcheck", "/bin/bash", "/usr/bin/curl"),
             writes=("/data",),
             dir_mode=0o755,
+            file_env=(("DB_PASSWORD", "{key}_FILE"),),
             sources=(
                 Source(
                     "immich-app/immich",
@@ -300,10 +341,19 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("binaries",),
                     "bash script: curl /api/server/ping, expects pong",
                 ),
+                Source(
+                    "immich-app/immich",
+                    "docs/docs/install/environment-variables.md",
+                    "02454cb48e9aee23af9b1293e525bcec9bcf1344",
+                    ("secrets",),
+                    "Docker Secrets: DB_PASSWORD_FILE (and DB_USERNAME_FILE, DB_URL_FILE, REDIS_PASSWORD_FILE) name "
+                    "the file holding the variable's value",
+                ),
             ),
             unverified=(
                 "tag: the v2.2.3 release is not stored here",
                 "user: server/Dockerfile was read at an older commit (the only one stored), not at v2.2.3",
+                "secrets: DB_PASSWORD_FILE is from Immich's documentation (a later commit), not from the v2.2.3 code",
             ),
         ),
         ImageFacts(
@@ -352,6 +402,8 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             # vectors.so) is loaded; settings go after it as further -c options.
             keep_args=("postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"),
             dir_mode=0o700,
+            # file_env runs before and again after the drop to postgres: the file must be readable by 999.
+            file_env=(("POSTGRES_PASSWORD", "{key}_FILE"),),
             sources=(
                 Source(
                     _IMMICH_PG,
@@ -381,7 +433,9 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     _PG,
                     "14/bookworm/docker-entrypoint.sh",
                     "6edb0a8c4def40c371514b34aef9037ec82d9110",
-                    ("entrypoint", "writes"),
+                    ("entrypoint", "writes", "secrets"),
+                    "docker_setup_env: file_env 'POSTGRES_PASSWORD' reads $POSTGRES_PASSWORD_FILE, as root and again "
+                    "as postgres after the gosu re-exec",
                 ),
             ),
         ),
@@ -568,7 +622,16 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             caps=(),
             binaries=("/bin/sh", "/usr/bin/wget"),
             writes=("/var/lib/grafana",),
+            file_env=(("*", "{key}__FILE"),),
             sources=(
+                Source(
+                    "grafana/grafana",
+                    "packaging/docker/run.sh",
+                    "07754534fbafa7e7e18e7272e552c166f1afae28",
+                    ("secrets",),
+                    "every GF_*__FILE variable: the variable without __FILE is exported with the file's content, as "
+                    "the container's user (472), before grafana starts",
+                ),
                 Source(
                     "grafana/grafana",
                     "Dockerfile",
@@ -581,6 +644,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                 "tag: the 12.2.1 Dockerfile is not stored here",
                 "user: GF_UID 472 / GF_GID 0 read from other versions of the Dockerfile, not 12.2.1's",
                 "binaries: the Alpine base (busybox wget) of the 12.2.1 image was not read",
+                "secrets: run.sh was read at a later commit than 12.2.1's",
             ),
         ),
         ImageFacts(
@@ -691,6 +755,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             binaries=("/exportarr", "/tini"),
             writes=(),
             keep_args=(),
+            file_env=(("APIKEY", "{key}_FILE"),),
             sources=(
                 Source(
                     _EXPORTARR,
@@ -713,6 +778,14 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("command",),
                     "prowlarr mode: prowlarr, history, system-status, system-health collectors; no queue collector",
                 ),
+                Source(
+                    _EXPORTARR,
+                    "internal/config/config.go",
+                    "0cb318682ee0733e460aae27b6acdb0aa1045162",
+                    ("secrets",),
+                    "APIKEY_FILE becomes api-key-file (the environment's backwards-compatibility transform); its file "
+                    "is read whole, not trimmed, as the api-key. Read at a later commit than v2.0.1",
+                ),
             ),
         ),
         ImageFacts(
@@ -724,6 +797,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             caps=(),
             binaries=("/usr/local/bin/python3",),
             writes=(),
+            file_env=(("JELLYFIN_API_KEY", "{key}_FILE"),),
             sources=(
                 Source(
                     "mediastack/mediastack",
@@ -732,6 +806,13 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("user", "binaries", "tag"),
                     "this project's own image: FROM python:3.11-slim-bookworm; USER 65534:65534; "
                     "healthcheck.py in WORKDIR /app",
+                ),
+                Source(
+                    "mediastack/mediastack",
+                    "images/media-exporter/media_exporter.py",
+                    "this repository",
+                    ("secrets",),
+                    "JELLYFIN_API_KEY_FILE names a file holding the key (surrounding whitespace stripped)",
                 ),
             ),
         ),
@@ -744,6 +825,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             caps=(),
             binaries=("/bin/wget", "/bin/sh", "/bin/postgres_exporter"),
             writes=(),
+            file_env=(("DATA_SOURCE_PASS", "{key}_FILE"),),
             sources=(
                 Source(
                     "prometheus-community/postgres_exporter",
@@ -751,6 +833,14 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "v0.18.1",
                     ("tag", "user", "binaries"),
                     "FROM quay.io/prometheus/busybox; USER nobody",
+                ),
+                Source(
+                    "prometheus-community/postgres_exporter",
+                    "cmd/postgres_exporter/datasource.go",
+                    "1b1eb48d551bd7a53fecadc1c81f7e3359e32927",
+                    ("secrets",),
+                    "getDataSources: DATA_SOURCE_PASS_FILE wins over DATA_SOURCE_PASS (read, then whitespace trimmed); "
+                    "read at a later commit than v0.18.1",
                 ),
             ),
         ),

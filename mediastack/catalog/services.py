@@ -331,7 +331,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         # Its one reader is cAdvisor on a single host (Traefik reads a file): cAdvisor's Docker handler calls
         # /info, /version and /containers/{id}/json (google/cadvisor container/docker/handler.go,
         # ContainerInspect), so CONTAINERS stays on for it. On a cluster cAdvisor reads cgroups only and
-        # resolve turns these off too. Everything else off; POST=0 makes it read-only.
+        # resolve turns these off too. Everything else off; POST=0 makes it read-only. Its template answers
+        # only those reads (CONTAINERS alone would open logs, archive and export: generate/socket_proxy.py).
         env={
             "CONTAINERS": "1",
             "NETWORKS": "0",
@@ -347,6 +348,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         role="proxy",
         read_only_rootfs=True,
         tmpfs=("/run", "/tmp"),
+        uploads=("socket-proxy/haproxy.cfg",),
         stop_grace_s=10,
     ),
     Service(

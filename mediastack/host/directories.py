@@ -9,6 +9,8 @@ runs on the host: idempotent, and reverted by removing only the directories that
 from __future__ import annotations
 
 import base64
+import hashlib
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +21,7 @@ from mediastack.host.command import host_command, host_connection  # noqa: F401 
 from mediastack.host.scripts import script
 from mediastack.model.config import Host
 from mediastack.plan.resolved import ResolvedStack, run_as
+from mediastack.plan.secret_files import as_files, host_dir
 from mediastack.quoting import sh
 from mediastack_vocabulary import HOST_FILE_MARKER
 
@@ -149,6 +152,42 @@ written=0
 """
 
 
+def env_secret_files(stack: ResolvedStack, host: Host) -> dict[str, tuple[str, int, int]]:
+    """Host path -> (secret id, uid, gid): on one host, each secret a service's image reads from a file, owned by
+    the user the image reads it as (mediastack/plan/secret_files.py)."""
+    config = stack.config
+    if config.cluster:
+        return {}  # Swarm secrets instead
+    return {
+        f"{host_dir(config, s.spec)}/{secret.id}": (secret.id, *run_as(s.spec, config))
+        for s in stack.services
+        if s.host.name == host.name
+        for secret in as_files(s).values()
+    }
+
+
+def secret_files_script(files: Mapping[str, tuple[str, int, int]]) -> str:
+    """files_script for secret files (0400, the reader's), and each one's directory made the reader's, 0700: only
+    the image's user (and root) can list or read them."""
+    dirs = {posixpath.dirname(path): (uid, gid) for path, (_, uid, gid) in files.items()}
+    lines = [
+        f'if [ "$(id -u)" = 0 ]; then\n  chown {uid}:{gid} "$ROOT"{sh(d)}\nfi\nchmod 700 "$ROOT"{sh(d)}\n'
+        for d, (uid, gid) in sorted(dirs.items())
+    ]
+    text = files_script({}, files)
+    head, tail = text.rsplit('echo "files:', 1)
+    return head + "".join(lines) + 'echo "secret files:' + tail
+
+
+def secret_files_delete(files: Mapping[str, object]) -> str:
+    """Removes the secret files and their directories (and the secrets directory once empty)."""
+    dirs = sorted({posixpath.dirname(path) for path in files})
+    parents = sorted({posixpath.dirname(d) for d in dirs})
+    removes = " ".join(f'"${{ROOT:-}}"{sh(path)}' for path in sorted(files))
+    rmdirs = " ".join(f'"${{ROOT:-}}"{sh(d)}' for d in (*dirs, *parents))
+    return f"rm -f {removes}; rmdir {rmdirs} 2>/dev/null; true"
+
+
 def delete_script(stack: ResolvedStack) -> str:
     """storage_delete.sh over every directory, children first (only the empty ones it recorded go)."""
     dirs = " \\\n".join(f"  {sh(d)}" for d in reversed(storage_directories(stack)))
@@ -195,6 +234,25 @@ class HostStorage(pulumi.ComponentResource):
                 pulumi.Output.secret(script),
                 "echo 'seeds: the files are app state now; left in place'",
                 pulumi.ResourceOptions(parent=self, depends_on=[run]),
+            )
+        env_files = env_secret_files(args.stack, args.host)
+        if env_files:
+            values = {sid: args.secrets[sid] for sid, _, _ in env_files.values()}
+            # Secrets the images read from files instead of their environments (which Docker shows to anyone who
+            # can inspect a container). The script that holds them travels on standard input, never in the
+            # command line or the triggers; a digest of it (a secret too) runs the step again when one changes.
+            script_text: pulumi.Output[str] = pulumi.Output.all(**values).apply(
+                lambda v: secret_files_script({p: (v[sid], uid, gid) for p, (sid, uid, gid) in env_files.items()})
+            )
+            secret_text: pulumi.Output[str] = pulumi.Output.secret(script_text)
+            host_command(
+                f"{name}-secrets",
+                args.host,
+                "sh -s",
+                secret_files_delete(env_files),
+                pulumi.ResourceOptions(parent=self, depends_on=[run]),
+                triggers=[pulumi.Output.secret(secret_text.apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))],
+                stdin=secret_text,
             )
         from mediastack.generate.files import config_secret_files, generated_host_path, host_generated_files
 

@@ -19,6 +19,7 @@ CONTAINER_PATHS = {
     "grafana/provisioning/datasources/prometheus.yml": "/etc/grafana/provisioning/datasources/prometheus.yml",
     "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
+    "socket-proxy/haproxy.cfg": "/templates/haproxy.cfg",  # the template the image's entrypoint renders
     **REPLICA_PATHS,
 }
 

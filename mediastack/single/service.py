@@ -12,6 +12,7 @@ import pulumi_docker as docker
 from mediastack.catalog.services import NetworkRole
 from mediastack.generate.files import CONTAINER_PATHS, generated_dir
 from mediastack.plan.resolved import ResolvedService
+from mediastack.plan.secret_files import SECRETS_DIR, as_files, container_path, in_environment
 from mediastack_vocabulary import Label
 
 MIB = 1024**2
@@ -44,16 +45,23 @@ class MediaServiceArgs:
     listen_on: pulumi.Input[str] | None = None  # a host-network service: the monitoring bridge's address
     # A download client behind the VPN: the VPN's container, whose network namespace it joins (network_mode).
     namespace_of: docker.Container | None = None
+    # A keyed digest of the secrets it reads from files: a new value is a new container (it reads them at start).
+    secret_files_digest: pulumi.Input[str] | None = None
+    secrets_dir: str | None = None  # the host directory of its secret files (mediastack/plan/secret_files.py)
 
 
 def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Input[list[str]]:
-    """KEY=value lines; secret values stay Outputs, so the whole list is a Pulumi secret when any is."""
-    plain = [f"{k}={v}" for k, v in service.env.items()]
-    if not service.secret_env:
+    """KEY=value lines. A secret the image reads from a file is named by its file's path (anyone who can inspect
+    the container reads its environment); a secret it can only read from its environment stays an Output, so the
+    whole list is a Pulumi secret then."""
+    plain = sorted(
+        [f"{k}={v}" for k, v in service.env.items()]
+        + [f"{variable}={container_path(secret)}" for variable, secret in as_files(service).items()]
+    )
+    in_env = in_environment(service)
+    if not in_env:
         return plain
-    secret_lines = [
-        pulumi.Output.concat(key, "=", secrets[secret.id]) for key, secret in sorted(service.secret_env.items())
-    ]
+    secret_lines = [pulumi.Output.concat(key, "=", secrets[secret.id]) for key, secret in in_env.items()]
     return pulumi.Output.all(*secret_lines).apply(lambda lines: sorted(plain + list(lines)))
 
 
@@ -159,8 +167,15 @@ def container_args(args: MediaServiceArgs, image: pulumi.Input[str]) -> dict:
         )
         for m in mount_fields(service)
     ]
+    if args.secrets_dir and as_files(service):
+        # Its secret files, written by the host step readable by the image's user only.
+        mounts.append(
+            docker.ContainerMountArgs(target=SECRETS_DIR, type="bind", source=args.secrets_dir, read_only=True)
+        )
     bound = binds_files(service)
-    labels = dict(service.labels)
+    labels: dict[str, pulumi.Input[str]] = dict(service.labels)
+    if args.secret_files_digest is not None and as_files(service):
+        labels[Label.secret_files] = args.secret_files_digest
     if bound:
         # The files reach it through a read-only bind the host step rewrites: a new content is a new container
         # (which reads it at start), named by this digest.

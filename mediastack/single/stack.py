@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 import pulumi
@@ -23,7 +25,8 @@ from mediastack.host.tuning import HostTuning, HostTuningArgs
 from mediastack.host.vpn_guard import guard_scripts
 from mediastack.model.config import Host, StackConfig
 from mediastack.plan.resolve import config_secret
-from mediastack.plan.resolved import ResolvedStack
+from mediastack.plan.resolved import ResolvedService, ResolvedStack
+from mediastack.plan.secret_files import as_files, host_dir
 from mediastack.quoting import sh
 from mediastack.single.network import StackNetwork, StackNetworkArgs
 from mediastack.single.service import MediaService, MediaServiceArgs
@@ -64,6 +67,22 @@ def generated_credentials(
     generated = {sid: value for sid, value in secrets.items() if stack.secrets[sid].kind != "config"}
     everything: pulumi.Output[dict[str, str]] = pulumi.Output.all(**generated)
     return everything.apply(pulumi.Output.secret)
+
+
+def secret_files_digest(
+    service: ResolvedService, key: pulumi.Output[str], secrets: dict[str, pulumi.Output[str]]
+) -> pulumi.Output[str]:
+    """An HMAC of the secrets a container reads from files, under a key of the stack's own: it changes with any of
+    them (so the container is replaced and reads the new file) and tells nothing about them without the key, which
+    only the stack's state holds. Not a secret itself, so the labels stay readable to the policies."""
+    ids = sorted({secret.id for secret in as_files(service).values()})
+
+    def mac(values: list[str]) -> str:
+        text = "\0".join(f"{i}={v}" for i, v in zip(ids, values[1:], strict=True))
+        return hmac.new(bytes.fromhex(values[0]), text.encode(), hashlib.sha256).hexdigest()[:16]
+
+    found: pulumi.Output[str] = pulumi.Output.all(key, *(secrets[i] for i in ids)).apply(mac)
+    return pulumi.Output.unsecret(found)
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,14 @@ class MediaStack(pulumi.ComponentResource):
         on_host_network = [s.name for s in stack.services if s.network_mode == "host"]
         host_addresses = {n: monitoring.gateway for n in on_host_network} if monitoring else {}
 
+        digest_key = None
+        if any(as_files(s) for s in stack.services):
+            digest_key = random.RandomId(
+                f"{name}-secret-files-key",
+                byte_length=32,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["hex"])),
+            ).hex
+
         self.services: dict[str, MediaService] = {}
         for service in stack.services:  # catalog order puts what others require first
             needs = [*service.spec.requires]
@@ -142,6 +169,10 @@ class MediaStack(pulumi.ComponentResource):
                     host_addresses=host_addresses if NetworkRole.monitoring in service.networks else {},
                     listen_on=monitoring.gateway if monitoring and service.network_mode == "host" else None,
                     namespace_of=self.services[vpn].container if vpn else None,
+                    secrets_dir=host_dir(stack.config, service.spec),
+                    secret_files_digest=secret_files_digest(service, digest_key, self.secrets)
+                    if digest_key is not None and as_files(service)
+                    else None,
                 ),
                 pulumi.ResourceOptions(parent=self, providers={"docker": provider}, depends_on=depends),
             )

@@ -3,7 +3,8 @@
 Image, limits, reservations, health check, mounts and environment are those of the single-host container
 (shared helpers in service.py); what differs is what only a Swarm has: a mode (replicated or global), a
 placement (mediastack/plan/placement.py), update and rollback order, a restart policy, generated files as
-Swarm configs and passwords as Swarm secrets read from files wherever the image can read them.
+Swarm configs and passwords as Swarm secrets read from files wherever the image can read them (the variables
+each image reads are in its facts, mediastack/plan/secret_files.py, the same as on one host).
 """
 
 from __future__ import annotations
@@ -20,33 +21,15 @@ from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import Gpu, Host
 from mediastack.plan.placement import Placement
 from mediastack.plan.resolved import ResolvedService
+from mediastack.plan.secret_files import SECRETS_DIR, file_variable
 from mediastack.single.service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
 
-SECRETS_DIR = "/run/secrets"
 NANO = 1_000_000_000
-
-# How each image reads a secret from a file instead of its environment (each image's documented convention):
-# linuxserver.io images set KEY from the file named by FILE__KEY; the official PostgreSQL image, Immich,
-# exportarr and postgres_exporter read KEY_FILE; Grafana reads KEY__FILE. Others get the secret in the
-# environment (still a Pulumi secret, never plain in the plan).
-_FILE_ENV = {
-    "immich-postgres": "{key}_FILE",
-    "immich-postgres-replica": "{key}_FILE",  # the same image; its init script reads the file too
-    "immich-server": "{key}_FILE",
-    "postgres-exporter": "{key}_FILE",
-    "sonarr-exporter": "{key}_FILE",
-    "radarr-exporter": "{key}_FILE",
-    "prowlarr-exporter": "{key}_FILE",
-    "grafana": "{key}__FILE",
-}
 
 
 def secret_file_env(service: ResolvedService, key: str) -> str | None:
-    """The variable that names a secret's file for this image, or None when it reads only the value."""
-    if service.spec.linuxserver:
-        return f"FILE__{key}"
-    pattern = _FILE_ENV.get(service.name)
-    return pattern.format(key=key) if pattern else None
+    """The variable that names a secret's file for this image (its facts), or None when it reads only the value."""
+    return file_variable(service.spec, key)
 
 
 def gpu_daemon_settings(host: Host) -> dict[str, object]:

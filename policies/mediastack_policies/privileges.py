@@ -179,8 +179,9 @@ def check_capabilities(w: Workload, cfg: dict[str, Any], report: Report) -> None
 
 
 def _names_a_file(key: str) -> bool:
-    """KEY_FILE, KEY__FILE (Grafana) and FILE__KEY (linuxserver.io) name a file holding the secret."""
-    return key.endswith("_FILE") or key.startswith("FILE__")
+    """KEY_FILE, KEY__FILE (Grafana), FILE__KEY (linuxserver.io) and KEY_SECRETFILE (gluetun) name a file holding
+    the secret."""
+    return key.endswith(("_FILE", "_SECRETFILE")) or key.startswith("FILE__")
 
 
 def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
@@ -193,6 +194,23 @@ def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
                 "secret (pulumi.Output.secret / a generated password)",
                 None,
             )
+
+
+def check_secret_in_container_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
+    """On one host anyone who can inspect a container (`GET /containers/{id}/json`, the socket proxy's readers
+    included) reads its environment: a secret goes as a file the image reads, never as a value in the env."""
+    if w.kind != "container" or w.service in set(cfg.get("allowed_services") or ()):
+        return
+    fix = (
+        "Docker shows a container's environment to anyone who can inspect it; pass the secret as a file the image "
+        "reads (<VAR>_FILE, FILE__<VAR>, <VAR>__FILE, <VAR>_SECRETFILE) from a read-only bind"
+    )
+    if w.env_is_secret:
+        report(f"{w.service}: its environment is a Pulumi secret, so it carries a secret value; {fix}", None)
+        return
+    carried = sorted(k for k, v in w.env.items() if v == SECRET)
+    if carried:
+        report(f"{w.service}: environment variable {', '.join(carried)} carries a secret value; {fix}", None)
 
 
 def check_identity_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:

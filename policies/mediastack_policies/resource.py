@@ -24,6 +24,7 @@ from .privileges import (
     check_no_new_privileges,
     check_privileged,
     check_secret_env,
+    check_secret_in_container_env,
     check_socket,
 )
 from .shapes import (
@@ -391,6 +392,13 @@ RESOURCE_POLICIES = [
         "secret-env",
         "Environment variables that look like secrets carry Pulumi secrets.",
         _on_workloads(check_secret_env),
+    ),
+    _policy(
+        "secret-not-in-container-env",
+        "On one host no container carries a secret value in its environment (anyone who can inspect it reads it): "
+        "secrets go as files the image reads.",
+        _on_workloads(check_secret_in_container_env),
+        schema={"allowed_services": {**_LIST, "default": []}},
     ),
     _policy(
         "identity-env",

@@ -4,6 +4,9 @@ pulumi_policy unwraps secrets before a policy sees the properties, so "is this e
 a secret?" cannot be answered from them. The pack's entry point swaps in a deserializer that keeps
 the unwrapped value but marks it (a str, list or dict subclass), so every policy reads values as
 before and `secret-env` can ask `is_secret`. Installed only in the pack's own process.
+
+`secret-not-in-container-env` (privileges.py) uses the same marks: on one host no container carries a secret
+value in its environment at all.
 """
 
 from __future__ import annotations

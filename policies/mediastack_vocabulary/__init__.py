@@ -87,6 +87,7 @@ class Label:
     bandwidth_down = "mediastack.bandwidth-down"
     bandwidth_up = "mediastack.bandwidth-up"
     files = "mediastack.files"
+    secret_files = "mediastack.secret-files"  # a keyed digest of the secrets a container reads from files
     file = "mediastack.file"
     network = "mediastack.network"
     stack = "mediastack.stack"
