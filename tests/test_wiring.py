@@ -29,6 +29,7 @@ from fake_apps import (
     FakeJellyfin,
     FakeQbittorrent,
     FakeSabnzbd,
+    FakeSeerr,
     serve,
     traefik,
 )
@@ -38,7 +39,7 @@ from mediastack.model.config import StackConfig
 from mediastack.plan.resolve import resolve
 from mediastack.wiring.client import AppClient, Retry, WiringError
 from mediastack.wiring.items import QbittorrentCategory
-from mediastack.wiring.provider import Item, WiringProvider, pipeline_items
+from mediastack.wiring.provider import SEERR_DEFAULTS, Item, WiringProvider, _companions, pipeline_items
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
 SECRETS = {
@@ -108,7 +109,11 @@ def up(items: list[Item]) -> dict[str, dict[str, Any]]:
 
 def state(fake: FakeApp) -> str:
     """What an app holds, without the bookkeeping of requests and sessions."""
-    kept = {k: v for k, v in vars(fake).items() if k not in ("requests", "sessions", "not_ready_for", "unrouted_for")}
+    kept = {
+        k: v
+        for k, v in vars(fake).items()
+        if k not in ("requests", "sessions", "not_ready_for", "unrouted_for", "reaches")
+    }
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -758,3 +763,246 @@ def test_the_qbittorrent_wiring_against_the_real_program(real_qbittorrent: str) 
     with QbittorrentCategory().client(items["qbittorrent-tv-category"].props) as api:
         categories = api.json("GET", "/api/v2/torrents/categories")
     assert {k: v["savePath"] for k, v in categories.items()} == {"tv": "/data/torrents/series"}
+
+
+# -- issue 19: the companion apps (Seerr; FlareSolverr as Prowlarr's indexer proxy) ---------------------------
+# Where the web ports come from until the catalog has every companion: a catalog-like stub (each app's port on the
+# backend network, as its catalog entry or image says: FlareSolverr v3.5.0 Dockerfile EXPOSE 8191).
+PORTS = {"jellyfin": 8096, "sonarr": 8989, "radarr": 7878, "flaresolverr": 8191}
+SEERR_KEY = "f" * 32
+# The first profiles Sonarr and Radarr make on their first start (QualityProfileService.AddDefaultProfile).
+PROFILES = {1: {"id": 1, "name": "Any"}, 2: {"id": 2, "name": "SD"}, 3: {"id": 3, "name": "HD-720p"}}
+
+
+@dataclass
+class Companions:
+    apps: Apps
+    seerr: FakeSeerr
+    urls: dict[str, str]
+
+    def items(self, enabled: set[str] | None = None) -> dict[str, Item]:
+        """What `_companions` wires among `enabled` (default: all of them), reached at the stand-ins."""
+        made: list[Item] = []
+
+        def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
+            fake = self.seerr if app == "seerr" else getattr(self.apps, app)
+            located = {"kind": kind, "app": app, "url": self.urls[app], "health": fake.health, "retry": FAST}
+            made.append(Item(suffix, app, kind, {**located, **props}, after))
+            return suffix
+
+        names = (
+            enabled if enabled is not None else {"seerr", "jellyfin", "sonarr", "radarr", "prowlarr", "flaresolverr"}
+        )
+        cfg = StackConfig.model_validate(raw_config("prod"))
+        _companions(cfg, frozenset(names), {**SECRETS, "seerr-api-key": SEERR_KEY}, wire, PORTS.__getitem__)
+        return {i.suffix: i for i in made}
+
+    def prerequisites(self) -> None:
+        """Jellyfin's admin and the *arr root folders, as the pipeline wires them first."""
+        wanted = ("jellyfin-admin", "sonarr-root-folder", "radarr-root-folder")
+        up([i for i in self.apps.items() if i.suffix in wanted])
+
+
+@pytest.fixture
+def companions(apps: Apps) -> Iterator[Companions]:
+    for arr in (apps.sonarr, apps.radarr):
+        arr.collections["qualityprofile"] = json.loads(json.dumps(PROFILES))
+    apps.jellyfin.libraries = [{"key": "a1", "title": "Films", "type": "movie"},
+                               {"key": "b2", "title": "Series", "type": "show"}]  # fmt: skip
+    reaches: dict[tuple[str, int], FakeApp] = {("jellyfin", 8096): apps.jellyfin, ("sonarr", 8989): apps.sonarr,
+                                               ("radarr", 7878): apps.radarr}  # fmt: skip
+    seerr = FakeSeerr(api_key=SEERR_KEY, reaches=reaches)
+    with serve(seerr) as url:
+        yield Companions(apps, seerr, {**apps.urls, "seerr": url})
+
+
+def test_seerr_is_set_up_through_jellyfin_with_sonarr_and_radarr(companions: Companions) -> None:
+    companions.prerequisites()
+    items = companions.items()
+    assert items["seerr-admin"].after == ("jellyfin-admin",)
+    assert items["seerr-sonarr"].after == ("seerr-admin", "sonarr-root-folder")
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")])
+    seerr, jellyfin = companions.seerr, companions.apps.jellyfin
+    assert outs["seerr-admin"]["item_id"] == "admin" and seerr.initialized
+    assert seerr.users == [{"id": 1, "jellyfinUsername": "admin", "email": "admin@media.example.org",
+                            "permissions": ["ADMIN"]}]  # fmt: skip
+    assert (seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.jellyfin["port"]) == (2, "jellyfin", 8096)
+    assert jellyfin.api_keys == ["Seerr"]
+    assert [(lib["name"], lib["enabled"]) for lib in seerr.jellyfin["libraries"]] == [("Films", True), ("Series", True)]
+    calls = [path for _, path in seerr.calls]
+    assert calls.index("/api/v1/auth/jellyfin") < calls.index("/api/v1/settings/jellyfin/library")
+    assert calls[-1] == "/api/v1/settings/radarr" and "/api/v1/settings/initialize" in calls
+    assert calls.index("/api/v1/settings/initialize") < calls.index("/api/v1/settings/sonarr/test")
+    (sonarr,) = seerr.servers["sonarr"]
+    assert sonarr == {
+        **SEERR_DEFAULTS["sonarr"], "name": "Sonarr", "hostname": "sonarr", "port": 8989,
+        "apiKey": SECRETS["sonarr-api-key"], "useSsl": False, "baseUrl": "", "is4k": False, "isDefault": True,
+        "activeProfileId": 1, "activeProfileName": "Any", "activeDirectory": "/data/media/tv", "id": 0,
+    }  # fmt: skip
+    (radarr,) = seerr.servers["radarr"]
+    assert (radarr["id"], radarr["activeDirectory"], radarr["minimumAvailability"]) == (
+        0,
+        "/data/media/movies",
+        "released",
+    )
+    assert outs["seerr-sonarr"]["item_id"] == "0" == outs["seerr-radarr"]["item_id"]
+    provider = WiringProvider()
+    assert all(provider.read(f"id-{s}", o).id == f"id-{s}" for s, o in outs.items())
+
+
+def test_seerr_before_jellyfin_has_a_library_is_still_set_up(companions: Companions) -> None:
+    companions.apps.jellyfin.libraries = []  # a new Jellyfin: Seerr's sync answers 404 SyncErrorNoLibraries
+    companions.prerequisites()
+    up([companions.items()["seerr-admin"]])
+    assert companions.seerr.initialized and companions.seerr.jellyfin["libraries"] == []
+
+
+def test_seerr_is_adopted_without_a_second_setup(companions: Companions) -> None:
+    companions.prerequisites()
+    items = companions.items()
+    seerr_items = [items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")]
+    outs = up(seerr_items)
+    before = state(companions.seerr)
+    # A create over what exists (state lost): the admin logs in without a hostname (with one, Seerr answers 500
+    # "Jellyfin hostname already configured"), no second Jellyfin key, no second entry.
+    again = up(seerr_items)
+    assert {k: v["item_id"] for k, v in again.items()} == {k: v["item_id"] for k, v in outs.items()}
+    assert state(companions.seerr) == before and companions.apps.jellyfin.api_keys == ["Seerr"]
+    assert ("POST", "/api/v1/settings/initialize") in companions.seerr.writes  # once, by the first up
+    assert companions.seerr.writes.count(("POST", "/api/v1/settings/initialize")) == 1
+    # A Radarr entry made by hand with the same host and port is updated, not doubled; the user's choices stay.
+    companions.seerr.servers["radarr"] = [
+        {"id": 4, "name": "Movies", "hostname": "radarr", "port": 7878, "apiKey": "old", "useSsl": False,
+         "activeProfileId": 3, "activeProfileName": "HD-720p", "activeDirectory": "/data/media/movies",
+         "is4k": False, "isDefault": True, "minimumAvailability": "inCinemas", "syncEnabled": True},
+    ]  # fmt: skip
+    adopted = up([items["seerr-radarr"]])
+    assert adopted["seerr-radarr"]["item_id"] == "4"
+    (radarr,) = companions.seerr.servers["radarr"]
+    assert (radarr["apiKey"], radarr["name"], radarr["baseUrl"]) == (SECRETS["radarr-api-key"], "Radarr", "")
+    assert (radarr["activeProfileId"], radarr["minimumAvailability"], radarr["syncEnabled"]) == (3, "inCinemas", True)
+
+
+def test_seerr_half_set_up_is_finished(companions: Companions) -> None:
+    """An up stopped after Seerr made its admin: the next one neither re-sends the hostname nor makes a key."""
+    companions.prerequisites()
+    item = companions.items()["seerr-admin"]
+    with AppClient("seerr", companions.urls["seerr"], retry=Retry(**FAST)) as api:
+        login = {"username": "admin", "password": SECRETS["jellyfin-admin-password"], "hostname": "jellyfin",
+                 "port": 8096, "serverType": 2}  # fmt: skip
+        api.request("POST", "/api/v1/auth/jellyfin", json=login)
+    up([item])
+    assert companions.seerr.initialized and companions.apps.jellyfin.api_keys == ["Seerr"]
+    assert [lib["enabled"] for lib in companions.seerr.jellyfin["libraries"]] == [True, True]
+
+
+def test_seerr_with_an_admin_of_its_own_is_left_as_it_is(companions: Companions) -> None:
+    companions.prerequisites()
+    companions.apps.jellyfin.users["me"] = "my-own"
+    seerr = companions.seerr
+    seerr.users = [{"id": 1, "jellyfinUsername": "me", "email": "me", "permissions": ["ADMIN"]}]
+    seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.initialized = 2, "jellyfin", True
+    outs = up([companions.items()["seerr-admin"]])
+    assert outs["seerr-admin"]["item_id"] == "existing"
+    assert [u["jellyfinUsername"] for u in seerr.users] == ["me"]  # no user made by logging in as the stack's admin
+
+
+def test_seerr_names_a_key_that_is_not_the_stacks(companions: Companions) -> None:
+    companions.prerequisites()
+    item = companions.items()["seerr-admin"]
+    up([item])
+    with pytest.raises(WiringError) as error:
+        up([Item(item.suffix, item.app, item.kind, {**item.props, "api_key": "not-the-key"})])
+    assert str(error.value).startswith(f"seerr at {companions.urls['seerr']} refused the stack's credentials for GET")
+    assert "set mediastack:wiring.enabled to false" in str(error.value)
+
+
+def test_seerr_entries_are_updated_in_place_and_deleted(companions: Companions) -> None:
+    companions.prerequisites()
+    items = companions.items()
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")])
+    seerr, provider = companions.seerr, WiringProvider()
+    seerr.servers["sonarr"][0].update(activeProfileId=2, activeProfileName="SD", syncEnabled=True)  # the user's
+    # A new Sonarr key: the whole entry is PUT back with it, the user's choices with it.
+    changed = json.loads(json.dumps(items["seerr-sonarr"].props))
+    changed["body"]["apiKey"] = "9" * 32
+    assert provider.diff("id", outs["seerr-sonarr"], changed).replaces == []
+    updated = provider.update("id", outs["seerr-sonarr"], changed).outs or {}
+    assert updated["item_id"] == "0"
+    (sonarr,) = seerr.servers["sonarr"]
+    assert (sonarr["apiKey"], sonarr["activeProfileId"], sonarr["syncEnabled"]) == ("9" * 32, 2, True)
+    assert ("PUT", "/api/v1/settings/sonarr/0") in seerr.writes
+    # A new Jellyfin password reaches Seerr's login (Seerr asks Jellyfin).
+    companions.apps.jellyfin.users["admin"] = "rotated"
+    admin = {**items["seerr-admin"].props, "password": "rotated"}
+    assert provider.update("id", outs["seerr-admin"], admin).outs["item_id"] == "admin"  # type: ignore[index]
+    # Refresh notices an entry removed by hand; delete removes what the wiring made, and a second delete is fine.
+    seerr.servers["radarr"].clear()
+    assert provider.read("id", outs["seerr-radarr"]).id == ""
+    provider.delete("id", outs["seerr-sonarr"])
+    provider.delete("id", outs["seerr-sonarr"])
+    provider.delete("id", outs["seerr-admin"])
+    assert seerr.servers["sonarr"] == [] and seerr.initialized  # the login outlives its wiring
+
+
+def test_seerr_without_a_root_folder_in_sonarr_says_which_wiring_comes_first(companions: Companions) -> None:
+    up([i for i in companions.apps.items() if i.suffix == "jellyfin-admin"])
+    items = companions.items()
+    up([items["seerr-admin"]])
+    with pytest.raises(WiringError) as error:
+        up([items["seerr-sonarr"]])
+    assert str(error.value) == (
+        "seerr found no quality profile or no root folder in sonarr (3 profiles, 0 root folders); "
+        "the sonarr-root-folder wiring makes the root folder first"
+    )
+    assert companions.seerr.servers["sonarr"] == []
+
+
+def test_companions_are_wired_only_with_what_they_connect(companions: Companions) -> None:
+    assert set(companions.items()) == {"seerr-admin", "seerr-sonarr", "seerr-radarr", "prowlarr-flaresolverr"}
+    assert set(companions.items({"seerr", "jellyfin", "radarr", "prowlarr"})) == {"seerr-admin", "seerr-radarr"}
+    assert companions.items({"seerr", "sonarr", "radarr", "flaresolverr"}) == {}  # no Jellyfin, no Prowlarr
+    assert set(companions.items({"flaresolverr", "prowlarr"})) == {"prowlarr-flaresolverr"}
+
+
+def test_flaresolverr_is_prowlarrs_tagged_indexer_proxy(companions: Companions) -> None:
+    prowlarr, provider = companions.apps.prowlarr, WiringProvider()
+    item = companions.items()["prowlarr-flaresolverr"]
+    outs = up([item])["prowlarr-flaresolverr"]
+    ((tag_id, tag),) = prowlarr.collections["tag"].items()
+    assert tag == {"id": tag_id, "label": "flaresolverr"}
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert str(proxy["id"]) == outs["item_id"] and proxy["tags"] == [tag_id]
+    assert (proxy["implementation"], proxy["configContract"]) == ("FlareSolverr", "FlareSolverrSettings")
+    assert (field(proxy, "host"), field(proxy, "requestTimeout")) == ("http://flaresolverr:8191/", 60)
+    # Saved without the test that needs the internet: created untagged (not enabled), then tagged with forceSave.
+    assert prowlarr.writes == [
+        ("POST", "/api/v1/indexerProxy"), ("POST", "/api/v1/tag"), ("PUT", f"/api/v1/indexerProxy/{proxy['id']}")
+    ]  # fmt: skip
+    # A second up (state lost) adopts it: nothing written.
+    prowlarr.requests.clear()
+    assert up([item])["prowlarr-flaresolverr"]["item_id"] == outs["item_id"] and prowlarr.writes == []
+    assert provider.read("id", outs).id == "id"
+    # The user's own tag and timeout stay; a proxy named in another case is the same one.
+    proxy.update(name="flaresolverr", tags=[tag_id, 77])
+    next(f for f in proxy["fields"] if f["name"] == "requestTimeout")["value"] = 120
+    moved = json.loads(json.dumps(item.props))
+    moved["body"]["fields"] = [{"name": "host", "value": "http://flaresolverr:8192/"}]
+    assert provider.diff("id", outs, moved).replaces == []
+    assert provider.update("id", outs, moved).outs["item_id"] == outs["item_id"]  # type: ignore[index]
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert (proxy["name"], sorted(proxy["tags"]), field(proxy, "requestTimeout")) == ("flaresolverr", [tag_id, 77], 120)
+    assert field(proxy, "host") == "http://flaresolverr:8192/"
+    # Delete removes the proxy and leaves the tag (the user's indexers carry it); a second delete is fine.
+    provider.delete("id", outs)
+    provider.delete("id", outs)
+    assert prowlarr.collections["indexerProxy"] == {} and list(prowlarr.collections["tag"]) == [tag_id]
+    assert provider.read("id", outs).id == ""
+
+
+def test_flaresolverr_reuses_a_tag_the_user_made(companions: Companions) -> None:
+    prowlarr = companions.apps.prowlarr
+    prowlarr.collections["tag"] = {9: {"id": 9, "label": "flaresolverr"}}
+    up([companions.items()["prowlarr-flaresolverr"]])
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert proxy["tags"] == [9] and list(prowlarr.collections["tag"]) == [9]
