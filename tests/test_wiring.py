@@ -817,6 +817,7 @@ def companions(apps: Apps) -> Iterator[Companions]:
 
 
 def test_seerr_is_set_up_through_jellyfin_with_sonarr_and_radarr(companions: Companions) -> None:
+    companions.apps.sonarr.collections["rootfolder"] = {50: {"id": 50, "path": "/data/media/anime"}}  # the user's
     companions.prerequisites()
     items = companions.items()
     assert items["seerr-admin"].after == ("jellyfin-admin",)
@@ -894,6 +895,11 @@ def test_seerr_half_set_up_is_finished(companions: Companions) -> None:
     up([item])
     assert companions.seerr.initialized and companions.apps.jellyfin.api_keys == ["Seerr"]
     assert [lib["enabled"] for lib in companions.seerr.jellyfin["libraries"]] == [True, True]
+    # Its database lost but not its settings (Jellyfin configured, no admin): the admin is made again by a login
+    # without the hostname (Seerr answers 500 "Jellyfin hostname already configured" to one with it).
+    companions.seerr.users, companions.seerr.initialized = [], False
+    up([item])
+    assert companions.seerr.initialized and companions.seerr.users[0]["jellyfinUsername"] == "admin"
 
 
 def test_seerr_with_an_admin_of_its_own_is_left_as_it_is(companions: Companions) -> None:

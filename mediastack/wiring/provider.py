@@ -289,8 +289,9 @@ def _companions(config: StackConfig, enabled: frozenset[str], secrets: Mapping[s
                 (admin, f"{arr}-root-folder"),
             )  # fmt: skip
     if {"flaresolverr", "prowlarr"} <= enabled:
-        # FlareSolverr v3.5.0 listens on 8191 (Dockerfile EXPOSE, src/flaresolverr.py PORT); Prowlarr's
-        # FlareSolverrSettings: Host, RequestTimeout (default 60 s) (/work/wt/companions-facts.md section 4).
+        # FlareSolverr v3.5.0 listens on 8191 (Dockerfile EXPOSE, src/flaresolverr.py PORT). Prowlarr's
+        # FlareSolverrSettings: Host, and RequestTimeout left at its default (60 s; the user may raise it), a field
+        # left out of a save taking the class's default (SchemaBuilder) (/work/wt/companions-facts.md section 4).
         body = {
             "name": "FlareSolverr", "implementation": "FlareSolverr", "implementationName": "FlareSolverr",
             "configContract": "FlareSolverrSettings",
@@ -299,7 +300,7 @@ def _companions(config: StackConfig, enabled: frozenset[str], secrets: Mapping[s
         wire(
             "prowlarr-flaresolverr", "prowlarr", "arr_tagged_item",
             {"api_key": secrets["prowlarr-api-key"], "api": "/api/v1", "collection": "indexerProxy", "key": "name",
-             "body": body, "defaults": {"fields": _fields(requestTimeout=60)}, "tag": FLARESOLVERR_TAG},
+             "body": body, "tag": FLARESOLVERR_TAG},
         )  # fmt: skip
 
 
