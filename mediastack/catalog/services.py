@@ -442,6 +442,29 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         requires=("jellyfin",),
         tmpfs=("/var/run", "/tmp"),
     ),
+    # -- companions: requests ---------------------------------------------------------------------
+    # Seerr, the successor of Jellyseerr (seerr-team/seerr v3.1.0; a Jellyseerr config migrates on its first start,
+    # README.md "Migrating from Overseerr/Jellyseerr to Seerr"). Facts: mediastack/catalog/image_facts.py.
+    Service(
+        name="seerr",
+        image="ghcr.io/seerr-team/seerr",
+        tag="v3.1.0",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Seerr, the successor of Jellyseerr: users request series and films; it sends them to Sonarr/Radarr.",
+        # /api/v1/status/appdata makes no outbound call (/api/v1/status asks api.github.com), server/routes/index.ts.
+        health=HealthCheck.http("wget", 5055, "/api/v1/status/appdata"),
+        networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
+        web=WebUI(5055, "requests", login=Login.accounts),  # its admin is created through Jellyfin at deploy time
+        mounts=(Mount(MountKind.state, "/app/config"),),
+        env={"LOG_LEVEL": "info"},
+        # settings.ts: API_KEY, when set, overrides main.apiKey on every load, so the stack owns the key.
+        secret_env={"API_KEY": Secret("seerr-api-key", "api_key")},
+        user="1000:1000",
+        requires=("jellyfin",),
+        tmpfs=("/tmp",),
+        state="sqlite",
+    ),
     # -- the *arr apps ----------------------------------------------------------------------------
     _arr(
         "sonarr",
