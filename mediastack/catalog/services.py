@@ -451,7 +451,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         tag="v3.1.0",
         bundle="companions",
         tier=TierName.utility,
-        description="Seerr, the successor of Jellyseerr: users request series and films; it sends them to Sonarr/Radarr.",
+        description="Seerr, the successor of Jellyseerr: users request series and films, sent on to Sonarr/Radarr.",
         # /api/v1/status/appdata makes no outbound call (/api/v1/status asks api.github.com), server/routes/index.ts.
         health=HealthCheck.http("wget", 5055, "/api/v1/status/appdata"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
