@@ -12,6 +12,7 @@ from mediastack.model.units import format_size, parse_size
 
 REQUIRED = {
     "jellyfin",
+    "seerr",
     "sonarr",
     "radarr",
     "prowlarr",
