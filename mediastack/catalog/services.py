@@ -455,13 +455,17 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         # /api/v1/status/appdata makes no outbound call (/api/v1/status asks api.github.com), server/routes/index.ts.
         health=HealthCheck.http("wget", 5055, "/api/v1/status/appdata"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
-        web=WebUI(5055, "requests", login=Login.accounts),  # its admin is created through Jellyfin at deploy time
+        # No login until its admin exists: before its setup anyone who reaches it may set it up against any
+        # Jellyfin (POST /api/v1/auth/jellyfin, server/routes/auth.ts). LAN-only (exposure.public refuses it) until
+        # the deploy-time wiring creates that admin.
+        web=WebUI(5055, "requests"),
         mounts=(Mount(MountKind.state, "/app/config"),),
         env={"LOG_LEVEL": "info"},
         # settings.ts: API_KEY, when set, overrides main.apiKey on every load, so the stack owns the key.
         secret_env={"API_KEY": Secret("seerr-api-key", "api_key")},
         user="1000:1000",
         requires=("jellyfin",),
+        companion_of=("jellyfin",),  # requests are for the media server's library: off without it
         tmpfs=("/tmp",),
         state="sqlite",
     ),
