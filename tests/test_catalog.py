@@ -43,6 +43,8 @@ REQUIRED = {
     "media-exporter",
     "artwork-cache",
     "gluetun",
+    "flaresolverr",
+    "unpackerr",
 }
 
 

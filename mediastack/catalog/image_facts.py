@@ -116,6 +116,8 @@ def _lsio(name: str, tag: str, base: Source, *extra: Source, unverified: tuple[s
 
 _JELLYFIN = "linuxserver/docker-jellyfin"
 _EXPORTARR = "onedr0p/exportarr"
+_FLARESOLVERR = "FlareSolverr/FlareSolverr"
+_UNPACKERR = "Unpackerr/unpackerr"
 _IMMICH_PG = "immich-app/base-images"
 _PG = "docker-library/postgres"
 _OFFICIAL = "docker-library/official-images"
@@ -748,6 +750,81 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("command",),
                     "prowlarr mode: prowlarr, history, system-status, system-health collectors; no queue collector",
                 ),
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/flaresolverr/flaresolverr",
+            tag="v3.5.0",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="none: /usr/bin/dumb-init -- python -u /app/flaresolverr.py as user flaresolverr",
+            caps=(),
+            binaries=("/usr/bin/curl", "/usr/local/bin/python", "/usr/bin/dumb-init"),
+            writes=("/tmp", "/app/.local", "/app/.config"),
+            sources=(
+                Source(
+                    _FLARESOLVERR,
+                    "Dockerfile",
+                    "v3.5.0",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM python:3.11-slim-bookworm; apt chromium, curl, dumb-init, procps; useradd flaresolverr; "
+                    "USER flaresolverr; ENTRYPOINT dumb-init",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    ".github/workflows/release-docker.yml",
+                    "v3.5.0",
+                    ("tag",),
+                    "ghcr.io/flaresolverr/flaresolverr, tags v{{version}}",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    "src/undetected_chromedriver/patcher.py",
+                    "v3.5.0",
+                    ("writes",),
+                    "the patched driver under ~/.local/share (/app); Chromium profiles in /tmp",
+                ),
+            ),
+            unverified=(
+                "user: useradd without -u on Debian; 1000 is Debian's UID_MIN, not stated upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/unpackerr/unpackerr",
+            tag="v0.15.2",
+            user="0:0",
+            starts_as_root=False,
+            entrypoint="none: /unpackerr (no chown, no privilege drop); the stack runs it as its identity",
+            caps=(),
+            binaries=("/unpackerr", "/bin/sh", "/usr/bin/wget"),
+            writes=(),
+            sources=(
+                Source(
+                    _UNPACKERR,
+                    "init/docker/Dockerfile",
+                    "v0.15.2",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM alpine; apk openssl tzdata; ENTRYPOINT /unpackerr; no USER",
+                ),
+                Source(
+                    _UNPACKERR,
+                    ".github/workflows/release.yml",
+                    "v0.15.2",
+                    ("tag",),
+                    "ghcr.io/unpackerr/unpackerr, semver tags v0.15.2",
+                ),
+                Source(
+                    _UNPACKERR,
+                    "pkg/unpackerr/cnfgfile.go",
+                    "v0.15.2",
+                    ("writes",),
+                    "no config file is created on Linux, no default log file; extracts beside the archive",
+                ),
+            ),
+            unverified=(
+                "binaries: busybox wget/sh come from the unpinned alpine base, not read upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
             ),
         ),
         ImageFacts(

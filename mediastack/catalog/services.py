@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from mediastack.catalog.image_facts import IMAGE_FACTS, ImageFacts
+from mediastack.catalog.image_facts import IMAGE_FACTS, PUID, ImageFacts
 from mediastack.model.config import ResourcesOverride, TierName
 from mediastack.model.units import GIB
 from mediastack_vocabulary import INTERNAL_NETWORKS, NetworkRole  # noqa: F401  (re-exported)
@@ -892,6 +892,65 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
     _exportarr("sonarr", 8989),
     _exportarr("radarr", 7878),
     _exportarr("prowlarr", 9696),
+    # -- companions (issue 19): download helpers with no UI of their own, on backend only --------------------
+    Service(
+        name="flaresolverr",
+        image="ghcr.io/flaresolverr/flaresolverr",
+        tag="v3.5.0",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Solves Cloudflare challenges for Prowlarr's indexers tagged `flaresolverr`.",
+        # GET /health answers {"status":"ok"} (FlareSolverr src/flaresolverr.py @ v3.5.0); curl is in the image.
+        health=HealthCheck.http("curl", 8191, "/health", start_period_s=60),
+        networks=frozenset({NetworkRole.backend}),
+        env={"LOG_LEVEL": "info", "HEADLESS": "true"},
+        role="app",
+        companion_of=("prowlarr",),
+        # A headless Chromium per solve: more memory than the utility tier's default.
+        resources=ResourcesOverride(cpus=1, memory=GIB),
+        # Chromium writes its patched driver under /app/.local and profiles under /app/.config and /tmp (its
+        # facts): the root filesystem stays writable rather than guessing every path Chromium touches.
+        read_only_rootfs=False,
+    ),
+    Service(
+        name="unpackerr",
+        image="ghcr.io/unpackerr/unpackerr",
+        tag="v0.15.2",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Extracts archived torrent downloads in place so Sonarr and Radarr can import them.",
+        # The web server runs only with metrics on (Unpackerr pkg/unpackerr/webserver.go @ v0.15.2): GET / answers
+        # `Welcome!`, GET /metrics is Prometheus; busybox wget is the image's only client.
+        health=HealthCheck.http("wget", 5656, "/", start_period_s=30),
+        networks=frozenset({NetworkRole.backend, NetworkRole.monitoring}),
+        metrics=Metrics(5656),
+        # The whole data tree at /data, as the *arr apps see it: the queue's outputPath (/data/torrents/...)
+        # resolves as is, extraction happens beside the archive, and the import stays a hardlink.
+        mounts=(DATA_TREE,),
+        writes_data_root=True,
+        # Env overrides its config file, which it does not need (pkg/unpackerr/cnfgfile.go @ v0.15.2).
+        env={
+            "UN_WEBSERVER_METRICS": "true",
+            "UN_WEBSERVER_LISTEN_ADDR": "0.0.0.0:5656",
+            "UN_SONARR_0_URL": "",
+            "UN_SONARR_0_PATHS_0": "/data/torrents",
+            "UN_RADARR_0_URL": "",
+            "UN_RADARR_0_PATHS_0": "/data/torrents",
+        },
+        # An app without a URL is skipped with a log line: an *arr that is off leaves its URL empty.
+        service_urls=(("UN_SONARR_0_URL", "sonarr"), ("UN_RADARR_0_URL", "radarr")),
+        # The stack's 32-hex *arr keys fit its check (api_key exactly 32 characters, pkg/unpackerr/apps.go).
+        secret_env={
+            "UN_SONARR_0_API_KEY": Secret("sonarr-api-key", "api_key"),
+            "UN_RADARR_0_API_KEY": Secret("radarr-api-key", "api_key"),
+        },
+        role="app",
+        companion_of=("sonarr", "radarr"),
+        # No USER in the image (root); upstream recommends `user: PUID:PGID`: the stack's identity writes the
+        # extracted files, as the *arr apps do.
+        user=PUID,
+        read_only_rootfs=True,
+    ),
     Service(
         name="media-exporter",
         service_urls=(("JELLYFIN_URL", "jellyfin"), ("TDARR_URL", "tdarr")),

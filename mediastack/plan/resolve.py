@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mediastack.catalog.image_facts import PUID
 from mediastack.catalog.services import (
     CATALOG,
     MountKind,
@@ -292,6 +293,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     services = []
     for name in enabled:
         spec = CATALOG[name]
+        if spec.user == PUID:  # runs as the stack's identity, set by `user:` (the image does not drop itself)
+            spec = replace(spec, user=f"{config.identity.puid}:{config.identity.pgid}")
         host = service_host(spec, config)
         override = config.services.get(name)
         tier, resources = effective_resources(spec, config)
