@@ -906,5 +906,52 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                 ),
             ),
         ),
+        ImageFacts(
+            image="ghcr.io/gethomepage/homepage",
+            tag="v1.12.3",
+            user=PUID,
+            starts_as_root=True,
+            entrypoint="docker-entrypoint.sh as root: chowns /app/config and /app/.next to PUID:PGID when their owner "
+            "differs (failing softly), then su-exec PUID:PGID node server.js; PUID/PGID default to 0 (root)",
+            caps=("CHOWN", "SETGID", "SETUID"),  # chown, then su-exec's setgid/setuid
+            binaries=("/bin/sh", "/usr/bin/wget", "/usr/local/bin/node"),
+            # Next.js' incremental static regeneration of / writes under .next (src/pages/index.jsx, api/revalidate)
+            writes=("/app/.next",),
+            sources=(
+                Source(
+                    "gethomepage/homepage",
+                    ".github/workflows/docker-publish.yml",
+                    "v1.12.3",
+                    ("tag",),
+                    "pushes ghcr.io/gethomepage/homepage with type=semver,pattern=v{{version}} (l.17, 39-50)",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "Dockerfile",
+                    "v1.12.3",
+                    ("user", "binaries", "writes"),
+                    "runner FROM node:22-alpine (busybox wget), USER root, app files --chown=1000:1000, "
+                    "HEALTHCHECK wget http://127.0.0.1:$PORT/api/healthcheck, PORT=3000",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "docker-entrypoint.sh",
+                    "v1.12.3",
+                    ("user", "entrypoint"),
+                    "PUID/PGID default 0; chown -R /app/config and /app/.next if owned otherwise; exec su-exec",
+                ),
+                Source(
+                    "nodejs/docker-node",
+                    "22/alpine3.22/Dockerfile",
+                    "0001669cfeee81ddd41a0a16be9321e8a1bf2354",
+                    ("binaries",),
+                    "node at /usr/local/bin/node on Alpine",
+                ),
+            ),
+            unverified=(
+                "writes: that .next must stay writable is read from the code (getStaticProps, res.revalidate), "
+                "not observed in a running container",
+            ),
+        ),
     )
 }
