@@ -42,6 +42,7 @@ from mediastack.wiring.items import QbittorrentCategory
 from mediastack.wiring.provider import SEERR_DEFAULTS, Item, WiringProvider, _companions, pipeline_items
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
+PROFILES = {1: {"id": 1, "name": "Any"}, 2: {"id": 2, "name": "SD"}, 3: {"id": 3, "name": "HD-720p"}}
 SECRETS = {
     "sonarr-api-key": "a" * 32,
     "radarr-api-key": "b" * 32,
@@ -56,6 +57,7 @@ SECRETS = {
     "bazarr-password": "bazarr-login-pass",
     "jellyfin-admin-password": "jellyfin-login-pass",
     "immich-admin-password": "immich-login-pass",
+    "seerr-api-key": "f" * 32,
 }
 
 
@@ -69,6 +71,7 @@ class Apps:
     sabnzbd: FakeSabnzbd
     jellyfin: FakeJellyfin
     immich: FakeImmich
+    seerr: FakeSeerr
     urls: dict[str, str]
 
     @property
@@ -95,7 +98,16 @@ def apps() -> Iterator[Apps]:
         "sabnzbd": FakeSabnzbd(api_key=SECRETS["sabnzbd-api-key"]),
         "jellyfin": FakeJellyfin(),
         "immich": FakeImmich(),
+        "seerr": FakeSeerr(api_key=SECRETS["seerr-api-key"]),
     }
+    # What Seerr reaches on the backend network, and what it reads there: the first profiles Sonarr and Radarr
+    # make on their first start (QualityProfileService), Jellyfin's libraries.
+    fakes["seerr"].reaches = {("jellyfin", 8096): fakes["jellyfin"], ("sonarr", 8989): fakes["sonarr"],
+                              ("radarr", 7878): fakes["radarr"]}  # type: ignore[attr-defined]  # fmt: skip
+    for arr in ("sonarr", "radarr"):
+        fakes[arr].collections["qualityprofile"] = json.loads(json.dumps(PROFILES))  # type: ignore[attr-defined]
+    fakes["jellyfin"].libraries = [{"key": "a1", "title": "Films", "type": "movie"},
+                                   {"key": "b2", "title": "Series", "type": "show"}]  # type: ignore[attr-defined]  # fmt: skip
     with ExitStack() as stack:
         urls = {name: stack.enter_context(serve(app)) for name, app in fakes.items()}
         yield Apps(urls=urls, **fakes)  # type: ignore[arg-type]
@@ -191,8 +203,10 @@ def test_update_changes_the_item_in_place_and_delete_removes_it(apps: Apps) -> N
     assert provider.diff("id", outs["sonarr-root-folder"], moved).replaces == ["body"]
     for suffix in reversed(list(items)):
         provider.delete("id", outs[suffix])
-    for fake in (apps.sonarr, apps.radarr, apps.prowlarr):
-        assert all(not items for items in fake.collections.values())
+    for fake in (apps.sonarr, apps.radarr, apps.prowlarr):  # what the apps had before: their profiles, a tag
+        assert all(not items for name, items in fake.collections.items() if name not in ("qualityprofile", "tag"))
+    assert [t["label"] for t in apps.prowlarr.collections["tag"].values()] == ["flaresolverr"]
+    assert apps.seerr.servers == {"sonarr": [], "radarr": []}
     assert apps.qbittorrent.categories == {} and list(apps.sabnzbd.categories) == ["*"]
     assert apps.bazarr.settings["general"] == {"use_sonarr": False, "use_radarr": False}
     # Deleting what is already gone is not an error (someone removed it by hand).
@@ -306,6 +320,8 @@ EARLIER_WIRINGS = {
 }  # fmt: skip
 LOGINS = {"sonarr-login", "radarr-login", "prowlarr-login", "sabnzbd-login", "bazarr-login", "jellyfin-admin",
           "immich-admin"}  # fmt: skip
+# Issue 19: the companion apps' wirings (Seerr's admin is a login too, made with Jellyfin's admin password).
+COMPANIONS = {"seerr-admin", "seerr-sonarr", "seerr-radarr", "prowlarr-flaresolverr"}
 
 
 def test_the_program_wires_with_secrets_and_in_order() -> None:
@@ -313,7 +329,7 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
     wiring = {
         r.name.removeprefix("media-wiring-"): r for r in result.resources if r.type.startswith("pulumi-python:dynamic")
     }
-    assert set(wiring) == EARLIER_WIRINGS | LOGINS | {"qbittorrent-auto-tmm"}
+    assert set(wiring) == EARLIER_WIRINGS | LOGINS | {"qbittorrent-auto-tmm"} | COMPANIONS
     urn = "urn:pulumi:prod::mediastack::mediastack:wiring:PipelineWiring$pulumi-python:dynamic:Resource::"
     assert all(wiring[s].urn == urn + f"media-wiring-{s}" for s in EARLIER_WIRINGS)  # unchanged URNs
     by_urn = {r.urn: r.name for r in result.resources}
@@ -338,6 +354,13 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
     assert "media-wiring-sonarr-root-folder" in waits_for("prowlarr-sonarr")
     assert "media-jellyfin-container" in waits_for("jellyfin-admin")
     assert "media-immich-server-container" in waits_for("immich-admin")
+    # Seerr logs in to Jellyfin as its admin; its Sonarr entry reads the root folder the pipeline makes.
+    assert {"media-wiring-jellyfin-admin", "media-seerr-container"} <= waits_for("seerr-admin")
+    assert {"media-wiring-seerr-admin", "media-wiring-sonarr-root-folder"} <= waits_for("seerr-sonarr")
+    assert "media-prowlarr-container" in waits_for("prowlarr-flaresolverr")
+    assert wiring["seerr-sonarr"].inputs["body"]["apiKey"] == "[secret]"
+    assert wiring["seerr-admin"].inputs["health"] == "/api/v1/status/appdata"
+    assert wiring["seerr-admin"].inputs["password"] == "[secret]" == wiring["seerr-admin"].inputs["api_key"]
     # Every login's password is a generated secret, exported in `credentials`.
     generated = {
         r.name.removeprefix("media-")
@@ -366,7 +389,7 @@ def test_a_first_up_waits_until_traefik_routes_each_app(apps: Apps) -> None:
     for fake in apps.all.values():
         fake.unrouted_for = 3
     outs = up(apps.items())
-    assert len(outs) == 22
+    assert len(outs) == 26
     for name, fake in apps.all.items():
         assert fake.requests[:4] == [("GET", urllib.parse.urlsplit(fake.health).path)] * 4, name
     assert apps.sonarr.find("rootfolder", "path", "/data/media/tv")
@@ -665,14 +688,14 @@ def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: A
         pytest.skip(f"commit {commit} is not in this clone")
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
     if version == "before-issue-21":  # no logins yet: no Jellyfin/Immich wiring, no login secrets
-        old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich")}
+        old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich", "seerr")}
         old_secrets = {
             k: v for k, v in SECRETS.items() if "admin" not in k and k not in ("sabnzbd-password", "bazarr-password")
         }
         expected = EARLIER_WIRINGS
     else:
-        old_urls = {("immich-server" if k == "immich" else k): v for k, v in apps.urls.items()}
-        old_secrets, expected = dict(SECRETS), {i.suffix for i in apps.items()}
+        old_urls = {("immich-server" if k == "immich" else k): v for k, v in apps.urls.items() if k != "seerr"}
+        old_secrets, expected = dict(SECRETS), {i.suffix for i in apps.items()} - COMPANIONS
     raw = {**raw_config("prod"), "wiring": {"urls": old_urls}}
     done = subprocess.run(
         [sys.executable, "-c", _OLD_PROGRAM, str(tmp_path), json.dumps(raw), json.dumps(old_secrets), json.dumps(FAST)],
@@ -766,36 +789,21 @@ def test_the_qbittorrent_wiring_against_the_real_program(real_qbittorrent: str) 
 
 
 # -- issue 19: the companion apps (Seerr; FlareSolverr as Prowlarr's indexer proxy) ---------------------------
-# Where the web ports come from until the catalog has every companion: a catalog-like stub (each app's port on the
-# backend network, as its catalog entry or image says: FlareSolverr v3.5.0 Dockerfile EXPOSE 8191).
-PORTS = {"jellyfin": 8096, "sonarr": 8989, "radarr": 7878, "flaresolverr": 8191}
-SEERR_KEY = "f" * 32
-# The first profiles Sonarr and Radarr make on their first start (QualityProfileService.AddDefaultProfile).
-PROFILES = {1: {"id": 1, "name": "Any"}, 2: {"id": 2, "name": "SD"}, 3: {"id": 3, "name": "HD-720p"}}
-
-
 @dataclass
 class Companions:
     apps: Apps
-    seerr: FakeSeerr
-    urls: dict[str, str]
 
-    def items(self, enabled: set[str] | None = None) -> dict[str, Item]:
-        """What `_companions` wires among `enabled` (default: all of them), reached at the stand-ins."""
-        made: list[Item] = []
+    @property
+    def seerr(self) -> FakeSeerr:
+        return self.apps.seerr
 
-        def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
-            fake = self.seerr if app == "seerr" else getattr(self.apps, app)
-            located = {"kind": kind, "app": app, "url": self.urls[app], "health": fake.health, "retry": FAST}
-            made.append(Item(suffix, app, kind, {**located, **props}, after))
-            return suffix
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.apps.urls
 
-        names = (
-            enabled if enabled is not None else {"seerr", "jellyfin", "sonarr", "radarr", "prowlarr", "flaresolverr"}
-        )
-        cfg = StackConfig.model_validate(raw_config("prod"))
-        _companions(cfg, frozenset(names), {**SECRETS, "seerr-api-key": SEERR_KEY}, wire, PORTS.__getitem__)
-        return {i.suffix: i for i in made}
+    def items(self) -> dict[str, Item]:
+        """The companions' wirings in prod, which enables them all."""
+        return {i.suffix: i for i in self.apps.items() if i.suffix in COMPANIONS}
 
     def prerequisites(self) -> None:
         """Jellyfin's admin and the *arr root folders, as the pipeline wires them first."""
@@ -804,16 +812,8 @@ class Companions:
 
 
 @pytest.fixture
-def companions(apps: Apps) -> Iterator[Companions]:
-    for arr in (apps.sonarr, apps.radarr):
-        arr.collections["qualityprofile"] = json.loads(json.dumps(PROFILES))
-    apps.jellyfin.libraries = [{"key": "a1", "title": "Films", "type": "movie"},
-                               {"key": "b2", "title": "Series", "type": "show"}]  # fmt: skip
-    reaches: dict[tuple[str, int], FakeApp] = {("jellyfin", 8096): apps.jellyfin, ("sonarr", 8989): apps.sonarr,
-                                               ("radarr", 7878): apps.radarr}  # fmt: skip
-    seerr = FakeSeerr(api_key=SEERR_KEY, reaches=reaches)
-    with serve(seerr) as url:
-        yield Companions(apps, seerr, {**apps.urls, "seerr": url})
+def companions(apps: Apps) -> Companions:
+    return Companions(apps)
 
 
 def test_seerr_is_set_up_through_jellyfin_with_sonarr_and_radarr(companions: Companions) -> None:
@@ -964,11 +964,29 @@ def test_seerr_without_a_root_folder_in_sonarr_says_which_wiring_comes_first(com
     assert companions.seerr.servers["sonarr"] == []
 
 
-def test_companions_are_wired_only_with_what_they_connect(companions: Companions) -> None:
-    assert set(companions.items()) == {"seerr-admin", "seerr-sonarr", "seerr-radarr", "prowlarr-flaresolverr"}
-    assert set(companions.items({"seerr", "jellyfin", "radarr", "prowlarr"})) == {"seerr-admin", "seerr-radarr"}
-    assert companions.items({"seerr", "sonarr", "radarr", "flaresolverr"}) == {}  # no Jellyfin, no Prowlarr
-    assert set(companions.items({"flaresolverr", "prowlarr"})) == {"prowlarr-flaresolverr"}
+def test_companions_are_wired_only_with_what_they_connect() -> None:
+    """`_companions` fed catalog-like stubs: which apps are enabled, and each one's web port."""
+    made: dict[str, Item] = {}
+
+    def wired(enabled: set[str]) -> set[str]:
+        made.clear()
+
+        def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
+            made[suffix] = Item(suffix, app, kind, props, after)
+            return suffix
+
+        ports = {"jellyfin": 8096, "sonarr": 8989, "radarr": 7878, "flaresolverr": 8191}
+        _companions(StackConfig.model_validate(raw_config("prod")), frozenset(enabled), SECRETS, wire, ports.get)
+        return set(made)
+
+    assert wired({"seerr", "jellyfin", "sonarr", "radarr", "prowlarr", "flaresolverr"}) == COMPANIONS
+    assert wired({"seerr", "jellyfin", "radarr", "prowlarr"}) == {"seerr-admin", "seerr-radarr"}
+    assert made["seerr-radarr"].props["body"]["port"] == 7878
+    assert wired({"seerr", "sonarr", "radarr", "flaresolverr"}) == set()  # no Jellyfin, no Prowlarr
+    assert wired({"flaresolverr", "prowlarr"}) == {"prowlarr-flaresolverr"}
+    assert made["prowlarr-flaresolverr"].props["body"]["fields"] == [
+        {"name": "host", "value": "http://flaresolverr:8191/"}
+    ]
 
 
 def test_flaresolverr_is_prowlarrs_tagged_indexer_proxy(companions: Companions) -> None:

@@ -130,9 +130,11 @@ FLARESOLVERR_TAG = "flaresolverr"
 
 
 def _port(app: str) -> int:
-    web = CATALOG[app].web
-    assert web is not None
-    return web.port
+    """The app's port on the backend network: its web UI's, or (an app without one) its health check's."""
+    web, health = CATALOG[app].web, CATALOG[app].health
+    port = web.port if web is not None else health.probe_port if health is not None else None
+    assert port is not None, app
+    return port
 
 
 def _health(app: str) -> str:
