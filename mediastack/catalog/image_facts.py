@@ -138,6 +138,8 @@ def _lsio(name: str, tag: str, base: Source, *extra: Source, unverified: tuple[s
 
 _JELLYFIN = "linuxserver/docker-jellyfin"
 _EXPORTARR = "onedr0p/exportarr"
+_FLARESOLVERR = "FlareSolverr/FlareSolverr"
+_UNPACKERR = "Unpackerr/unpackerr"
 _IMMICH_PG = "immich-app/base-images"
 _PG = "docker-library/postgres"
 _OFFICIAL = "docker-library/official-images"
@@ -269,6 +271,41 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "busybox wget from alpine",
                 ),
             ),
+        ),
+        ImageFacts(
+            image="ghcr.io/seerr-team/seerr",
+            tag="v3.1.0",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="none: CMD npm start as USER node (1000); the image has no init process (init: true wanted)",
+            caps=(),
+            binaries=("/usr/local/bin/node", "/bin/sh", "/usr/bin/wget"),
+            writes=("/app/config", "/tmp"),
+            sources=(
+                Source(
+                    "seerr-team/seerr",
+                    ".github/workflows/release.yml",
+                    "v3.1.0",
+                    ("tag",),
+                    "ghcr.io/seerr-team/seerr, tag type=raw,value=${{github.ref_name}} (v3.1.0); amd64, arm64",
+                ),
+                Source(
+                    "seerr-team/seerr",
+                    "Dockerfile",
+                    "v3.1.0",
+                    ("user", "entrypoint", "binaries", "writes"),
+                    "FROM node:22.22.0-alpine3.22; USER node:node; COPY --chown=node:node; CMD npm start; "
+                    "config in /app/config (server/utils/appDataVolume.ts)",
+                ),
+                Source(
+                    "nodejs/docker-node",
+                    "22/alpine3.22/Dockerfile",
+                    "0001669cfeee81ddd41a0a16be9321e8a1bf2354",
+                    ("user", "binaries"),
+                    "adduser -u 1000 node; /usr/local/bin/node; alpine's busybox wget",
+                ),
+            ),
+            unverified=("writes: Next's .next/cache under /app may be written (ImageFader unoptimized: false)",),
         ),
         _lsio("sonarr", "4.0.15", LSIO_ALPINE_BASE),
         _lsio("radarr", "5.27.5", LSIO_ALPINE_BASE),
@@ -789,6 +826,81 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             ),
         ),
         ImageFacts(
+            image="ghcr.io/flaresolverr/flaresolverr",
+            tag="v3.5.0",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="none: /usr/bin/dumb-init -- python -u /app/flaresolverr.py as user flaresolverr",
+            caps=(),
+            binaries=("/usr/bin/curl", "/usr/local/bin/python", "/usr/bin/dumb-init"),
+            writes=("/tmp", "/app/.local", "/app/.config"),
+            sources=(
+                Source(
+                    _FLARESOLVERR,
+                    "Dockerfile",
+                    "v3.5.0",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM python:3.11-slim-bookworm; apt chromium, curl, dumb-init, procps; useradd flaresolverr; "
+                    "USER flaresolverr; ENTRYPOINT dumb-init",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    ".github/workflows/release-docker.yml",
+                    "v3.5.0",
+                    ("tag",),
+                    "ghcr.io/flaresolverr/flaresolverr, tags v{{version}}",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    "src/undetected_chromedriver/patcher.py",
+                    "v3.5.0",
+                    ("writes",),
+                    "the patched driver under ~/.local/share (/app); Chromium profiles in /tmp",
+                ),
+            ),
+            unverified=(
+                "user: useradd without -u on Debian; 1000 is Debian's UID_MIN, not stated upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/unpackerr/unpackerr",
+            tag="v0.15.2",
+            user="0:0",
+            starts_as_root=False,
+            entrypoint="none: /unpackerr (no chown, no privilege drop); the stack runs it as its identity",
+            caps=(),
+            binaries=("/unpackerr", "/bin/sh", "/usr/bin/wget"),
+            writes=(),
+            sources=(
+                Source(
+                    _UNPACKERR,
+                    "init/docker/Dockerfile",
+                    "v0.15.2",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM alpine; apk openssl tzdata; ENTRYPOINT /unpackerr; no USER",
+                ),
+                Source(
+                    _UNPACKERR,
+                    ".github/workflows/release.yml",
+                    "v0.15.2",
+                    ("tag",),
+                    "ghcr.io/unpackerr/unpackerr, semver tags v0.15.2",
+                ),
+                Source(
+                    _UNPACKERR,
+                    "pkg/unpackerr/cnfgfile.go",
+                    "v0.15.2",
+                    ("writes",),
+                    "no config file is created on Linux, no default log file; extracts beside the archive",
+                ),
+            ),
+            unverified=(
+                "binaries: busybox wget/sh come from the unpinned alpine base, not read upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
+            ),
+        ),
+        ImageFacts(
             image="mediastack/media-exporter",
             tag="0.1.0",
             user="65534:65534",
@@ -882,6 +994,53 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("binaries",),
                     "/health and /scrape handlers",
                 ),
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/gethomepage/homepage",
+            tag="v1.12.3",
+            user=PUID,
+            starts_as_root=True,
+            entrypoint="docker-entrypoint.sh as root: chowns /app/config and /app/.next to PUID:PGID when their owner "
+            "differs (failing softly), then su-exec PUID:PGID node server.js; PUID/PGID default to 0 (root)",
+            caps=("CHOWN", "SETGID", "SETUID"),  # chown, then su-exec's setgid/setuid
+            binaries=("/bin/sh", "/usr/bin/wget", "/usr/local/bin/node"),
+            # Next.js' incremental static regeneration of / writes under .next (src/pages/index.jsx, api/revalidate)
+            writes=("/app/.next",),
+            sources=(
+                Source(
+                    "gethomepage/homepage",
+                    ".github/workflows/docker-publish.yml",
+                    "v1.12.3",
+                    ("tag",),
+                    "pushes ghcr.io/gethomepage/homepage with type=semver,pattern=v{{version}} (l.17, 39-50)",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "Dockerfile",
+                    "v1.12.3",
+                    ("user", "binaries", "writes"),
+                    "runner FROM node:22-alpine (busybox wget), USER root, app files --chown=1000:1000, "
+                    "HEALTHCHECK wget http://127.0.0.1:$PORT/api/healthcheck, PORT=3000",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "docker-entrypoint.sh",
+                    "v1.12.3",
+                    ("user", "entrypoint"),
+                    "PUID/PGID default 0; chown -R /app/config and /app/.next if owned otherwise; exec su-exec",
+                ),
+                Source(
+                    "nodejs/docker-node",
+                    "22/alpine3.22/Dockerfile",
+                    "0001669cfeee81ddd41a0a16be9321e8a1bf2354",
+                    ("binaries",),
+                    "node at /usr/local/bin/node on Alpine",
+                ),
+            ),
+            unverified=(
+                "writes: that .next must stay writable is read from the code (getStaticProps, res.revalidate), "
+                "not observed in a running container",
             ),
         ),
     )

@@ -844,7 +844,7 @@ class Downloads(Model):
     )
 
 
-WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server")
+WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server", "seerr")
 
 
 class Wiring(Model):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mediastack.catalog.image_facts import PUID
 from mediastack.catalog.services import (
     CATALOG,
     MountKind,
     NetworkRole,
+    Secret,
     Service,
 )
 from mediastack.model.config import Gpu, Host, Resources, StackConfig, TierName
@@ -26,6 +28,7 @@ from mediastack.plan.replica_settings import ENTRYPOINT, primary_settings, stand
 from mediastack.plan.resolved import ResolvedMount, ResolvedService, ResolvedStack
 from mediastack.plan.routing import is_public, web_host_of
 from mediastack.plan.sizing import effective_resources
+from mediastack.plan.start_page import key_files
 from mediastack_vocabulary import Label
 
 # -- which services run -----------------------------------------------------------------------------
@@ -79,8 +82,16 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
             env[service.umask_env] = ident.umask
     else:
         env["TZ"] = config.identity.tz
+        if service.facts and service.facts.starts_as_root and service.facts.user == PUID:
+            # Its entrypoint drops to PUID/PGID itself (and stays root without them): the stack's identity.
+            env.update({"PUID": str(config.identity.puid), "PGID": str(config.identity.pgid)})
     if "JELLYFIN_PublishedServerUrl" in env and web_host:
         env["JELLYFIN_PublishedServerUrl"] = f"https://{web_host}"
+    if service.allowed_hosts_env and web_host:
+        # The Host header Traefik passes on, and the blackbox probe's (<name>:<port>): the app refuses others.
+        probe = service.health.probe_port if service.health else None
+        env[service.allowed_hosts_env] = ",".join([web_host, *([f"{service.name}:{probe}"] if probe else [])])
+    env.update({k.variable: k.path for k in key_files(service, enabled, lambda s: has_value(config, s))})
     for variable, other in service.service_urls:
         web = CATALOG[other].web
         env[variable] = f"http://{other}:{web.port}" if web and other in enabled else ""
@@ -134,6 +145,11 @@ def _labels(
         ident = config.identity
         labels[Label.identity] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     return labels
+
+
+def has_value(config: StackConfig, secret: Secret) -> bool:
+    """A generated secret always has one; a secret the user sets only once it is set."""
+    return secret.kind != "config" or config_secret(config, secret.id) is not None
 
 
 def config_secret(config: StackConfig, secret_id: str) -> str | None:
@@ -292,6 +308,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     services = []
     for name in enabled:
         spec = CATALOG[name]
+        if spec.user == PUID:  # runs as the stack's identity, set by `user:` (the image does not drop itself)
+            spec = replace(spec, user=f"{config.identity.puid}:{config.identity.pgid}")
         host = service_host(spec, config)
         override = config.services.get(name)
         tier, resources = effective_resources(spec, config)
@@ -336,6 +354,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 group_adds=group_adds,
                 web_host=web_host,
                 network_mode="host" if host_network else None,
+                secret_files={k.path: k.secret for k in key_files(spec, enabled, lambda s: has_value(config, s))},
             )
         )
     services = _through_vpn(services, config)

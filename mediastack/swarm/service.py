@@ -95,6 +95,9 @@ class SwarmServiceArgs:
     swarm_secrets: dict[str, docker.Secret] = field(default_factory=dict)  # the same, as Swarm secrets
     configs: dict[str, docker.ServiceConfig] = field(default_factory=dict)  # generated files, by container path
     secret_files: dict[str, docker.Secret] = field(default_factory=dict)  # container path -> Swarm secret
+    # Who owns the secret files (uid, gid): the user the image runs as once started (resolve.run_as), which for
+    # an image that drops privileges itself is not the user it starts as.
+    secret_file_owner: tuple[int, int] | None = None
     labels: dict[str, str] = field(default_factory=dict)  # cluster facts for the policies
 
 
@@ -160,8 +163,8 @@ def service_args(args: SwarmServiceArgs, image: pulumi.Input[str]) -> dict:
             secret_name=s.name,
             file_name=path,
             file_mode=0o400,
-            file_uid=_uid(spec.user),
-            file_gid=_gid(spec.user),
+            file_uid=str(args.secret_file_owner[0]) if args.secret_file_owner else _uid(spec.user),
+            file_gid=str(args.secret_file_owner[1]) if args.secret_file_owner else _gid(spec.user),
         )
         for path, s in sorted(args.secret_files.items())
     ]

@@ -179,9 +179,9 @@ def check_capabilities(w: Workload, cfg: dict[str, Any], report: Report) -> None
 
 
 def _names_a_file(key: str) -> bool:
-    """KEY_FILE, KEY__FILE (Grafana), FILE__KEY (linuxserver.io) and KEY_SECRETFILE (gluetun) name a file holding
-    the secret."""
-    return key.endswith(("_FILE", "_SECRETFILE")) or key.startswith("FILE__")
+    """KEY_FILE, KEY__FILE (Grafana), FILE__KEY (linuxserver.io), KEY_SECRETFILE (gluetun) and HOMEPAGE_FILE_KEY
+    (Homepage) name a file holding the secret."""
+    return key.endswith(("_FILE", "_SECRETFILE")) or key.startswith(("FILE__", "HOMEPAGE_FILE_"))
 
 
 def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
