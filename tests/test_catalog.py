@@ -42,6 +42,7 @@ REQUIRED = {
     "media-exporter",
     "artwork-cache",
     "gluetun",
+    "recyclarr",
 }
 
 

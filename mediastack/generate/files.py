@@ -12,6 +12,7 @@ from dataclasses import replace
 from mediastack.catalog.services import TRAEFIK_DYNAMIC_DIR
 from mediastack.generate.alerts import alert_rules
 from mediastack.generate.dashboards import dashboard_json, dashboards_provider
+from mediastack.generate.recyclarr import recyclarr_config
 from mediastack.generate.replica import pg_hba, replica_entrypoint, replica_init
 from mediastack.model.config import StackConfig
 from mediastack.plan.generated_paths import (  # noqa: F401  (re-exported)
@@ -353,6 +354,7 @@ GENERATORS = {
     "immich-postgres/pg_hba.conf": pg_hba,
     "immich-postgres/replica.sh": replica_entrypoint,
     "immich-postgres/replica-init.sh": replica_init,
+    "recyclarr/recyclarr.yml": recyclarr_config,
 }
 
 

@@ -20,6 +20,7 @@ CONTAINER_PATHS = {
     "grafana/provisioning/dashboards/mediastack.yml": "/etc/grafana/provisioning/dashboards/mediastack.yml",
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
     **REPLICA_PATHS,
+    "recyclarr/recyclarr.yml": "/config/configs/recyclarr.yml",
 }
 
 
