@@ -208,6 +208,10 @@ def test_the_container_is_bounded_read_only_and_backed_up() -> None:
     assert mounts["/config/configs"]["source"] == "/srv/media/config/generated/recyclarr"
     assert mounts["/config"]["source"] == "/srv/media/config/recyclarr"
     assert not c.get("uploads")
+    swarm = next(r for r in plan("cluster").resources if r.name.endswith("-recyclarr-service"))
+    spec = swarm.inputs["taskSpec"]["containerSpec"]
+    assert [c["fileName"] for c in spec["configs"]] == ["/config/configs/recyclarr.yml"]
+    assert spec["env"] == "[secret]" and spec["readOnly"] is True and spec["user"] == "1000:1000"
     tool = backup_tool(backup_plan(_resolved(prod())))
     assert "recyclarr) echo files" in tool
     # Its state (state/: which custom formats and profiles it made in each app) is kept; the guides' clones
