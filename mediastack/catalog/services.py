@@ -959,7 +959,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
                 "CMD",
                 "bash",
                 "-c",
-                "shopt -s nullglob; logs=(/config/logs/cli/recyclarr_*.debug.log); if (( ${#logs[@]} == 0 )); then exit 0; fi; "
+                "shopt -s nullglob; logs=(/config/logs/cli/recyclarr_*.debug.log); "
+                "if (( ${#logs[@]} == 0 )); then exit 0; fi; "
                 'while IFS= read -r line; do case $line in "["??:??:??" ERR]"*) exit 1;; '
                 '"["??:??:??" FTL]"*) exit 1;; esac; done < "${logs[-1]}"',
             ),

@@ -1191,59 +1191,90 @@ class RecyclarrApp(Model):
         return v
 
 
-# recyclarr/config-templates, branch v8 (what Recyclarr 8.x fetches): the sections the templates sync uncommented.
-# sonarr/templates/web-1080p.yml: the WEB-1080p profile; Golden Rule HD (x265 (HD)), HD/UHD streaming boost,
-# Unwanted Formats.
-SONARR_TEMPLATE = RecyclarrApp(
-    quality_profiles=["72dae194fc92bf828f32cde7744e51a1"],
-    custom_format_groups=CustomFormatGroups(
-        add=[
-            CustomFormatGroup(trash_id="158188097a58d7687dee647e04af0da3", select=["47435ece6b99a0b477caf360e79ba0bb"]),
-            CustomFormatGroup(
-                trash_id="85fae4a2294965b75710ef2989c850eb",
-                select=["218e93e5702f44a68ad9e3c6ba87d2f0", "43b3cf48cb385cd3eac608ee6bca7f09"],
-            ),
-            CustomFormatGroup(
-                trash_id="59c3af66780d08332fdc64e68297098f",
-                select=[
-                    "15a05bc7c1a36e2b57fd628f8977e2fc",
-                    "32b367365729d530ca1c124a0b180c64",
-                    "85c61753df5da1fb2aab6f2a47426b09",
-                    "6f808933a71bd9666531610cb8c059cc",
-                    "fbcb31d8dabd2a319072b84fc0b7249c",
-                    "9c11cd3f07101cdba90a2d81cf0e56b4",
-                    "e2315f990da2e2cbfc9fa5b7a6fcfe48",
-                    "23297a736ca77c0fc8e70f8edd7ee56c",
-                ],
-            ),
-        ]
-    ),
-)
-# radarr/templates/hd-bluray-web.yml: the HD Bluray + WEB profile; Golden Rule HD (x265 (HD)), Unwanted Formats.
-RADARR_TEMPLATE = RecyclarrApp(
-    quality_profiles=["d1d67249d3890e49bc12e275d989a7e9"],
-    custom_format_groups=CustomFormatGroups(
-        add=[
-            CustomFormatGroup(trash_id="f8bf8eab4617f12dfdbd16303d8da245", select=["dc98083864ea246d05a42df0d05f81cc"]),
-            CustomFormatGroup(
-                trash_id="a3ac6af01d78e4f21fcb75f601ac96df",
-                select=[
-                    "b8cd450cbfa689c0259a01d9e29ba3d6",
-                    "cae4ca30163749b891686f95532519bd",
-                    "b6832f586342ef70d9c128d40c07b872",
-                    "cc444569854e9de0b084ab2b8b1532b2",
-                    "ed38b889b31be83fda192888e2286d83",
-                    "0a3f082873eb454bde444150b70253cc",
-                    "e6886871085226c3da1830830146846c",
-                    "90a6f9a284dff5103f6346090e6280c8",
-                    "e204b80c87be9497a8a6eaff48f72905",
-                    "712d74cd88bceb883ee32f773656b1f5",
-                    "bfd8eb01832d646a0a89c4deb46f8564",
-                ],
-            ),
-        ]
-    ),
-)
+# The defaults: what recyclarr/config-templates (branch v8, the one Recyclarr 8 fetches) syncs uncommented in its
+# general templates. Keys left out of the stack config keep these; a key given replaces its default whole.
+
+
+class SonarrSync(RecyclarrApp):
+    """What Recyclarr syncs in Sonarr; default: config-templates sonarr/templates/web-1080p.yml."""
+
+    quality_profiles: list[TrashId] = Field(
+        ["72dae194fc92bf828f32cde7744e51a1"],  # WEB-1080p
+        min_length=1,
+        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
+        "qualities, custom formats and scores come from the guide).",
+    )
+    custom_format_groups: CustomFormatGroups = Field(
+        CustomFormatGroups(
+            add=[
+                # [Optional] Golden Rule HD: x265 (HD)
+                CustomFormatGroup(
+                    trash_id="158188097a58d7687dee647e04af0da3", select=["47435ece6b99a0b477caf360e79ba0bb"]
+                ),
+                # [Streaming Services] HD/UHD boost
+                CustomFormatGroup(
+                    trash_id="85fae4a2294965b75710ef2989c850eb",
+                    select=["218e93e5702f44a68ad9e3c6ba87d2f0", "43b3cf48cb385cd3eac608ee6bca7f09"],
+                ),
+                # [Unwanted] Unwanted Formats
+                CustomFormatGroup(
+                    trash_id="59c3af66780d08332fdc64e68297098f",
+                    select=[
+                        "15a05bc7c1a36e2b57fd628f8977e2fc",
+                        "32b367365729d530ca1c124a0b180c64",
+                        "85c61753df5da1fb2aab6f2a47426b09",
+                        "6f808933a71bd9666531610cb8c059cc",
+                        "fbcb31d8dabd2a319072b84fc0b7249c",
+                        "9c11cd3f07101cdba90a2d81cf0e56b4",
+                        "e2315f990da2e2cbfc9fa5b7a6fcfe48",
+                        "23297a736ca77c0fc8e70f8edd7ee56c",
+                    ],
+                ),
+            ]
+        ),
+        description="Custom format groups beside the profiles' defaults (default: the template's add list, "
+        "docs/pipeline.md).",
+    )
+
+
+class RadarrSync(RecyclarrApp):
+    """What Recyclarr syncs in Radarr; default: config-templates radarr/templates/hd-bluray-web.yml."""
+
+    quality_profiles: list[TrashId] = Field(
+        ["d1d67249d3890e49bc12e275d989a7e9"],  # HD Bluray + WEB
+        min_length=1,
+        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
+        "qualities, custom formats and scores come from the guide).",
+    )
+    custom_format_groups: CustomFormatGroups = Field(
+        CustomFormatGroups(
+            add=[
+                # [Optional] Golden Rule HD: x265 (HD)
+                CustomFormatGroup(
+                    trash_id="f8bf8eab4617f12dfdbd16303d8da245", select=["dc98083864ea246d05a42df0d05f81cc"]
+                ),
+                # [Unwanted] Unwanted Formats
+                CustomFormatGroup(
+                    trash_id="a3ac6af01d78e4f21fcb75f601ac96df",
+                    select=[
+                        "b8cd450cbfa689c0259a01d9e29ba3d6",
+                        "cae4ca30163749b891686f95532519bd",
+                        "b6832f586342ef70d9c128d40c07b872",
+                        "cc444569854e9de0b084ab2b8b1532b2",
+                        "ed38b889b31be83fda192888e2286d83",
+                        "0a3f082873eb454bde444150b70253cc",
+                        "e6886871085226c3da1830830146846c",
+                        "90a6f9a284dff5103f6346090e6280c8",
+                        "e204b80c87be9497a8a6eaff48f72905",
+                        "712d74cd88bceb883ee32f773656b1f5",
+                        "bfd8eb01832d646a0a89c4deb46f8564",
+                    ],
+                ),
+            ]
+        ),
+        description="Custom format groups beside the profiles' defaults (default: the template's add list, "
+        "docs/pipeline.md).",
+    )
 
 
 class Recyclarr(Model):
@@ -1256,20 +1287,8 @@ class Recyclarr(Model):
         description="When it syncs, in the stack's time zone: the same calendar forms as backups.schedule, on whole "
         "minutes (the image's own cron runs it).",
     )
-    sonarr: RecyclarrApp = Field(SONARR_TEMPLATE, description="What it syncs in Sonarr.")
-    radarr: RecyclarrApp = Field(RADARR_TEMPLATE, description="What it syncs in Radarr.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _over_the_templates(cls, data: Any) -> Any:
-        """Keys given for an app replace the template's one by one; the rest keep the template's value."""
-        if not isinstance(data, dict):
-            return data
-        merged = dict(data)
-        for app, template in (("sonarr", SONARR_TEMPLATE), ("radarr", RADARR_TEMPLATE)):
-            if isinstance(data.get(app), dict):
-                merged[app] = {**template.model_dump(), **data[app]}
-        return merged
+    sonarr: SonarrSync = Field(SonarrSync(), description="What it syncs in Sonarr.")
+    radarr: RadarrSync = Field(RadarrSync(), description="What it syncs in Radarr.")
 
     @field_validator("schedule")
     @classmethod
