@@ -159,6 +159,7 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "prometheus/prometheus.yml",
         "prometheus/rules/mediastack.yml",
         "socket-proxy/haproxy.cfg",
+        "recyclarr/recyclarr.yml",
         "traefik/dynamic/mediastack.yml",
     ]
     assert (tmp_path / "hosts/nas/storage-create.sh").stat().st_mode & 0o111
@@ -194,7 +195,7 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     resolved = resolve(parse_stack_config(raw_config(stack), stack), stack)
     bound = {path: text for files in host_generated_files(resolved).values() for path, text in files.items()}
-    assert len(bound) == (6 if stack == "prod" else 2)  # Traefik's routes and the socket proxy's template in both
+    assert len(bound) == (7 if stack == "prod" else 2)  # Traefik's routes and the socket proxy's template in both
     rendered = {text for text in (p.read_text() for p in tmp_path.rglob("*.y*ml"))}
     rendered |= {p.read_text() for p in tmp_path.rglob("*.cfg")}
     assert set(bound.values()) <= rendered

@@ -40,6 +40,8 @@ START_PERIOD_S = {
     "immich-server": 60,
     "tdarr": 60,
     "tdarr-node": 60,
+    # A cron daemon; its check reads the last sync's log, which is there or not from the first second.
+    "recyclarr": 10,
     # Downloads its models on the first start.
     "immich-machine-learning": 120,
     # Copies the whole primary (pg_basebackup) before it answers.

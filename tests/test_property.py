@@ -28,7 +28,7 @@ from mediastack.plan.loading import ConfigError, parse_stack_config
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
-EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "200"))
 RANDOM = os.environ.get("MEDIASTACK_PROPERTY_RANDOM") == "1"
 
 OPTIONAL = sorted(s.name for s in CATALOG.values() if s.bundle != "core")

@@ -143,6 +143,7 @@ _UNPACKERR = "Unpackerr/unpackerr"
 _IMMICH_PG = "immich-app/base-images"
 _PG = "docker-library/postgres"
 _OFFICIAL = "docker-library/official-images"
+_RECYCLARR = "recyclarr/recyclarr"
 
 IMAGE_FACTS: dict[str, ImageFacts] = {
     f.image: f
@@ -1041,6 +1042,68 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             unverified=(
                 "writes: that .next must stay writable is read from the code (getStaticProps, res.revalidate), "
                 "not observed in a running container",
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/recyclarr/recyclarr",
+            tag="8.7.1",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="tini, then /entrypoint.sh as 1000:1000: with no arguments it writes `$CRON_SCHEDULE /cron.sh` "
+            "to /tmp/crontab and execs supercronic, which runs `recyclarr sync` on that schedule (none at start); "
+            "no privilege change",
+            caps=(),
+            binaries=("/sbin/tini", "/bin/bash", "/usr/bin/supercronic", "/app/recyclarr/recyclarr"),
+            # /config: recyclarr.yml and configs/ (read), state/ (its ids of what it made in each app), logs/cli/,
+            # resources/ (git clones of the guides); /tmp: the crontab.
+            writes=("/config", "/tmp"),
+            dir_mode=0o750,
+            sources=(
+                Source(
+                    _RECYCLARR,
+                    "Dockerfile",
+                    "v8.7.1",
+                    ("user", "binaries", "entrypoint"),
+                    "FROM dotnet/runtime:10.0-alpine; apk add bash tzdata supercronic git tini; USER 1000:1000; "
+                    "ENV CRON_SCHEDULE=@daily RECYCLARR_CONFIG_DIR=/config; ENTRYPOINT /sbin/tini -- /entrypoint.sh",
+                ),
+                Source(_RECYCLARR, "docker/scripts/entrypoint.sh", "v8.7.1", ("entrypoint", "writes")),
+                Source(_RECYCLARR, "docker/scripts/cron.sh", "v8.7.1", ("command",), "recyclarr sync --log"),
+                Source(
+                    _RECYCLARR,
+                    ".github/workflows/reusable-docker.yml",
+                    "v8.7.1",
+                    ("tag",),
+                    "docker.io/recyclarr/recyclarr and ghcr.io/recyclarr/recyclarr; tags {{version}}, "
+                    "{{major}}.{{minor}}, {{major}}; flavor latest=false (there is no `latest`)",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Core/Platform/AppPaths.cs",
+                    "v8.7.1",
+                    ("writes",),
+                    "state/, logs/cli/, resources/, configs/ and includes/ under the config directory",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "docker-compose.yml",
+                    "v8.7.1",
+                    ("writes",),
+                    "upstream runs it read_only with a tmpfs /tmp, as any user (user: ${DOCKER_UID}:${DOCKER_GID})",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Cli/Logging/FileLogSinkConfigurator.cs",
+                    "v8.7.1",
+                    ("binaries",),
+                    "each run logs to logs/cli/recyclarr_<yyyy-MM-dd_HH-mm-ss>.debug.log, lines `[HH:mm:ss LVL] ...` "
+                    "(Serilog u3 levels: ERR, FTL for failures): what its health check reads",
+                ),
+            ),
+            unverified=(
+                "binaries: /bin/bash and /usr/bin/supercronic are where Alpine's packages put them (APKBUILDs not "
+                "read); the health check runs `bash` through PATH",
+                "tag: the registry was not queried; 8.7.1 is the release tag and the workflow's {{version}} pattern",
             ),
         ),
     )

@@ -8,11 +8,12 @@ the same entry becomes a docker.Container on one host and a Swarm service on a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mediastack.catalog.image_facts import IMAGE_FACTS, PUID, ImageFacts
-from mediastack.model.config import ResourcesOverride, TierName
+from mediastack.model.config import ResourcesOverride, StackConfig, TierName
 from mediastack.model.units import GIB
 from mediastack_vocabulary import INTERNAL_NETWORKS, NetworkRole  # noqa: F401  (re-exported)
 
@@ -191,6 +192,10 @@ class Service:
     # below closes the sections they would read.
     socket_readers: tuple[str, ...] = ()
     closed_without_readers: tuple[tuple[str, str], ...] = ()
+    # (variable, service): a secret_env variable left out while that service is off (another app's API key)
+    secret_env_of: tuple[tuple[str, str], ...] = ()
+    # (variable, value from the stack config): environment the image reads that the config decides
+    env_from_config: tuple[tuple[str, Callable[[StackConfig], str]], ...] = ()
     route_url: str | None = None  # where Traefik sends the UI when not http://<name>:<port> (its own dashboard)
     fronts: Front | None = None  # serves part of another service's UI on that service's host name
     takes_acme: bool = False  # gets the ACME resolver's arguments when tls.acme_email is set (Traefik)
@@ -1101,6 +1106,52 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         start_page_keys="/app/config/keys",
         binds_files=True,
         role="companions",
+    ),
+    Service(
+        name="recyclarr",
+        image="ghcr.io/recyclarr/recyclarr",
+        tag="8.7.1",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Keeps TRaSH Guides quality profiles and custom formats in sync in Sonarr and Radarr, on a "
+        "schedule (config `recyclarr`; its recyclarr.yml is generated with the stack's URLs, the keys come from "
+        "the environment).",
+        # No HTTP server (a cron daemon; tini exits with it, so a dead scheduler is a restarted container). The
+        # check fails while the newest sync's log holds an error (ERR/FTL): a wrong key, an app it cannot
+        # reach, a guide id that no longer exists. Bash builtins only; bash is in the image (its facts).
+        health=HealthCheck(
+            (
+                "CMD",
+                "bash",
+                "-c",
+                "shopt -s nullglob; logs=(/config/logs/cli/recyclarr_*.debug.log); "
+                "if (( ${#logs[@]} == 0 )); then exit 0; fi; "
+                'while IFS= read -r line; do case $line in "["??:??:??" ERR]"*) exit 1;; '
+                '"["??:??:??" FTL]"*) exit 1;; esac; done < "${logs[-1]}"',
+            ),
+            10,
+        ),
+        networks=frozenset({NetworkRole.backend}),  # Sonarr and Radarr, and the guides' git repositories
+        # /config holds its state (what it made in each app); the generated recyclarr.yml comes into configs/,
+        # which Recyclarr reads beside /config/recyclarr.yml (ConfigurationFinder).
+        mounts=(Mount(MountKind.state, "/config"),),
+        uploads=("recyclarr/recyclarr.yml",),
+        # The keys recyclarr.yml names with !env_var: the apps' own generated keys.
+        secret_env={
+            "SONARR_API_KEY": Secret("sonarr-api-key", "api_key"),
+            "RADARR_API_KEY": Secret("radarr-api-key", "api_key"),
+        },
+        secret_env_of=(("SONARR_API_KEY", "sonarr"), ("RADARR_API_KEY", "radarr")),
+        env={"RECYCLARR_CREATE_CONFIG": "false"},
+        env_from_config=(("CRON_SCHEDULE", lambda config: config.recyclarr.cron),),
+        role="companions",
+        companion_of=("sonarr", "radarr"),
+        user="1000:1000",
+        read_only_rootfs=True,
+        tmpfs=("/tmp",),
+        state="files",
+        # The guides' git clones and the run logs come back by themselves.
+        backup_exclude=("resources", "logs"),
     ),
 )
 

@@ -27,6 +27,7 @@ CONTAINER_PATHS = {
         f"homepage/{name}.yaml": f"/app/config/{name}.yaml"
         for name in ("settings", "services", "widgets", "bookmarks", "docker", "kubernetes", "proxmox")
     },
+    "recyclarr/recyclarr.yml": "/config/configs/recyclarr.yml",
 }
 
 

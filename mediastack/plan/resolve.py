@@ -99,6 +99,7 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         # On a cluster the readers read cgroups, not the Docker API (swarm_service.swarm_command), and Traefik
         # reads its file: with no reader, no section is open but the ping its health check uses.
         env.update(dict(service.closed_without_readers))
+    env.update({variable: value(config) for variable, value in service.env_from_config})
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
@@ -342,7 +343,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 secret_env={
                     key: secret
                     for key, secret in spec.secret_env.items()
-                    if secret.kind != "config" or config_secret(config, secret.id) is not None
+                    if (secret.kind != "config" or config_secret(config, secret.id) is not None)
+                    and dict(spec.secret_env_of).get(key, name) in enabled
                 },
                 mounts=tuple(_mounts(spec, config)),
                 networks=networks,
