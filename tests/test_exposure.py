@@ -102,7 +102,6 @@ def test_docker_ranges_follow_the_daemons_pools() -> None:
         ),
         (["prometheus"], "mediastack:exposure.public[0] = 'prometheus': prometheus's UI has no login of its own"),
         (["traefik"], "mediastack:exposure.public[0] = 'traefik': traefik's UI has no login of its own"),
-        (["seerr"], "mediastack:exposure.public[0] = 'seerr': seerr's UI has no login of its own"),
         (["jellyfn"], "mediastack:exposure.public[0] = 'jellyfn': unknown service; did you mean 'jellyfin'?"),
         (["redis"], "mediastack:exposure.public[0] = 'redis': redis has no web UI to make public; remove it"),
         (["Jellyfin!"], "mediastack:exposure.public = [\"Jellyfin!\"]: 'Jellyfin!' is not a catalog service name"),
@@ -537,10 +536,10 @@ def test_every_web_ui_states_its_login() -> None:
         "prometheus": None,
         "alertmanager": None,
         "grafana": "accounts",
-        "seerr": None,  # until the deploy-time wiring creates its admin
+        "seerr": "accounts",  # Jellyfin's accounts; its admin is created at deploy time
     }
     # docs/security.md lists the same: each UI without a login is named in its "none" row.
     doc = (ROOT / "docs/security.md").read_text()
     none_row = next(line for line in doc.splitlines() if line.endswith("| none | LAN, always |"))
-    for name in ("Traefik", "Prometheus", "Alertmanager", "Tdarr", "Seerr"):
+    for name in ("Traefik", "Prometheus", "Alertmanager", "Tdarr"):
         assert name in none_row
