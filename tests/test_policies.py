@@ -495,7 +495,7 @@ def test_stateful_services_backed_up_accepts_what_the_config_excludes(pack: Poli
 
 # What each case's violation must say (in case order), so a policy that fires for the wrong reason fails.
 STACK_MESSAGES: list[str] = [
-    "host nas: memory reservations total 40.1 GiB, above the 27.9 GiB left after the host reserve and 10% headroom",
+    "host nas: memory reservations total 40.2 GiB, above the 27.9 GiB left after the host reserve and 10% headroom",
     "lidarr: neither scraped nor probed by Prometheus",
     "sonarr: web UI on port 8989 is not routed through the reverse proxy",
     "qbittorrent: download client without a bandwidth limit (down and up)",

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from mediastack.catalog.services import BUNDLES, CATALOG
 from mediastack.plan.loading import ConfigError, parse_stack_config
+from mediastack.plan.checks import enabled_services
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
@@ -45,10 +46,21 @@ FEATURES = frozenset(
     | {"backups:local", "backups:sftp", "backups:s3"}
     | {"tiers:preset", "tiers:explicit", "override:tier", "override:resources"}
     | {"public:default", "public:none", "public:chosen", "lan:default", "lan:chosen", "lan:any-source"}
+    | {"companions:on", "companions:off"}
 )
 
-# UIs a user may make public: with a login of their own (accepted), or without one (refused: tdarr, prometheus).
-PUBLIC_CANDIDATES = ("jellyfin", "immich-server", "sonarr", "qbittorrent", "grafana", "tdarr", "prometheus")
+# UIs a user may make public: with a login of their own (accepted), or without one (refused: tdarr, prometheus,
+# the start page).
+PUBLIC_CANDIDATES = (
+    "jellyfin",
+    "immich-server",
+    "sonarr",
+    "qbittorrent",
+    "grafana",
+    "tdarr",
+    "prometheus",
+    "homepage",
+)
 LAN_RANGES = (
     ["192.168.1.0/24"],
     ["192.168.1.0/24", "fd00::/8"],
@@ -189,6 +201,9 @@ def features(config: dict[str, Any]) -> set[str]:
         found.add("lan:any-source")
     else:
         found.add("lan:chosen")
+    # The companions (the start page and the apps beside the core): on by default, off by bundle or toggle.
+    enabled = enabled_services(parse_stack_config(config, "property"))
+    found.add("companions:on" if any(CATALOG[n].bundle == "companions" for n in enabled) else "companions:off")
     return found
 
 
