@@ -45,6 +45,7 @@ REQUIRED = {
     "gluetun",
     "flaresolverr",
     "unpackerr",
+    "homepage",
 }
 
 
