@@ -46,6 +46,7 @@ REQUIRED = {
     "flaresolverr",
     "unpackerr",
     "recyclarr",
+    "homepage",
 }
 
 

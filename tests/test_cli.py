@@ -137,6 +137,13 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "grafana/dashboards/mediastack-overview.json",
         "grafana/provisioning/dashboards/mediastack.yml",
         "grafana/provisioning/datasources/prometheus.yml",
+        "homepage/bookmarks.yaml",
+        "homepage/docker.yaml",
+        "homepage/kubernetes.yaml",
+        "homepage/proxmox.yaml",
+        "homepage/services.yaml",
+        "homepage/settings.yaml",
+        "homepage/widgets.yaml",
         "hosts/nas/backup-create.sh",
         "hosts/nas/backup-delete.sh",
         "hosts/nas/daemon-create.sh",
@@ -195,7 +202,9 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     resolved = resolve(parse_stack_config(raw_config(stack), stack), stack)
     bound = {path: text for files in host_generated_files(resolved).values() for path, text in files.items()}
-    assert len(bound) == (7 if stack == "prod" else 2)  # Traefik's routes and the socket proxy's template in both
+    # Traefik's routes and the socket proxy's template in both; prod: Recyclarr's config and the start page's seven
+    # (bound from the host step, below its keys)
+    assert len(bound) == (14 if stack == "prod" else 2)
     rendered = {text for text in (p.read_text() for p in tmp_path.rglob("*.y*ml"))}
     rendered |= {p.read_text() for p in tmp_path.rglob("*.cfg")}
     assert set(bound.values()) <= rendered

@@ -358,6 +358,13 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
     assert {"media-wiring-jellyfin-admin", "media-seerr-container"} <= waits_for("seerr-admin")
     assert {"media-wiring-seerr-admin", "media-wiring-sonarr-root-folder"} <= waits_for("seerr-sonarr")
     assert "media-prowlarr-container" in waits_for("prowlarr-flaresolverr")
+    # Seerr made public: its route opens once its admin exists, with Jellyfin's and Immich's.
+    public = raw_config("prod")
+    public["exposure"] = {**public.get("exposure", {}), "public": ["jellyfin", "immich-server", "seerr"]}
+    opened = plan_config(public).resources
+    (gate,) = [r for r in opened if r.name.endswith("-public-routes")]
+    names = {r.urn: r.name for r in opened}
+    assert {"media-wiring-seerr-admin", "media-wiring-jellyfin-admin"} <= {names[d] for d in gate.dependencies}
     assert wiring["seerr-sonarr"].inputs["body"]["apiKey"] == "[secret]"
     assert wiring["seerr-admin"].inputs["health"] == "/api/v1/status/appdata"
     assert wiring["seerr-admin"].inputs["password"] == "[secret]" == wiring["seerr-admin"].inputs["api_key"]
@@ -1030,3 +1037,17 @@ def test_flaresolverr_reuses_a_tag_the_user_made(companions: Companions) -> None
     up([companions.items()["prowlarr-flaresolverr"]])
     (proxy,) = prowlarr.collections["indexerProxy"].values()
     assert proxy["tags"] == [9] and list(prowlarr.collections["tag"]) == [9]
+
+
+def test_seerr_refusing_the_stacks_jellyfin_admin_says_why(companions: Companions) -> None:
+    """Jellyfin adopted with an admin of its own (jellyfin-admin `existing`): the stack's password is not Jellyfin's."""
+    companions.prerequisites()
+    companions.apps.jellyfin.users["admin"] = "changed-by-hand"
+    with pytest.raises(WiringError) as error:
+        up([companions.items()["seerr-admin"]])
+    assert str(error.value) == (
+        "seerr refused the login of Jellyfin's admin (HTTP 401: InvalidCredentials); Seerr's admin is the stack's "
+        "Jellyfin admin: check that jellyfin-admin is wired (not adopted as an existing admin) or set "
+        "mediastack:wiring.enabled to false"
+    )
+    assert not companions.seerr.users and not companions.seerr.initialized

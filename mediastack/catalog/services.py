@@ -1000,10 +1000,11 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         # /api/v1/status/appdata makes no outbound call (/api/v1/status asks api.github.com), server/routes/index.ts.
         health=HealthCheck.http("wget", 5055, "/api/v1/status/appdata"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
-        # No login until its admin exists: before its setup anyone who reaches it may set it up against any
-        # Jellyfin (POST /api/v1/auth/jellyfin, server/routes/auth.ts). LAN-only (exposure.public refuses it) until
-        # the deploy-time wiring creates that admin.
-        web=WebUI(5055, "requests"),
+        # Users log in with their Jellyfin accounts; its admin is the stack's Jellyfin admin, made by the deploy-time
+        # wiring (mediastack/wiring/seerr.py) before its public route opens. Before that setup anyone who reaches it
+        # may set it up against any Jellyfin (POST /api/v1/auth/jellyfin, server/routes/auth.ts), as with Jellyfin's
+        # own wizard: without the wiring, set it up from the LAN first (docs/security.md).
+        web=WebUI(5055, "requests", login=Login.accounts),
         mounts=(Mount(MountKind.state, "/app/config"),),
         env={"LOG_LEVEL": "info"},
         # settings.ts: API_KEY, when set, overrides main.apiKey on every load, so the stack owns the key.
