@@ -42,7 +42,9 @@ def main() -> int:
         standins.build_all(engine, plan)
         built = time.monotonic() - began
         with tempfile.TemporaryDirectory(prefix="msbench") as host:
-            target = Target(engine.client, Path(host), engine.socket, run_commands=("storage-dirs",))
+            # The host steps `up` runs before the containers: directories, generated files, seeds, secret files.
+            steps = ("storage-dirs", "storage-files", "storage-seeds", "storage-secrets")
+            target = Target(engine.client, Path(host), engine.socket, run_commands=steps)
             start = time.monotonic()
             applied = apply(plan, target)
             applied_s = time.monotonic() - start

@@ -29,9 +29,7 @@ from mediastack_cli.offline import PlanResult
 URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(\d+)(/[^\s'\"]*)?")
 DEFAULT_PORT = 8080
 
-ENTRYPOINT = r"""#!/bin/sh
-# Stand-in entrypoint: ownership as the real image does it, then the app (httpd) as the image's user.
-set -u
+READ_SECRET_FILES = r"""
 # Secrets from files (mediastack/plan/secret_files.py), read where and as whom the real image reads them (image facts):
 # linuxserver's s6 init-envfile, gluetun and every entrypoint as the starting user; PostgreSQL's file_env again as
 # postgres after the drop (STANDIN_DROP_TO). A file that user cannot read stops the start, as in the real image.
@@ -48,7 +46,15 @@ read_secret_files() {
     fi
   done
 }
-# The real images' PID 1 ends on SIGTERM (s6-overlay's /init for linuxserver images: `docker stop` stops them
+""".removeprefix("\n")
+
+ENTRYPOINT = (
+    r"""#!/bin/sh
+# Stand-in entrypoint: ownership as the real image does it, then the app (httpd) as the image's user.
+set -u
+"""
+    + READ_SECRET_FILES
+    + r"""# The real images' PID 1 ends on SIGTERM (s6-overlay's /init for linuxserver images: `docker stop` stops them
 # within the grace period); a shell as PID 1 would ignore it, and a health check's `kill 1` with it.
 trap 'exit 143' TERM
 if [ "$(id -u)" = 0 ] && [ -n "${PUID:-}" ]; then
@@ -104,6 +110,7 @@ wait
 # The app stopped: the container stays up so its health check can report it.
 while :; do sleep 3600 & wait $!; done
 """
+)
 
 PROBE = r"""#!/bin/sh
 # Stand-in health-check binary: probes the app like the real one (exit 0 only when it answers).
@@ -263,25 +270,12 @@ def vpn_client_app_tests(tests: list[str]) -> list[str]:
 # setup/options/healthcheck.md), which `/gluetun-entrypoint healthcheck` asks; its control server listens on
 # HTTP_CONTROL_SERVER_ADDRESS (the catalog sets :8000). The catalog's image facts: root, NET_ADMIN, /dev/net/tun,
 # writes /gluetun (qmcgaw/gluetun Dockerfile, v3.40.0).
-GLUETUN_ENTRYPOINT = r"""#!/bin/sh
+GLUETUN_ENTRYPOINT = (
+    r"""#!/bin/sh
 # Stand-in for gluetun's entrypoint: the tunnel device (NET_ADMIN, /dev/net/tun), its state, its servers.
-# Secrets from files (mediastack/plan/secret_files.py), read where and as whom the real image reads them (image facts):
-# linuxserver's s6 init-envfile, gluetun and every entrypoint as the starting user; PostgreSQL's file_env again as
-# postgres after the drop (STANDIN_DROP_TO). A file that user cannot read stops the start, as in the real image.
-read_secret_files() {
-  for variable in $(env | grep -E '^(FILE__[A-Za-z0-9_]+|[A-Za-z0-9_]+(_FILE|__FILE|_SECRETFILE))=' | cut -d= -f1); do
-    eval "file=\${$variable}"
-    if ! cat "$file" >/dev/null || ! [ -s "$file" ]; then
-      echo "stand-in: $(id -u) cannot read $variable=$file" >&2
-      exit 74
-    fi
-    if [ -n "${1:-}" ] && ! $1 cat "$file" >/dev/null; then
-      echo "stand-in: ${STANDIN_DROP_TO:-} cannot read $variable=$file" >&2
-      exit 74
-    fi
-  done
-}
-health="${HEALTH_SERVER_ADDRESS:-127.0.0.1:9999}"
+"""
+    + READ_SECRET_FILES
+    + r"""health="${HEALTH_SERVER_ADDRESS:-127.0.0.1:9999}"
 if [ "${1:-}" = healthcheck ]; then
   timeout -s KILL 8 busybox wget -q -O /dev/null "http://$health/"
   exit $?
@@ -304,6 +298,7 @@ httpd -f -p "$health" -h /standin/health &
 wait
 while :; do sleep 3600 & wait $!; done
 """
+)
 
 
 def build_gluetun(engine: dockerd.Engine, reference: str, inputs: dict) -> None:

@@ -60,7 +60,10 @@ class VpnStack:
         self.engine = engine
         self.plan = unsealed_plan(vpn_stack())
         standins.build_all(engine, self.plan)
-        self.target = Target(engine.client, host_root, engine.socket, run_commands=("storage-dirs",))
+        # The host steps `up` runs before the containers: directories, generated files (the socket proxy's
+        # template), seeds, secret files (gluetun's WIREGUARD_PRIVATE_KEY_SECRETFILE).
+        steps = ("storage-dirs", "storage-files", "storage-seeds", "storage-secrets")
+        self.target = Target(engine.client, host_root, engine.socket, run_commands=steps)
         self.applied: Applied = apply(self.plan, self.target)
         self.containers = {r.inputs["name"]: r.inputs for r in self.plan.resources if r.type == CONTAINER}
         # By their role, not by how they name gluetun (what the tests below check).
