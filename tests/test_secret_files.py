@@ -24,7 +24,7 @@ NO_FILE_FORM: set[tuple[str, str]] = set()
 
 def test_every_secret_a_catalog_entry_passes_has_a_file_form_its_image_documents() -> None:
     missing = {
-        (s.name, key) for s in CATALOG.values() for key in s.secret_env if s.facts and not s.facts.file_variable(key)
+        (s.name, key) for s in CATALOG.values() for key in s.secret_env if s.facts and s.facts.file_form(key) is None
     }
     assert missing == NO_FILE_FORM
     for s in CATALOG.values():

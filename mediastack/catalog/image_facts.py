@@ -48,8 +48,10 @@ class ImageFacts:
     engine: str = ""  # a Docker Engine / API version it needs
     # Mode of the host directories it writes (None: from identity.umask, for images that run as PUID).
     dir_mode: int | None = None
-    # How it reads a secret from a file: (variable, the variable naming its file as a pattern of {key}); "*" for
-    # any variable. A variable not listed has no file form in this image.
+    # How it reads a secret from a file: (variable, form); "*" for any variable. The form is a pattern of {key}:
+    # the variable naming the file ("{key}_FILE": its value is the file's path), or "{key}=<prefix>{path}" when
+    # the variable itself takes the path behind a prefix (Unpackerr's "filepath:"), or "" when no variable names it
+    # (the config file the stack generates names the path). A variable not listed has no file form in this image.
     file_env: tuple[tuple[str, str], ...] = ()
     sources: tuple[Source, ...] = ()
     unverified: tuple[str, ...] = ()  # "<fact>: <why it could not be read upstream>"
@@ -61,13 +63,24 @@ class ImageFacts:
     def binary_names(self) -> frozenset[str]:
         return frozenset(b.rsplit("/", 1)[-1] for b in self.binaries) | frozenset(self.binaries)
 
-    def file_variable(self, key: str) -> str | None:
-        """The variable that names a file holding `key`'s value, or None when the image reads it only from its
-        environment."""
+    def file_form(self, key: str) -> str | None:
+        """How the image reads `key`'s value from a file (the form of `file_env`, its {key} filled in; {path}
+        stays), or None when it reads it only from its environment."""
         for variable, pattern in self.file_env:
             if variable in (key, "*"):
-                return pattern.format(key=key)
+                return pattern.replace("{key}", key)
         return None
+
+    def file_env_line(self, key: str, path: str) -> tuple[str, str] | None:
+        """The (variable, value) that points the image at `key`'s file at `path`; None when the generated config
+        names the file instead (or the image has no file form)."""
+        form = self.file_form(key)
+        if not form:
+            return None
+        if "=" in form:
+            variable, value = form.split("=", 1)
+            return variable, value.replace("{path}", path)
+        return form, path
 
     def sources_for(self, fact: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if fact in s.facts)
@@ -873,7 +886,24 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             caps=(),
             binaries=("/unpackerr", "/bin/sh", "/usr/bin/wget"),
             writes=(),
+            # The variable itself takes the path: UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key.
+            file_env=(("*", "{key}=filepath:{path}"),),
             sources=(
+                Source(
+                    _UNPACKERR,
+                    "pkg/unpackerr/start.go",
+                    "v0.15.2",
+                    ("secrets",),
+                    "after the config file and the UN_ variables, cnfgfile.Parse(config, Opts{Prefix: \"filepath:\"}) "
+                    "replaces every string field whose value starts `filepath:` with that file's text",
+                ),
+                Source(
+                    "golift/cnfgfile",
+                    "filepath.go",
+                    "a5436d84eb48 (unpackerr v0.15.2's go.mod)",
+                    ("secrets",),
+                    "the path after the prefix is trimmed; the file's first 1024 bytes are read and TrimSpace'd",
+                ),
                 Source(
                     _UNPACKERR,
                     "init/docker/Dockerfile",
@@ -1058,7 +1088,16 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             # resources/ (git clones of the guides); /tmp: the crontab.
             writes=("/config", "/tmp"),
             dir_mode=0o750,
+            # No variable: recyclarr.yml names the file (`api_key: !file /run/secrets/<id>`).
+            file_env=(("*", ""),),
             sources=(
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Core/Config/File/FileDeserializer.cs",
+                    "v8.7.1",
+                    ("secrets",),
+                    "a `!file <path>` scalar is the file's whole text, trimmed; an absolute path is used as is",
+                ),
                 Source(
                     _RECYCLARR,
                     "Dockerfile",

@@ -1007,8 +1007,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         web=WebUI(5055, "requests", login=Login.accounts),
         mounts=(Mount(MountKind.state, "/app/config"),),
         env={"LOG_LEVEL": "info"},
-        # settings.ts: API_KEY, when set, overrides main.apiKey on every load, so the stack owns the key.
-        secret_env={"API_KEY": Secret("seerr-api-key", "api_key")},
+        # Its API key is seeded into settings.json before its first start (generate/seeds.py): the API_KEY
+        # variable would override it, but an environment shows to anyone who can inspect the container.
+        seeded_secrets=(Secret("seerr-api-key", "api_key"),),
         user="1000:1000",
         requires=("jellyfin",),
         companion_of=("jellyfin",),  # requests are for the media server's library: off without it
@@ -1062,7 +1063,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         },
         # An app without a URL is skipped with a log line: an *arr that is off leaves its URL empty.
         service_urls=(("UN_SONARR_0_URL", "sonarr"), ("UN_RADARR_0_URL", "radarr")),
-        # The stack's 32-hex *arr keys fit its check (api_key exactly 32 characters, pkg/unpackerr/apps.go).
+        # The stack's 32-hex *arr keys fit its check (api_key exactly 32 characters, pkg/unpackerr/apps.go); each
+        # variable takes its file's path behind `filepath:` (its facts).
         secret_env={
             "UN_SONARR_0_API_KEY": Secret("sonarr-api-key", "api_key"),
             "UN_RADARR_0_API_KEY": Secret("radarr-api-key", "api_key"),
@@ -1115,8 +1117,8 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         bundle="companions",
         tier=TierName.utility,
         description="Keeps TRaSH Guides quality profiles and custom formats in sync in Sonarr and Radarr, on a "
-        "schedule (config `recyclarr`; its recyclarr.yml is generated with the stack's URLs, the keys come from "
-        "the environment).",
+        "schedule (config `recyclarr`; its recyclarr.yml is generated with the stack's URLs and names the keys' "
+        "files).",
         # No HTTP server (a cron daemon; tini exits with it, so a dead scheduler is a restarted container). The
         # check fails while the newest sync's log holds an error (ERR/FTL): a wrong key, an app it cannot
         # reach, a guide id that no longer exists. Bash builtins only; bash is in the image (its facts).
@@ -1137,7 +1139,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         # which Recyclarr reads beside /config/recyclarr.yml (ConfigurationFinder).
         mounts=(Mount(MountKind.state, "/config"),),
         uploads=("recyclarr/recyclarr.yml",),
-        # The keys recyclarr.yml names with !env_var: the apps' own generated keys.
+        # The apps' own generated keys, as files recyclarr.yml names with !file (no variable: its facts).
         secret_env={
             "SONARR_API_KEY": Secret("sonarr-api-key", "api_key"),
             "RADARR_API_KEY": Secret("radarr-api-key", "api_key"),

@@ -2,9 +2,9 @@
 
 The schema is Recyclarr's own (recyclarr/recyclarr schemas/config-schema.json at v8.7.1; the tests validate
 against a copy). The apps' URLs are their in-network names; their API keys are never in the file: each is
-`!env_var <APP>_API_KEY`, which Recyclarr reads from its environment when it loads the file
-(src/Recyclarr.Core/Config/EnvironmentVariables/EnvironmentVariablesDeserializer.cs), and the stack passes the
-apps' generated keys there as secrets, like every other consumer of them.
+`!file /run/secrets/<app>-api-key`, which Recyclarr replaces with that file's trimmed text when it loads the file
+(src/Recyclarr.Core/Config/File/FileDeserializer.cs). The stack writes the apps' generated keys there, as it does
+for every image that reads a secret from a file (mediastack/plan/secret_files.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 from mediastack.catalog.services import CATALOG
 from mediastack.model.config import RecyclarrApp
 from mediastack.plan.resolved import ResolvedStack
+from mediastack.plan.secret_files import container_path
 from mediastack.quoting import YamlTagged, yaml_document
 
-# app -> (Recyclarr's quality_definition type, the variable the API key is read from)
+# app -> (Recyclarr's quality_definition type, the key of its API key in Recyclarr's secret_env)
 APPS = {"sonarr": ("series", "SONARR_API_KEY"), "radarr": ("movie", "RADARR_API_KEY")}
 
 
@@ -24,7 +25,7 @@ def _instance(app: str, settings: RecyclarrApp) -> dict[str, object]:
     assert web is not None
     instance: dict[str, object] = {
         "base_url": f"http://{app}:{web.port}",
-        "api_key": YamlTagged("!env_var", key_variable),
+        "api_key": YamlTagged("!file", container_path(CATALOG["recyclarr"].secret_env[key_variable])),
     }
     if settings.quality_definition:
         instance["quality_definition"] = {"type": kind}

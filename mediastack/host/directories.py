@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_script, seeded_secret_ids
+from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_owners, seed_script, seeded_secret_ids
 from mediastack.host.command import host_command, host_connection  # noqa: F401  (re-exported)
 from mediastack.host.scripts import script
 from mediastack.model.config import Host
@@ -226,7 +226,9 @@ class HostStorage(pulumi.ComponentResource):
             needed = {sid: args.secrets[sid] for sid in seeded_secret_ids(enabled)}
             # The files carry generated keys: the script is built inside an apply and stays a secret.
             script = pulumi.Output.all(**needed).apply(
-                lambda values: seed_script(seed_files(config, enabled, values), ident.puid, ident.pgid)
+                lambda values: seed_script(
+                    seed_files(config, enabled, values), ident.puid, ident.pgid, seed_owners(config, enabled)
+                )
             )
             host_command(
                 f"{name}-seeds",

@@ -21,15 +21,10 @@ from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import Gpu, Host
 from mediastack.plan.placement import Placement
 from mediastack.plan.resolved import ResolvedService
-from mediastack.plan.secret_files import SECRETS_DIR, file_variable
+from mediastack.plan.secret_files import container_path, env_line, reads_from_file
 from mediastack.single.service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
 
 NANO = 1_000_000_000
-
-
-def secret_file_env(service: ResolvedService, key: str) -> str | None:
-    """The variable that names a secret's file for this image (its facts), or None when it reads only the value."""
-    return file_variable(service.spec, key)
 
 
 def gpu_daemon_settings(host: Host) -> dict[str, object]:
@@ -112,17 +107,18 @@ def _env(args: SwarmServiceArgs) -> tuple[pulumi.Input[Mapping[str, str]], list[
     files: list[SecretRef] = []
     in_env: dict = {}
     for key, secret in sorted(service.secret_env.items()):
-        var = secret_file_env(service, key)
-        if var is None or secret.id not in args.swarm_secrets:
+        if not reads_from_file(service.spec, key) or secret.id not in args.swarm_secrets:
             in_env[key] = secret
             continue
         swarm_secret = args.swarm_secrets[secret.id]
-        env[var] = f"{SECRETS_DIR}/{secret.id}"
+        line = env_line(service.spec, key, secret)
+        if line is not None:
+            env[line[0]] = line[1]
         files.append(
             SecretRef(
                 secret_id=swarm_secret.id,
                 secret_name=swarm_secret.name,
-                file_name=f"{SECRETS_DIR}/{secret.id}",
+                file_name=container_path(secret),
                 # Readable by the image's own user too: entrypoints read it as root, then again after dropping
                 # privileges (the PostgreSQL image does). The file lives only in this task's tmpfs.
                 file_mode=0o444,
