@@ -103,7 +103,7 @@ def test_the_pack_checks_capacity_against_the_carried_facts() -> None:
         resources.append(r)
     report = run_pack(ROOT / "policies", resources)
     messages = [d.message for d in report.mandatory if d.policy == "host-capacity"]
-    assert any("host nas: CPU reservations total 5.00, above 1.80 (2 CPUs less 10% headroom)" in m for m in messages)
+    assert any("host nas: CPU reservations total 5.05, above 1.80 (2 CPUs less 10% headroom)" in m for m in messages)
     without = [r for r in resources if not (r.type.startswith("command:") and "sysctl" in r.name)]
     report = run_pack(ROOT / "policies", without)
     messages = [d.message for d in report.mandatory if d.policy == "host-capacity"]
