@@ -239,11 +239,12 @@ def traefik_dynamic(result: PlanResult) -> dict[str, Any]:
 
 
 class ConsumerTagsLoader(yaml.SafeLoader):
-    """Safe YAML plus the local tags the reading program resolves itself (Recyclarr's `!env_var NAME`), which
-    load as their text."""
+    """Safe YAML plus the local tags the reading program resolves itself (Recyclarr's `!env_var NAME` and
+    `!file PATH`), which load as their text."""
 
 
 ConsumerTagsLoader.add_constructor("!env_var", lambda loader, node: loader.construct_scalar(node))
+ConsumerTagsLoader.add_constructor("!file", lambda loader, node: loader.construct_scalar(node))
 
 
 def load_generated_yaml(text: str) -> Any:

@@ -291,6 +291,12 @@ def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
     named = with_(base_container(), envs=["HOMEPAGE_FILE_GRAFANA_PASSWORD=/app/config/keys/grafana-password"])
     assert "secret-env" not in analyze(pack, CONTAINER, named)
     assert "secret-env" in analyze(pack, CONTAINER, with_(base_container(), envs=["HOMEPAGE_PASSWORD=hunter2"]))
+    # A value that is only a secret file's path, as Unpackerr takes it behind `filepath:`, is not the secret.
+    path = with_(base_container(), envs=["UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key"])
+    assert "secret-env" not in analyze(pack, CONTAINER, path)
+    for value in ("filepath:0123456789abcdef", "filepath:/run/secrets/k x", "/run/secrets/../etc/k"):
+        found = messages(pack, CONTAINER, with_(base_container(), envs=[f"UN_SONARR_0_API_KEY={value}"]), "secret-env")
+        assert any("UN_SONARR_0_API_KEY looks like a secret but is plain" in m for m in found), (value, found)
 
 
 def real_secret(value: Any) -> dict[str, Any]:

@@ -3,6 +3,8 @@ config section's errors, and its health check."""
 
 from __future__ import annotations
 
+import re
+
 import copy
 import json
 import shutil
@@ -85,8 +87,9 @@ def test_the_generated_file_is_valid_for_recyclarr(stack: str) -> None:
     assert set(doc) == {"sonarr", "radarr"}
     assert doc["sonarr"]["sonarr"]["base_url"] == "http://sonarr:8989"
     assert doc["radarr"]["radarr"]["base_url"] == "http://radarr:7878"
-    # The keys stay out of the file: Recyclarr reads them from its environment (!env_var).
-    assert "api_key: !env_var 'SONARR_API_KEY'" in text and "api_key: !env_var 'RADARR_API_KEY'" in text
+    # The keys stay out of the file: Recyclarr reads each from the secret file it names (!file).
+    assert "api_key: !file '/run/secrets/sonarr-api-key'" in text
+    assert "api_key: !file '/run/secrets/radarr-api-key'" in text
     assert doc["sonarr"]["sonarr"]["quality_definition"] == {"type": "series"}
     assert doc["radarr"]["radarr"]["quality_definition"] == {"type": "movie"}
 
@@ -170,8 +173,18 @@ def test_it_gets_the_apps_own_generated_keys_as_secrets() -> None:
     assert recyclarr.secret_env["SONARR_API_KEY"] == stack.get("sonarr").secret_env["SONARR__AUTH__APIKEY"]
     assert recyclarr.secret_env["RADARR_API_KEY"] == stack.get("radarr").secret_env["RADARR__AUTH__APIKEY"]
     assert "API_KEY" not in " ".join(recyclarr.env)
-    c = containers(plan("prod"))["recyclarr"]
-    assert c["envs"] == "[secret]", "an environment with a key in it is a Pulumi secret as a whole"
+    result = plan("prod")
+    c = containers(result)["recyclarr"]
+    # No key in its environment: the files recyclarr.yml names (!file) are bound where it names them.
+    assert c["envs"] != "[secret]" and not [e for e in c["envs"] if "API_KEY" in e], c["envs"]
+    (mount,) = [m for m in c["mounts"] if m["target"] == "/run/secrets"]
+    assert mount["source"] == "/srv/media/config/secrets/recyclarr" and mount["readOnly"] is True
+    named = re.findall(r"!file '([^']+)'", generate_files(stack)[FILE])
+    step = next(r for r in result.resources if r.name == "media-nas-storage-secrets")
+    for path in named:
+        assert path.startswith("/run/secrets/")
+        assert f"/srv/media/config/secrets/recyclarr/{path.removeprefix('/run/secrets/')}" in step.inputs["delete"]
+    assert sorted(named) == ["/run/secrets/radarr-api-key", "/run/secrets/sonarr-api-key"]
 
 
 def test_the_schedule_is_the_images_cron() -> None:
@@ -211,7 +224,9 @@ def test_the_container_is_bounded_read_only_and_backed_up() -> None:
     swarm = next(r for r in plan("cluster").resources if r.name.endswith("-recyclarr-service"))
     spec = swarm.inputs["taskSpec"]["containerSpec"]
     assert [c["fileName"] for c in spec["configs"]] == ["/config/configs/recyclarr.yml"]
-    assert spec["env"] == "[secret]" and spec["readOnly"] is True and spec["user"] == "1000:1000"
+    assert spec["readOnly"] is True and spec["user"] == "1000:1000"
+    assert not [k for k in spec["env"] if "API_KEY" in k], spec["env"]
+    assert sorted(f["fileName"] for f in spec["secrets"]) == ["/run/secrets/radarr-api-key", "/run/secrets/sonarr-api-key"]
     tool = backup_tool(backup_plan(_resolved(prod())))
     assert "recyclarr) echo files" in tool
     # Its state (state/: which custom formats and profiles it made in each app) is kept; the guides' clones

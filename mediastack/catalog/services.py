@@ -152,6 +152,9 @@ class Service:
     command: tuple[str, ...] = ()  # stack-dependent arguments are added by resolve (e.g. Traefik's ACME)
     # linuxserver.io style images: PUID/PGID/UMASK/TZ, s6 drops privileges itself
     linuxserver: bool = False
+    # Runs as PUID:PGID (user=PUID) and writes the data tree with modes from identity.umask (its env_from_config):
+    # the same identity as the linuxserver.io images for the policy one-identity.
+    takes_identity: bool = False
     # Capabilities to keep; everything else is dropped. Taken from the image's facts (see `facts`).
     cap_add: tuple[str, ...] = ()
     user: str | None = None
@@ -1069,11 +1072,18 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "UN_SONARR_0_API_KEY": Secret("sonarr-api-key", "api_key"),
             "UN_RADARR_0_API_KEY": Secret("radarr-api-key", "api_key"),
         },
+        # Extracted files and folders get modes from the stack's umask (default 0644/0755, cnfgfile.go @ v0.15.2),
+        # so Sonarr and Radarr, and the user's group, handle them as their own.
+        env_from_config=(
+            ("UN_FILE_MODE", lambda config: f"0{0o666 & ~int(config.identity.umask, 8):o}"),
+            ("UN_DIR_MODE", lambda config: f"0{0o777 & ~int(config.identity.umask, 8):o}"),
+        ),
         role="app",
         companion_of=("sonarr", "radarr"),
         # No USER in the image (root); upstream recommends `user: PUID:PGID`: the stack's identity writes the
         # extracted files, as the *arr apps do.
         user=PUID,
+        takes_identity=True,
         read_only_rootfs=True,
     ),
     Service(

@@ -75,7 +75,7 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
 
 def _env(service: Service, config: StackConfig, enabled: list[str], web_host: str | None, host: Host) -> dict[str, str]:
     env = dict(service.env)
-    if service.linuxserver:
+    if service.linuxserver or service.takes_identity:
         ident = config.identity
         env.update({"PUID": str(ident.puid), "PGID": str(ident.pgid), "UMASK": ident.umask, "TZ": ident.tz})
         if service.umask_env:
@@ -142,7 +142,7 @@ def _labels(
                 labels[key] = format_rate(cap)
     if service.companion_of:
         labels[Label.watches] = ",".join(service.companion_of)
-    if service.linuxserver:
+    if service.linuxserver or service.takes_identity:
         ident = config.identity
         labels[Label.identity] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     return labels

@@ -184,11 +184,20 @@ def _names_a_file(key: str) -> bool:
     return key.endswith(("_FILE", "_SECRETFILE")) or key.startswith(("FILE__", "HOMEPAGE_FILE_"))
 
 
+# A value that is only the path of a secret file, as Unpackerr takes it (`filepath:` prefix, golift/cnfgfile).
+_FILE_PATH_VALUE = re.compile(r"(filepath:)?/run/secrets/[\w.-]+")
+
+
 def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     if w.env_is_secret:
         return
     for key, value in w.env.items():
-        if SECRET_NAME.search(key) and value not in (SECRET, "") and not _names_a_file(str(key)):
+        if (
+            SECRET_NAME.search(key)
+            and value not in (SECRET, "")
+            and not _names_a_file(str(key))
+            and not _FILE_PATH_VALUE.fullmatch(str(value))
+        ):
             report(
                 f"{w.service}: environment variable {key} looks like a secret but is plain; pass a Pulumi "
                 "secret (pulumi.Output.secret / a generated password)",
