@@ -23,7 +23,13 @@ def test_the_files_script_writes_each_file_whole_and_again_the_same(tmp_path: Pa
     stack = _prod()
     generated = host_generated_files(stack)
     assert set(generated) == {
-        "prometheus", "alertmanager", "blackbox-exporter", "traefik", "socket-proxy", "recyclarr", "homepage"
+        "prometheus",
+        "alertmanager",
+        "blackbox-exporter",
+        "traefik",
+        "socket-proxy",
+        "recyclarr",
+        "homepage",
     }
     files = {path: content for by_path in generated.values() for path, content in by_path.items()}
     script = tmp_path / "files.sh"

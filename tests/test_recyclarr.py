@@ -3,10 +3,9 @@ config section's errors, and its health check."""
 
 from __future__ import annotations
 
-import re
-
 import copy
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -226,7 +225,8 @@ def test_the_container_is_bounded_read_only_and_backed_up() -> None:
     assert [c["fileName"] for c in spec["configs"]] == ["/config/configs/recyclarr.yml"]
     assert spec["readOnly"] is True and spec["user"] == "1000:1000"
     assert not [k for k in spec["env"] if "API_KEY" in k], spec["env"]
-    assert sorted(f["fileName"] for f in spec["secrets"]) == ["/run/secrets/radarr-api-key", "/run/secrets/sonarr-api-key"]
+    files = sorted(f["fileName"] for f in spec["secrets"])
+    assert files == ["/run/secrets/radarr-api-key", "/run/secrets/sonarr-api-key"]
     tool = backup_tool(backup_plan(_resolved(prod())))
     assert "recyclarr) echo files" in tool
     # Its state (state/: which custom formats and profiles it made in each app) is kept; the guides' clones

@@ -894,7 +894,7 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "pkg/unpackerr/start.go",
                     "v0.15.2",
                     ("secrets",),
-                    "after the config file and the UN_ variables, cnfgfile.Parse(config, Opts{Prefix: \"filepath:\"}) "
+                    'after the config file and the UN_ variables, cnfgfile.Parse(config, Opts{Prefix: "filepath:"}) '
                     "replaces every string field whose value starts `filepath:` with that file's text",
                 ),
                 Source(

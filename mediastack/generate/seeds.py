@@ -173,7 +173,8 @@ def seed_owners(config: StackConfig, enabled: frozenset[str]) -> dict[str, str]:
     from mediastack.catalog.services import CATALOG
 
     root = config.paths.config_root
-    return {f"{root}/seerr/{SEERR_SETTINGS}": CATALOG["seerr"].user} if "seerr" in enabled else {}
+    user = CATALOG["seerr"].user
+    return {f"{root}/seerr/{SEERR_SETTINGS}": user} if "seerr" in enabled and user else {}
 
 
 def seed_script(files: dict[str, str], puid: int, pgid: int, owners: Mapping[str, str] | None = None) -> str:

@@ -54,10 +54,7 @@ def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str
     """KEY=value lines. A secret the image reads from a file is named by its file's path (anyone who can inspect
     the container reads its environment); a secret it can only read from its environment stays an Output, so the
     whole list is a Pulumi secret then."""
-    plain = sorted(
-        [f"{k}={v}" for k, v in service.env.items()]
-        + file_env(service)
-    )
+    plain = sorted([f"{k}={v}" for k, v in service.env.items()] + file_env(service))
     in_env = in_environment(service)
     if not in_env:
         return plain
