@@ -71,8 +71,7 @@ class ArrItem(Kind):
 
 class ArrTaggedItem(ArrItem):
     """props: as `arr_item` (Prowlarr's `/api/v1` `indexerProxy`, key name), and `tag`: a tag label the item
-    carries besides the user's own tags, made when missing. Prowlarr v2.1.5 (/work/wt/companions-facts.md
-    section 4, "Prowlarr wiring (indexer proxy)"): a proxy is enabled only with a tag
+    carries besides the user's own tags, made when missing. Prowlarr v2.1.5: a proxy is enabled only with a tag
     (src/NzbDrone.Core/IndexerProxies/IndexerProxyDefinition.cs `Enable => Tags.Any()`) and a saved indexer uses
     it only when they share one (src/NzbDrone.Core/Indexers/IndexerHttpClient.cs); tags are lower-cased labels
     (src/NzbDrone.Core/Tags/TagService.cs). An enabled proxy is tested when saved, and FlareSolverr's test asks

@@ -293,7 +293,7 @@ def _companions(config: StackConfig, enabled: frozenset[str], secrets: Mapping[s
     if {"flaresolverr", "prowlarr"} <= enabled:
         # FlareSolverr v3.5.0 listens on 8191 (Dockerfile EXPOSE, src/flaresolverr.py PORT). Prowlarr's
         # FlareSolverrSettings: Host, and RequestTimeout left at its default (60 s; the user may raise it), a field
-        # left out of a save taking the class's default (SchemaBuilder) (/work/wt/companions-facts.md section 4).
+        # left out of a save taking the class's default (Prowlarr v2.1.5 SchemaBuilder).
         body = {
             "name": "FlareSolverr", "implementation": "FlareSolverr", "implementationName": "FlareSolverr",
             "configContract": "FlareSolverrSettings",

@@ -1,12 +1,12 @@
 """Seerr (requests, the successor of Jellyseerr) wired at deploy time: its first admin, made with the stack's
 Jellyfin admin, and its Sonarr and Radarr entries.
 
-Upstream facts from seerr-team/seerr v3.1.0 (docs: /work/wt/companions-facts.md section 1, "First-run wiring,
-in order"), every path under /api/v1:
+Upstream facts from seerr-team/seerr v3.1.0, in the order of its first-run wiring, every path under /api/v1:
 - `X-Api-Key` equal to `main.apiKey` acts as user 1 (server/middleware/auth.ts `checkUser`); the stack seeds
   `main.apiKey` into settings.json before its first start (mediastack/generate/seeds.py;
   server/lib/settings/index.ts `load` merges the file over its defaults). Before user 1 exists the key
-  authenticates nobody: every /settings/* call answers 403 (server/routes/index.ts: `router.use('/settings', isAuthenticated(Permission.ADMIN), ...)`).
+  authenticates nobody: every /settings/* call answers 403 (server/routes/index.ts:
+  `router.use('/settings', isAuthenticated(Permission.ADMIN), ...)`).
 - GET /settings/public needs no login and tells `initialized` and `mediaServerType` (2: Jellyfin).
 - POST /auth/jellyfin makes user 1 an admin when there is none (server/routes/auth.ts): with `hostname` only
   while no Jellyfin is configured (else 500 "Jellyfin hostname already configured"), a Jellyfin administrator,
