@@ -559,11 +559,20 @@ class FakeSeerr(FakeApp):
     initialized: bool = False
     jellyfin: dict[str, Any] = field(default_factory=lambda: {"ip": "", "port": 8096, "apiKey": "", "libraries": []})
     servers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"sonarr": [], "radarr": []})
+    sessions: dict[str, int] = field(default_factory=dict)  # connect.sid -> user id (express-session)
+
+    def _user(self, headers: dict[str, str]) -> dict[str, Any] | None:
+        """checkUser: the key acts as user 1; else the session's user."""
+        if self.users and headers.get("x-api-key") == self.api_key:
+            return self.users[0]
+        cookie = headers.get("cookie", "")
+        ids = [uid for sid, uid in self.sessions.items() if f"connect.sid={sid}" in cookie]
+        return next((u for u in self.users if ids and u["id"] == ids[0]), None)
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         sent = json.loads(body) if body else {}
         rest = path.removeprefix("/api/v1")
-        user = self.users[0] if self.users and headers.get("x-api-key") == self.api_key else None
+        user = self._user(headers)
         if rest == "/settings/public" and method == "GET":
             return _json(200, {"initialized": self.initialized, "mediaServerType": self.main["mediaServerType"]})
         if rest == "/auth/jellyfin" and method == "POST":
@@ -575,6 +584,10 @@ class FakeSeerr(FakeApp):
         if user is None or "ADMIN" not in user["permissions"]:
             return self._forbidden()
         if rest == "/settings/main" and method == "GET":
+            return _json(200, {**self.main, "apiKey": self.api_key})
+        if rest == "/settings/main" and method == "POST":  # merge(settings.main, req.body)
+            self.api_key = sent.pop("apiKey", self.api_key)
+            self.main.update(sent)
             return _json(200, {**self.main, "apiKey": self.api_key})
         if rest == "/settings/jellyfin/library" and method == "GET":
             return self._libraries(query)
@@ -591,6 +604,14 @@ class FakeSeerr(FakeApp):
         return _json(403, {"status": 403, "error": "You do not have permission to access this endpoint"})
 
     def _login(self, sent: dict[str, Any]) -> Answer:
+        status, headers, body = self._log_in(sent)
+        if status == 200:
+            sid = f"s{len(self.sessions) + 1}"
+            self.sessions[sid] = json.loads(body)["id"]
+            headers = {**headers, "Set-Cookie": f"connect.sid={sid}; Path=/; HttpOnly"}
+        return status, headers, body
+
+    def _log_in(self, sent: dict[str, Any]) -> Answer:
         configured = self.main["mediaServerType"] != 4
         if not sent.get("username"):
             return _json(500, {"error": "You must provide an username"})

@@ -920,14 +920,31 @@ def test_seerr_with_an_admin_of_its_own_is_left_as_it_is(companions: Companions)
     assert [u["jellyfinUsername"] for u in seerr.users] == ["me"]  # no user made by logging in as the stack's admin
 
 
-def test_seerr_names_a_key_that_is_not_the_stacks(companions: Companions) -> None:
+def test_seerr_set_up_with_a_key_of_its_own_gets_the_stacks(companions: Companions) -> None:
+    """A settings.json from before the stack is kept (the seed never overwrites): its admin, the stack's
+    Jellyfin admin, hands Seerr the stack's key, which the Sonarr and Radarr entries then use."""
     companions.prerequisites()
-    item = companions.items()["seerr-admin"]
-    up([item])
+    items = companions.items()
+    up([items["seerr-admin"]])
+    companions.seerr.api_key = "its-own-key"
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr")])
+    assert outs["seerr-admin"]["item_id"] == "admin" and companions.seerr.api_key == SECRETS["seerr-api-key"]
+    assert ("POST", "/api/v1/settings/main") in companions.seerr.writes
+    assert [u["jellyfinUsername"] for u in companions.seerr.users] == ["admin"]
+    assert len(companions.seerr.servers["sonarr"]) == 1
+
+
+def test_seerr_with_another_admin_and_key_is_named_not_changed(companions: Companions) -> None:
+    companions.prerequisites()
+    seerr = companions.seerr
+    seerr.users = [{"id": 1, "jellyfinUsername": "me", "email": "me", "permissions": ["ADMIN"]}]
+    seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.initialized = 2, "jellyfin", True
+    seerr.api_key = "its-own-key"
     with pytest.raises(WiringError) as error:
-        up([Item(item.suffix, item.app, item.kind, {**item.props, "api_key": "not-the-key"})])
-    assert str(error.value).startswith(f"seerr at {companions.urls['seerr']} refused the stack's credentials for GET")
-    assert "set mediastack:wiring.enabled to false" in str(error.value)
+        up([companions.items()["seerr-admin"]])
+    assert str(error.value).startswith("seerr was set up before the stack, with an API key of its own and an admin")
+    assert "mediastack:services.seerr.enabled: false" in str(error.value)
+    assert seerr.api_key == "its-own-key" and ("POST", "/api/v1/settings/main") not in seerr.writes
 
 
 def test_seerr_entries_are_updated_in_place_and_deleted(companions: Companions) -> None:

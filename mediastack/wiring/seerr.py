@@ -66,13 +66,30 @@ class SeerrAdmin(Kind):
         answer = api.request("GET", f"{API}/auth/me", ok=(403,))
         return None if answer.status_code == 403 else answer.json()
 
+    def _hand_over_key(self, api: AppClient, props: Mapping[str, Any]) -> dict[str, Any]:
+        """A Seerr set up before the stack keeps its settings.json and so its own key (the seed never overwrites):
+        logged in as the stack's Jellyfin admin (a session: a key that does not match is ignored,
+        server/middleware/auth.ts), its admin sets main.apiKey to the stack's (POST /settings/main merges the body
+        into main, server/routes/settings/index.ts). Only user 1, the admin the key acts as, may hand it over."""
+        self._login(api, props, setup=False)
+        me = api.json("GET", f"{API}/auth/me")
+        if me.get("id") != 1:
+            raise WiringError(
+                f"{props['app']} was set up before the stack, with an API key of its own and an admin who is not "
+                f"Jellyfin's {props['username']}: the stack cannot hand it its key; remove its settings.json (it is "
+                "then set up afresh), turn it off (mediastack:services.seerr.enabled: false) or set "
+                "mediastack:wiring.enabled to false"
+            )
+        api.json("POST", f"{API}/settings/main", json={"apiKey": props["api_key"]})
+        return api.json("GET", f"{API}/auth/me")
+
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:
             public = api.json("GET", f"{API}/settings/public")
             me = self._me(api)
             if public.get("initialized"):
                 if me is None:
-                    api.json("GET", f"{API}/settings/main")  # 403: names the key that is not the stack's
+                    me = self._hand_over_key(api, props)
                 if str((me or {}).get("jellyfinUsername", "")).casefold() != str(props["username"]).casefold():
                     return EXISTING  # a login as another user would add one with default permissions
                 self._login(api, props, setup=False)
