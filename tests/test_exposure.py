@@ -38,9 +38,9 @@ def problems(config: dict[str, Any], stack: str = "t") -> list[str]:
 # -- the config ------------------------------------------------------------------------------------------
 
 
-def test_by_default_only_jellyfin_and_immich_are_public() -> None:
+def test_by_default_only_jellyfin_immich_and_seerr_are_public() -> None:
     config = parse_stack_config(raw_config("prod"), "prod")
-    assert config.exposure.public == ["jellyfin", "immich-server"]
+    assert config.exposure.public == ["jellyfin", "immich-server", "seerr"]
     assert config.lan_ranges == ["10.0.0.0/8", "172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
     # Docker's bridge pools (172.17-31) are not LAN; on a cluster neither are the overlays' (10.0.0.0/8).
     cluster = parse_stack_config(raw_config("cluster"), "cluster")

@@ -32,7 +32,7 @@ from mediastack.plan.sizing import effective_resources
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
-EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("MEDIASTACK_PROPERTY_EXAMPLES", "150"))
 RANDOM = os.environ.get("MEDIASTACK_PROPERTY_RANDOM") == "1"
 
 OPTIONAL = sorted(s.name for s in CATALOG.values() if s.bundle != "core")

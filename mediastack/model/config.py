@@ -1328,9 +1328,10 @@ class Exposure(Model):
     """Which web UIs the internet may reach; every other UI answers only to `lan_ranges` (docs/security.md)."""
 
     public: list[str] = Field(
-        ["jellyfin", "immich-server"],
+        ["jellyfin", "immich-server", "seerr"],
         description="Catalog services whose web UI is reachable from anywhere. Each must have a login of its own "
-        "(docs/catalog.md); every other UI is LAN-only. [] keeps everything on the LAN.",
+        "(docs/catalog.md); every other UI is LAN-only. [] keeps everything on the LAN. A service that is off is "
+        "left out.",
     )
     docker_ranges: list[str] | None = Field(
         None,
