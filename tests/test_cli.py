@@ -165,14 +165,14 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "hosts/nas/sysctl-delete.sh",
         "prometheus/prometheus.yml",
         "prometheus/rules/mediastack.yml",
-        "socket-proxy/haproxy.cfg",
         "recyclarr/recyclarr.yml",
+        "socket-proxy/haproxy.cfg",
         "traefik/dynamic/mediastack.yml",
     ]
     assert (tmp_path / "hosts/nas/storage-create.sh").stat().st_mode & 0o111
     # Generated keys stay out of rendered files: the seed script names each one instead.
     seeds = (tmp_path / "hosts/nas/seeds-create.sh").read_text()
-    for secret in ("qbittorrent-password", "sabnzbd-api-key", "bazarr-api-key"):
+    for secret in ("qbittorrent-password", "sabnzbd-api-key", "bazarr-api-key", "seerr-api-key"):
         assert f"[secret {secret}]" in seeds
     from conftest import plan
     from mediastack_cli.offline import _digest

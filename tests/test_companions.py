@@ -29,8 +29,11 @@ def test_unpackerr_runs_as_the_stack_identity_on_the_arr_apps_data_tree() -> Non
     assert data == [m for m in c["sonarr"]["mounts"] if m["target"] == "/data"]
     assert data == [m for m in c["qbittorrent"]["mounts"] if m["target"] == "/data"]
     assert container_labels(unpackerr)["mediastack.writes-data"] == "true"
-    # Its env carries the *arr API keys: masked in the plan.
-    assert unpackerr["envs"] == "[secret]"
+    # The same identity as the linuxserver.io apps: its file and folder modes follow identity.umask (002 here).
+    assert container_labels(unpackerr)["mediastack.identity"] == container_labels(c["sonarr"])["mediastack.identity"]
+    assert {"UN_FILE_MODE=0664", "UN_DIR_MODE=0775"} <= set(unpackerr["envs"])
+    # No key in its environment: each variable names its key's file (filepath:, tests/test_secret_files.py).
+    assert "UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key" in unpackerr["envs"]
 
 
 def test_unpackerr_env_points_at_the_enabled_arr_apps_with_their_keys() -> None:
