@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from dataclasses import dataclass
 
 import yaml
 
@@ -56,6 +57,21 @@ def yaml_scalar(value: str) -> str:
     return json.dumps(_no_nul(value))
 
 
+@dataclass(frozen=True)
+class YamlTagged:
+    """A scalar with a local tag the reading program resolves, e.g. Recyclarr's `!env_var NAME`."""
+
+    tag: str  # !name
+    value: str
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(YamlTagged, lambda dumper, v: dumper.represent_scalar(v.tag, v.value))
+
+
 def yaml_document(doc: object) -> str:
     """A whole YAML document the program writes for another program, keys in the order given."""
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

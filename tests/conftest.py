@@ -236,3 +236,16 @@ def traefik_dynamic(result: PlanResult) -> dict[str, Any]:
         ):
             return yaml.safe_load(base64.b64decode(r.inputs["data"]).decode())
     raise AssertionError("no Traefik dynamic config in the plan")
+
+
+class ConsumerTagsLoader(yaml.SafeLoader):
+    """Safe YAML plus the local tags the reading program resolves itself (Recyclarr's `!env_var NAME` and
+    `!file PATH`), which load as their text."""
+
+
+ConsumerTagsLoader.add_constructor("!env_var", lambda loader, node: loader.construct_scalar(node))
+ConsumerTagsLoader.add_constructor("!file", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_generated_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConsumerTagsLoader)  # a SafeLoader: no Python objects

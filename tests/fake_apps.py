@@ -3,7 +3,8 @@
 Each stand-in answers like its pinned app, as read in the app's own source (cited where it matters):
 Sonarr v4.0.15 / Radarr v5.27.5 (`/api/v3`) and Prowlarr v2.1.5 (`/api/v1`) provider collections with
 `X-Api-Key`; qBittorrent 5.1.2's WebUI API v2 with a cookie login; SABnzbd 4.5.3's `/api?mode=...`;
-Bazarr 1.5's `/api/system/settings`; Jellyfin 10.11.2's startup wizard; Immich v2.2.3's admin sign-up.
+Bazarr 1.5's `/api/system/settings`; Jellyfin 10.11.2's startup wizard; Immich v2.2.3's admin sign-up; Seerr
+v3.1.0's setup through Jellyfin and its Sonarr/Radarr settings; Prowlarr's tags and indexer proxies.
 Every stand-in sits behind a stand-in of Traefik: `unrouted_for` requests get Traefik's 404 (no router
 until the container's first health check passes), `not_ready_for` requests get 503.
 """
@@ -118,6 +119,8 @@ SETTINGS: dict[str, dict[str, tuple[Any, str | None]]] = {
         "syncCategories": ([2000, 2010, 2020, 2030, 2040, 2045, 2050, 2060, 2070, 2080, 2090], None),
         "syncRejectBlocklistedTorrentHashesWhileGrabbing": (False, None),
     },
+    # Prowlarr v2.1.5 src/NzbDrone.Core/IndexerProxies/FlareSolverr/FlareSolverrSettings.cs
+    "prowlarr:FlareSolverrSettings": {"host": ("http://localhost:8191/", None), "requestTimeout": (60, None)},
 }  # fmt: skip
 # The resource's own properties: one left out of the JSON is the type's zero value (DownloadClientResource
 # ToModel copies `resource.RemoveCompletedDownloads` etc. as they came; ApplicationResource `SyncLevel`).
@@ -125,6 +128,7 @@ RESOURCE_ZERO: dict[str, dict[str, Any]] = {
     "downloadclient": {"enable": False, "protocol": "unknown", "priority": 0, "removeCompletedDownloads": False,
                        "removeFailedDownloads": False, "tags": []},
     "applications": {"syncLevel": "disabled", "tags": []},
+    "indexerProxy": {"tags": []},
 }  # fmt: skip
 _FAKES = Path(__file__).resolve().parent / "fakes"
 MASK = "********"  # SchemaBuilder.PRIVATE_VALUE
@@ -162,6 +166,8 @@ class FakeArr(FakeApp):
         parts = rest.split("/")
         items = self.collections.setdefault(parts[0], {})
         item_id = int(parts[1]) if len(parts) > 1 else None
+        if parts[0] == "tag":
+            return self._tag(method, items, item_id, json.loads(body) if body else {})
         if method == "GET" and item_id is None:
             return _json(200, [self._shown(parts[0], i) for i in items.values()])
         if method == "DELETE":
@@ -191,7 +197,12 @@ class FakeArr(FakeApp):
         item = self._read(parts[0], sent, stored)
         # Create tests an enabled provider; update tests it only when the definition changed; ?forceSave=true skips.
         changed = stored is None or {**item, "id": item_id} != stored
-        if self._enabled(parts[0], item) and query.get("forceSave") != "true" and changed:
+        tested = query.get("forceSave") != "true" and changed
+        if parts[0] == "indexerProxy":
+            # Prowlarr v2.1.5 ProviderControllerBase: CreateProvider tests an enabled definition even with
+            # forceSave (which only lets warnings pass: VerifyValidationResult); UpdateProvider unless forceSave.
+            tested = method == "POST" or query.get("forceSave") != "true"
+        if self._enabled(parts[0], item) and tested:
             failure = self._test(parts[0], item)
             if failure:
                 return _json(400, [failure])
@@ -233,15 +244,45 @@ class FakeArr(FakeApp):
     def _enabled(collection: str, item: dict[str, Any]) -> bool:
         if collection == "applications":  # ApplicationDefinition.Enable: AddOnly or FullSync
             return item.get("syncLevel") in ("addOnly", "fullSync")
+        if collection == "indexerProxy":  # IndexerProxyDefinition.Enable => Tags.Any()
+            return bool(item.get("tags"))
         return bool(item.get("enable"))
 
     def _test(self, collection: str, item: dict[str, Any]) -> dict[str, str] | None:
         values = {f["name"]: f["value"] for f in item["fields"]}
+        if collection == "indexerProxy":
+            # FlareSolverr.Test asks https://prowlarr.servarr.com/v1/ping through the proxy: offline, it fails.
+            return {"propertyName": "Host", "errorMessage": "Unable to connect to proxy: Name or service not known. "
+                    "Check the log surrounding this error for details"}  # fmt: skip
         target = str(values.get("host") or urllib.parse.urlsplit(str(values.get("baseUrl"))).hostname)
         if target in self.unreachable:
             return {"propertyName": "Host" if "host" in values else "BaseUrl",
                     "errorMessage": f"Unable to connect to {item.get('implementation')}"}  # fmt: skip
         return None
+
+    def _tag(self, method: str, tags: dict[int, dict[str, Any]], tag_id: int | None, sent: dict[str, Any]) -> Answer:
+        """TagController and TagService (Prowlarr v2.1.5): labels lower-cased, Add returns an existing label's
+        tag, Delete refuses a tag still in use."""
+        if method == "GET":
+            return _json(200, sorted(tags.values(), key=lambda t: t["label"]))
+        if method == "POST":
+            label = str(sent.get("label", "")).lower()
+            found = next((t for t in tags.values() if t["label"] == label), None)
+            if found is None:
+                found = tags[self.next_id] = {"id": self.next_id, "label": label}
+                self.next_id += 1
+            return _json(201, found)
+        if method == "DELETE":
+            tag = tags.get(tag_id or 0)
+            if tag is None:
+                return _json(404, {"message": "NotFound"})
+            if any(
+                tag["id"] in i.get("tags", []) for c in self.collections.values() if c is not tags for i in c.values()
+            ):
+                return _json(409, {"message": f"'{tag['label']}' cannot be deleted since it's still in use"})
+            del tags[tag["id"]]
+            return _json(200, {})
+        return _json(405, {"message": "Method not allowed"})
 
     def _host(self, method: str, sent: dict[str, Any]) -> Answer:
         if method == "GET":
@@ -421,6 +462,9 @@ class FakeJellyfin(FakeApp):
     health: str = "/health"
     wizard_completed: bool = False
     users: dict[str, str] = field(default_factory=dict)  # name -> password
+    # What Seerr reads from it (FakeSeerr): its libraries ({key, title, type}) and the API keys made for apps.
+    libraries: list[dict[str, str]] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
         sent = json.loads(body) if body else {}
@@ -496,6 +540,160 @@ class FakeImmich(FakeApp):
             self.admin["password"] = sent.get("newPassword", "")
             return _json(200, {"email": self.admin["email"]})
         return _json(404, {"message": f"Cannot {method} {path}", "error": "Not Found", "statusCode": 404})
+
+
+@dataclass
+class FakeSeerr(FakeApp):
+    """Seerr v3.1.0 (seerr-team/seerr): server/routes/auth.ts (POST /auth/jellyfin, GET /auth/me),
+    server/routes/index.ts (GET /settings/public; /settings/* for an admin only), server/middleware/auth.ts
+    (X-Api-Key acts as user 1), server/routes/settings/index.ts (jellyfin/library, initialize) and
+    server/routes/settings/{sonarr,radarr}.ts. Seerr reaches Jellyfin and the *arr apps by host name and port:
+    `reaches` maps (host, port) to their stand-ins."""
+
+    api_key: str = ""
+    health: str = "/api/v1/status/appdata"
+    reaches: dict[tuple[str, int], FakeApp] = field(default_factory=dict)
+    users: list[dict[str, Any]] = field(default_factory=list)  # users[0] is user 1, the admin
+    main: dict[str, Any] = field(default_factory=lambda: {"mediaServerType": 4, "mediaServerLogin": True,
+                                                          "newPlexLogin": True})  # fmt: skip
+    initialized: bool = False
+    jellyfin: dict[str, Any] = field(default_factory=lambda: {"ip": "", "port": 8096, "apiKey": "", "libraries": []})
+    servers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"sonarr": [], "radarr": []})
+    sessions: dict[str, int] = field(default_factory=dict)  # connect.sid -> user id (express-session)
+
+    def _user(self, headers: dict[str, str]) -> dict[str, Any] | None:
+        """checkUser: the key acts as user 1; else the session's user."""
+        if self.users and headers.get("x-api-key") == self.api_key:
+            return self.users[0]
+        cookie = headers.get("cookie", "")
+        ids = [uid for sid, uid in self.sessions.items() if f"connect.sid={sid}" in cookie]
+        return next((u for u in self.users if ids and u["id"] == ids[0]), None)
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Answer:
+        sent = json.loads(body) if body else {}
+        rest = path.removeprefix("/api/v1")
+        user = self._user(headers)
+        if rest == "/settings/public" and method == "GET":
+            return _json(200, {"initialized": self.initialized, "mediaServerType": self.main["mediaServerType"]})
+        if rest == "/auth/jellyfin" and method == "POST":
+            return self._login(sent)
+        if rest == "/auth/me" and method == "GET":
+            return _json(200, user) if user else self._forbidden()
+        if not rest.startswith("/settings/"):
+            return _json(404, {"message": "Not Found"})
+        if user is None or "ADMIN" not in user["permissions"]:
+            return self._forbidden()
+        if rest == "/settings/main" and method == "GET":
+            return _json(200, {**self.main, "apiKey": self.api_key})
+        if rest == "/settings/main" and method == "POST":  # merge(settings.main, req.body)
+            self.api_key = sent.pop("apiKey", self.api_key)
+            self.main.update(sent)
+            return _json(200, {**self.main, "apiKey": self.api_key})
+        if rest == "/settings/jellyfin/library" and method == "GET":
+            return self._libraries(query)
+        if rest == "/settings/initialize" and method == "POST":
+            self.initialized = True
+            return _json(200, {"initialized": True})
+        parts = rest.split("/")[2:]  # sonarr|radarr [, id|test]
+        if parts and parts[0] in self.servers:
+            return self._server(method, parts[0], parts[1:], sent)
+        return _json(404, {"message": "Not Found"})
+
+    @staticmethod
+    def _forbidden() -> Answer:
+        return _json(403, {"status": 403, "error": "You do not have permission to access this endpoint"})
+
+    def _login(self, sent: dict[str, Any]) -> Answer:
+        status, headers, body = self._log_in(sent)
+        if status == 200:
+            sid = f"s{len(self.sessions) + 1}"
+            self.sessions[sid] = json.loads(body)["id"]
+            headers = {**headers, "Set-Cookie": f"connect.sid={sid}; Path=/; HttpOnly"}
+        return status, headers, body
+
+    def _log_in(self, sent: dict[str, Any]) -> Answer:
+        configured = self.main["mediaServerType"] != 4
+        if not sent.get("username"):
+            return _json(500, {"error": "You must provide an username"})
+        if self.jellyfin["ip"] != "" and sent.get("hostname"):
+            return _json(500, {"error": "Jellyfin hostname already configured"})
+        if self.jellyfin["ip"] == "" and not sent.get("hostname"):
+            return _json(500, {"error": "No hostname provided."})
+        where = (self.jellyfin["ip"], self.jellyfin["port"]) if configured else (sent["hostname"], sent.get("port"))
+        jellyfin = self.reaches.get(where)
+        if not isinstance(jellyfin, FakeJellyfin):
+            return _json(500, {"message": "InvalidUrl"})
+        name, password = sent["username"], sent.get("password")
+        if jellyfin.users.get(name) != password or not password:  # JellyfinAPI.login
+            return _json(401, {"message": "InvalidCredentials"})
+        user = next((u for u in self.users if u["jellyfinUsername"] == name), None)
+        if (user is None and not self.users) or not configured:
+            if sent.get("serverType") not in (2, 3):
+                return _json(500, {"message": "NoAdminUser"})
+            self.main["mediaServerType"] = sent["serverType"]
+            admin = {"id": 1, "jellyfinUsername": name, "email": sent.get("email") or name, "permissions": ["ADMIN"]}
+            self.users[:1] = [admin]
+            jellyfin.api_keys.append("Seerr")  # createApiToken('Seerr'), on every setup
+            self.jellyfin.update(ip=sent.get("hostname") or "", port=sent.get("port") or 8096, apiKey="jellyfin-key")
+            return _json(200, admin)
+        if user is not None:
+            return _json(200, user)
+        if not self.main["newPlexLogin"]:
+            return _json(403, {"message": "Access denied."})
+        made = {"id": len(self.users) + 1, "jellyfinUsername": name, "email": sent.get("email"), "permissions": []}
+        self.users.append(made)
+        return _json(200, made)
+
+    def _libraries(self, query: dict[str, str]) -> Answer:
+        if query.get("sync"):
+            jellyfin = self.reaches.get((self.jellyfin["ip"], self.jellyfin["port"]))
+            found = jellyfin.libraries if isinstance(jellyfin, FakeJellyfin) else []
+            if not found:
+                return _json(404, {"message": "SyncErrorNoLibraries"})
+            known = {(lib["id"], lib["name"]): lib["enabled"] for lib in self.jellyfin["libraries"]}
+            self.jellyfin["libraries"] = [
+                {"id": lib["key"], "name": lib["title"], "enabled": known.get((lib["key"], lib["title"]), False),
+                 "type": lib["type"]}
+                for lib in found
+            ]  # fmt: skip
+        enabled = query["enable"].split(",") if query.get("enable") else []
+        self.jellyfin["libraries"] = [{**lib, "enabled": lib["id"] in enabled} for lib in self.jellyfin["libraries"]]
+        return _json(200, self.jellyfin["libraries"])
+
+    @staticmethod
+    def _clear_default(servers: list[dict[str, Any]], sent: dict[str, Any]) -> None:
+        """A new default clears the other defaults of the same is4k."""
+        if sent.get("isDefault"):
+            for server in servers:
+                if server.get("is4k") == sent.get("is4k"):
+                    server["isDefault"] = False
+
+    def _server(self, method: str, target: str, rest: list[str], sent: dict[str, Any]) -> Answer:
+        servers = self.servers[target]
+        if rest == ["test"] and method == "POST":
+            arr = self.reaches.get((sent.get("hostname"), sent.get("port")))
+            if not isinstance(arr, FakeArr) or sent.get("apiKey") != arr.api_key:
+                return _json(500, {"message": f"Failed to connect to {target.capitalize()}"})
+            profiles = list(arr.collections.get("qualityprofile", {}).values())
+            folders = [{"id": f["id"], "path": f["path"]} for f in arr.collections.get("rootfolder", {}).values()]
+            return _json(200, {"profiles": profiles, "rootFolders": folders, "tags": [], "urlBase": ""})
+        if not rest and method == "GET":
+            return _json(200, servers)
+        if not rest and method == "POST":
+            self._clear_default(servers, sent)
+            new = {**sent, "id": servers[-1]["id"] + 1 if servers else 0}
+            servers.append(new)
+            return _json(201, new)
+        index = next((i for i, s in enumerate(servers) if rest and str(s["id"]) == rest[0]), None)
+        if index is None:
+            return _json(404, {"status": "404", "message": "Settings instance not found"})
+        if method == "PUT":
+            self._clear_default(servers, sent)
+            servers[index] = {**sent, "id": servers[index]["id"]}
+            return _json(200, servers[index])
+        if method == "DELETE":
+            return _json(200, servers.pop(index))
+        return _json(404, {"message": "Not Found"})
 
 
 def _handler(route: Callable[[str], FakeApp | None]) -> type[BaseHTTPRequestHandler]:

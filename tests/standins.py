@@ -214,6 +214,10 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
         for directory in ("usr/bin", "usr/local/bin"):
             (root / directory).mkdir(parents=True, exist_ok=True)
         for binary in _health_binaries(tests):
+            if tests[0] == "CMD" and binary == "bash":
+                # A check written in bash (Recyclarr's reads its last sync's log): Debian's bash runs the real script.
+                dockerd.copy_program(root, "/bin/bash")
+                continue
             shim = root / "usr" / "local" / "bin" / Path(binary).name
             shim.write_text(PROBE)
             shim.chmod(0o755)
@@ -222,7 +226,7 @@ def build(engine: dockerd.Engine, reference: str, inputs: dict) -> None:
             named = standin / process.group(1)
             named.write_text("#!/bin/sh\nsleep 2\nwhile pidof httpd >/dev/null; do sleep 2; done\n")
             named.chmod(0o755)
-        extra = (*real_program(root, inputs), *metrics_endpoint(root, inputs, port))
+        extra = (*real_program(root, inputs), *metrics_endpoint(root, inputs, port), *standin_app(root, inputs))
         (root / "config").mkdir(exist_ok=True)
         (root / "etc" / "passwd").write_text(
             "root:x:0:0:root:/root:/bin/sh\nabc:x:911:911::/config:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n"
@@ -491,6 +495,36 @@ def build_socket_proxy(engine: dockerd.Engine, reference: str, inputs: dict) -> 
 
 
 SPECIAL_BUILDERS = {"gluetun": build_gluetun, "socket-proxy": build_socket_proxy}
+
+# -- Stand-in apps that leave what the real check reads ---------------------------------------------------------
+# Recyclarr's check (real bash, the catalog's script) reads the newest run's log in /config/logs/cli, named and
+# written as Recyclarr does (recyclarr/recyclarr src/Recyclarr.Cli/Logging/FileLogSinkConfigurator.cs at v8.7.1:
+# recyclarr_<yyyy-MM-dd_HH-mm-ss>.debug.log, lines `[HH:mm:ss LVL] ...`). The stand-in scheduler logs a good run
+# at start, and a failed one when it is stopped, so stopping the app turns the check unhealthy through the real
+# script and the real mounts (/config writable by the image's user).
+RECYCLARR_SCHEDULER = r"""#!/bin/sh
+run() {
+  mkdir -p /config/logs/cli || exit 1
+  echo "[$(date +%H:%M:%S) $1] $2" > "/config/logs/cli/recyclarr_$(date +%Y-%m-%d_%H-%M-%S).debug.log" || exit 1
+}
+trap 'sleep 1; run ERR "stand-in: the scheduler was stopped"; exit 1' TERM
+run INF "stand-in: synced"
+while :; do sleep 3600 & wait $!; done
+"""
+STANDIN_APPS: dict[str, tuple[str, str]] = {"recyclarr": ("recyclarr-cron", RECYCLARR_SCHEDULER)}
+
+
+def standin_app(root: Path, inputs: dict) -> tuple[str, ...]:
+    """The service's stand-in app in place of httpd, where its check reads something other than an endpoint."""
+    name = inputs.get("name", "")
+    if name not in STANDIN_APPS:
+        return ()
+    program, text = STANDIN_APPS[name]
+    (root / "standin" / program).write_text(text)
+    (root / "standin" / program).chmod(0o755)
+    (root / "bin" / "date").symlink_to("busybox")
+    return (f"ENV STANDIN_PROGRAM=/standin/{program}", f"ENV STANDIN_APP={program}")
+
 
 # -- Real programs from Debian inside the stand-ins -----------------------------------------------------------
 # catalog service -> (Debian's program, where the real image has it (mediastack/catalog/image_facts.py binaries), the

@@ -12,6 +12,7 @@ from mediastack.model.units import format_size, parse_size
 
 REQUIRED = {
     "jellyfin",
+    "seerr",
     "sonarr",
     "radarr",
     "prowlarr",
@@ -42,6 +43,10 @@ REQUIRED = {
     "media-exporter",
     "artwork-cache",
     "gluetun",
+    "flaresolverr",
+    "unpackerr",
+    "recyclarr",
+    "homepage",
 }
 
 

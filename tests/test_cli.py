@@ -137,6 +137,13 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "grafana/dashboards/mediastack-overview.json",
         "grafana/provisioning/dashboards/mediastack.yml",
         "grafana/provisioning/datasources/prometheus.yml",
+        "homepage/bookmarks.yaml",
+        "homepage/docker.yaml",
+        "homepage/kubernetes.yaml",
+        "homepage/proxmox.yaml",
+        "homepage/services.yaml",
+        "homepage/settings.yaml",
+        "homepage/widgets.yaml",
         "hosts/nas/backup-create.sh",
         "hosts/nas/backup-delete.sh",
         "hosts/nas/daemon-create.sh",
@@ -158,13 +165,14 @@ def test_render_writes_every_generated_file(tmp_path: Path) -> None:
         "hosts/nas/sysctl-delete.sh",
         "prometheus/prometheus.yml",
         "prometheus/rules/mediastack.yml",
+        "recyclarr/recyclarr.yml",
         "socket-proxy/haproxy.cfg",
         "traefik/dynamic/mediastack.yml",
     ]
     assert (tmp_path / "hosts/nas/storage-create.sh").stat().st_mode & 0o111
     # Generated keys stay out of rendered files: the seed script names each one instead.
     seeds = (tmp_path / "hosts/nas/seeds-create.sh").read_text()
-    for secret in ("qbittorrent-password", "sabnzbd-api-key", "bazarr-api-key"):
+    for secret in ("qbittorrent-password", "sabnzbd-api-key", "bazarr-api-key", "seerr-api-key"):
         assert f"[secret {secret}]" in seeds
     from conftest import plan
     from mediastack_cli.offline import _digest
@@ -194,7 +202,9 @@ def test_rendered_files_are_what_the_containers_receive(stack: str, tmp_path: Pa
 
     resolved = resolve(parse_stack_config(raw_config(stack), stack), stack)
     bound = {path: text for files in host_generated_files(resolved).values() for path, text in files.items()}
-    assert len(bound) == (6 if stack == "prod" else 2)  # Traefik's routes and the socket proxy's template in both
+    # Traefik's routes and the socket proxy's template in both; prod: Recyclarr's config and the start page's seven
+    # (bound from the host step, below its keys)
+    assert len(bound) == (14 if stack == "prod" else 2)
     rendered = {text for text in (p.read_text() for p in tmp_path.rglob("*.y*ml"))}
     rendered |= {p.read_text() for p in tmp_path.rglob("*.cfg")}
     assert set(bound.values()) <= rendered

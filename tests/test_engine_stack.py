@@ -175,13 +175,15 @@ def test_containers_on_internal_networks_only_have_no_route_out(dev):
 
 def _runs_as(name: str, inputs: dict) -> str:
     """The uid the app runs as: the container's user, PUID for linuxserver images (they drop to it), the user an
-    entrypoint that starts as root drops to (the catalog's image facts: valkey, postgres), else root."""
+    entrypoint that starts as root drops to (the catalog's image facts: valkey, postgres), the image's own USER
+    (its facts: FlareSolverr), else root."""
     from mediastack.catalog.services import CATALOG
 
     env = dict(line.split("=", 1) for line in inputs.get("envs") or [])
     facts = CATALOG[name].facts if name in CATALOG else None
     dropped = facts.user if facts is not None and facts.starts_as_root else ""
-    return (inputs.get("user") or env.get("PUID") or dropped or "0").split(":")[0]
+    own = facts.user if facts is not None and not facts.starts_as_root and facts.user[:1].isdigit() else ""
+    return (inputs.get("user") or env.get("PUID") or dropped or own or "0").split(":")[0]
 
 
 def test_host_directories_made_by_the_storage_script_are_writable_by_each_image_user(dev):

@@ -175,7 +175,10 @@ def test_configs_and_secrets_are_mounted_where_the_images_read_them(swarm):
         for ref in [*spec.get("configs", []), *spec.get("secrets", [])]:
             name = ref.get("configName") or ref.get("secretName")
             path = ref["fileName"] if ref["fileName"].startswith("/") else f"/run/secrets/{ref['fileName']}"
-            shown = running[0].exec_run(["cat", path])
+            # Read as the user the file is for (a 0400 secret of a process that dropped to it; the container's root
+            # has no DAC_OVERRIDE), else as the container's own user.
+            owner = f"{ref['fileUid']}:{ref.get('fileGid') or ref['fileUid']}" if ref.get("fileUid") else ""
+            shown = running[0].exec_run(["cat", path], user=owner)
             assert (shown.exit_code, shown.output) == (0, by_mock[name]), (r.inputs["name"], path)
             checked += 1
     assert checked > 0

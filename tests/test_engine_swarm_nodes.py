@@ -239,7 +239,9 @@ def test_configs_and_secrets_are_mounted_where_the_images_read_them_on_every_nod
                 for ref in refs:
                     name = ref.get("configName") or ref.get("secretName")
                     path = ref["fileName"] if ref["fileName"].startswith("/") else f"/run/secrets/{ref['fileName']}"
-                    shown = container.exec_run(["cat", path])
+                    # As the user the file is for (a 0400 secret; the container's root has no DAC_OVERRIDE).
+                    owner = f"{ref['fileUid']}:{ref.get('fileGid') or ref['fileUid']}" if ref.get("fileUid") else ""
+                    shown = container.exec_run(["cat", path], user=owner)
                     assert (shown.exit_code, shown.output) == (0, data[name]), (r.inputs["name"], node.name, path)
                     checked.add(node.name)
     assert len(checked) >= 2, checked

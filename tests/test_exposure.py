@@ -38,9 +38,9 @@ def problems(config: dict[str, Any], stack: str = "t") -> list[str]:
 # -- the config ------------------------------------------------------------------------------------------
 
 
-def test_by_default_only_jellyfin_and_immich_are_public() -> None:
+def test_by_default_only_jellyfin_immich_and_seerr_are_public() -> None:
     config = parse_stack_config(raw_config("prod"), "prod")
-    assert config.exposure.public == ["jellyfin", "immich-server"]
+    assert config.exposure.public == ["jellyfin", "immich-server", "seerr"]
     assert config.lan_ranges == ["10.0.0.0/8", "172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
     # Docker's bridge pools (172.17-31) are not LAN; on a cluster neither are the overlays' (10.0.0.0/8).
     cluster = parse_stack_config(raw_config("cluster"), "cluster")
@@ -102,6 +102,7 @@ def test_docker_ranges_follow_the_daemons_pools() -> None:
         ),
         (["prometheus"], "mediastack:exposure.public[0] = 'prometheus': prometheus's UI has no login of its own"),
         (["traefik"], "mediastack:exposure.public[0] = 'traefik': traefik's UI has no login of its own"),
+        (["homepage"], "mediastack:exposure.public[0] = 'homepage': homepage's UI has no login of its own"),
         (["jellyfn"], "mediastack:exposure.public[0] = 'jellyfn': unknown service; did you mean 'jellyfin'?"),
         (["redis"], "mediastack:exposure.public[0] = 'redis': redis has no web UI to make public; remove it"),
         (["Jellyfin!"], "mediastack:exposure.public = [\"Jellyfin!\"]: 'Jellyfin!' is not a catalog service name"),
@@ -316,6 +317,11 @@ def test_a_public_route_to_a_ui_without_a_login_is_refused(pack: PolicyPack, sta
     ]
     assert stack_messages(pack, with_routes(stack, open_up("traefik")), policy) == [
         "router traefik: public route (no ipAllowList) to traefik, which has no login of its own; keep it LAN-only "
+        "(remove it from mediastack:exposure.public)"
+    ]
+    # The start page lists every UI and shows live figures from their APIs: never public.
+    assert stack_messages(pack, with_routes(stack, open_up("homepage")), policy) == [
+        "router homepage: public route (no ipAllowList) to homepage, which has no login of its own; keep it LAN-only "
         "(remove it from mediastack:exposure.public)"
     ]
     # A UI with a login of its own may be public.
@@ -536,9 +542,11 @@ def test_every_web_ui_states_its_login() -> None:
         "prometheus": None,
         "alertmanager": None,
         "grafana": "accounts",
+        "seerr": "accounts",  # Jellyfin's accounts; its admin is created at deploy time
+        "homepage": None,
     }
     # docs/security.md lists the same: each UI without a login is named in its "none" row.
     doc = (ROOT / "docs/security.md").read_text()
     none_row = next(line for line in doc.splitlines() if line.endswith("| none | LAN, always |"))
-    for name in ("Traefik", "Prometheus", "Alertmanager", "Tdarr"):
+    for name in ("Traefik", "Prometheus", "Alertmanager", "Tdarr", "Homepage"):
         assert name in none_row

@@ -71,7 +71,7 @@ def test_every_enabled_service_and_network_is_drawn() -> None:
     doc = prod_layout()
     drawn = {o["name"]: o for o in doc["objects"]}
     services = set(containers(plan("prod")))
-    assert len(services) == 29
+    assert len(services) == 34
     for name in services:
         assert f"svc__{name}" in drawn, name
     networks = {

@@ -24,6 +24,8 @@ START_PERIOD_S = {
     "media-exporter": 15,
     "postgres-exporter": 10,
     "redis-exporter": 10,
+    "homepage": 20,
+    "unpackerr": 30,
     # Databases and Prometheus replay their logs; gluetun must bring the tunnel up.
     "gluetun": 30,
     "immich-postgres": 30,
@@ -40,6 +42,11 @@ START_PERIOD_S = {
     "immich-server": 60,
     "tdarr": 60,
     "tdarr-node": 60,
+    # A cron daemon; its check reads the last sync's log, which is there or not from the first second.
+    "recyclarr": 10,
+    "seerr": 60,
+    # Starts Chromium once to read its user agent before it answers.
+    "flaresolverr": 60,
     # Downloads its models on the first start.
     "immich-machine-learning": 120,
     # Copies the whole primary (pg_basebackup) before it answers.

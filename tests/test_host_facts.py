@@ -79,7 +79,7 @@ def test_the_cluster_policies_read_the_nodes_from_their_sysctl_steps() -> None:
     small = _with_node_facts(plan("cluster"), "gpu1", MEDIASTACK_HOST_MEMORY=str(4 * 2**30))
     messages = [d.message for d in run_pack(ROOT / "policies", small).mandatory if d.policy == "cluster-capacity"]
     assert (
-        "node gpu1: memory reservations of the services placed there total 7.2 GiB, above the 3.0 GiB it has after "
+        "node gpu1: memory reservations of the services placed there total 7.3 GiB, above the 3.0 GiB it has after "
         "its reserve" in [m.splitlines()[-1] for m in messages]
     ), messages
     labels = json.loads(host_facts(plan("cluster"))["gpu1"]["MEDIASTACK_SWARM_NODE_LABELS"])
@@ -103,7 +103,7 @@ def test_the_pack_checks_capacity_against_the_carried_facts() -> None:
         resources.append(r)
     report = run_pack(ROOT / "policies", resources)
     messages = [d.message for d in report.mandatory if d.policy == "host-capacity"]
-    assert any("host nas: CPU reservations total 5.00, above 1.80 (2 CPUs less 10% headroom)" in m for m in messages)
+    assert any("host nas: CPU reservations total 5.25, above 1.80 (2 CPUs less 10% headroom)" in m for m in messages)
     without = [r for r in resources if not (r.type.startswith("command:") and "sysctl" in r.name)]
     report = run_pack(ROOT / "policies", without)
     messages = [d.message for d in report.mandatory if d.policy == "host-capacity"]

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import raw_config, require_tool
+from conftest import load_generated_yaml, raw_config, require_tool
 from mediastack.host.backup import repository_credentials, stdin_text
 from mediastack.plan.loading import ConfigError, parse_stack_config
 from mediastack_cli.main import rendered_files
@@ -229,7 +228,7 @@ def exercise(sandbox: Sandbox, config: Any) -> None:
     files = rendered_files("hostile", config)
     for rel, content in files.items():
         if rel.endswith((".yml", ".yaml")):
-            yaml.safe_load(content)  # generated YAML stays YAML
+            load_generated_yaml(content)  # generated YAML stays YAML
         if not rel.endswith(".sh"):
             continue
         name = rel.rsplit("/", 1)[-1]

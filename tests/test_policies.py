@@ -21,8 +21,9 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from conftest import CONTAINER, ROOT, containers, edit_host_files, plan
-from mediastack_cli.analyzer import PolicyPack, PolicyPackError, run_pack
+from conftest import CONTAINER, ROOT, containers, edit_host_files, plan, plan_config, raw_config
+from mediastack.catalog.services import BUNDLES
+from mediastack_cli.analyzer import LEVELS, PolicyPack, PolicyPackError, run_pack
 from mediastack_cli.offline import SECRET_MASK, SECRET_SIG, SECRET_VALUE, Registration
 
 sys.path.insert(0, str(ROOT / "policies"))
@@ -284,6 +285,18 @@ def test_a_secret_env_value_passes_as_a_pulumi_secret(pack: PolicyPack) -> None:
     assert "secret-env" not in analyze(pack, CONTAINER, secret)
     whole = with_(base_container(), envs=SECRET_MASK)
     assert "secret-env" not in analyze(pack, CONTAINER, whole)
+    # A variable that names the file holding the secret (Homepage's HOMEPAGE_FILE_ prefix) is not the secret.
+    named = with_(base_container(), envs=["HOMEPAGE_FILE_SONARR_KEY=/app/config/keys/sonarr-key"])
+    assert "secret-env" not in analyze(pack, CONTAINER, named)
+    named = with_(base_container(), envs=["HOMEPAGE_FILE_GRAFANA_PASSWORD=/app/config/keys/grafana-password"])
+    assert "secret-env" not in analyze(pack, CONTAINER, named)
+    assert "secret-env" in analyze(pack, CONTAINER, with_(base_container(), envs=["HOMEPAGE_PASSWORD=hunter2"]))
+    # A value that is only a secret file's path, as Unpackerr takes it behind `filepath:`, is not the secret.
+    path = with_(base_container(), envs=["UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key"])
+    assert "secret-env" not in analyze(pack, CONTAINER, path)
+    for value in ("filepath:0123456789abcdef", "filepath:/run/secrets/k x", "/run/secrets/../etc/k"):
+        found = messages(pack, CONTAINER, with_(base_container(), envs=[f"UN_SONARR_0_API_KEY={value}"]), "secret-env")
+        assert any("UN_SONARR_0_API_KEY looks like a secret but is plain" in m for m in found), (value, found)
 
 
 def real_secret(value: Any) -> dict[str, Any]:
@@ -496,7 +509,7 @@ def test_stateful_services_backed_up_accepts_what_the_config_excludes(pack: Poli
 
 # What each case's violation must say (in case order), so a policy that fires for the wrong reason fails.
 STACK_MESSAGES: list[str] = [
-    "host nas: memory reservations total 39.9 GiB, above the 27.9 GiB left after the host reserve and 10% headroom",
+    "host nas: memory reservations total 40.2 GiB, above the 27.9 GiB left after the host reserve and 10% headroom",
     "lidarr: neither scraped nor probed by Prometheus",
     "sonarr: web UI on port 8989 is not routed through the reverse proxy",
     "qbittorrent: download client without a bandwidth limit (down and up)",
@@ -652,6 +665,43 @@ def test_repository_stacks_pass_every_mandatory_policy(stack: str) -> None:
     report = run_pack(ROOT / "policies", plan(stack).resources)
     assert report.mandatory == [], report.mandatory
     assert all(d.level == "advisory" for d in report.diagnostics)
+
+
+@pytest.mark.parametrize(
+    ("stack", "change"),
+    [
+        ("prod", lambda c: c.update(bundles=[b for b in BUNDLES if b != "companions"])),
+        ("prod", lambda c: c.update(services={**c.get("services", {}), "homepage": {"enabled": False}})),
+        ("cluster", lambda c: c.update(services={**c.get("services", {}), "homepage": {"enabled": False}})),
+        # Each companion toggled off on its own.
+        (
+            "prod",
+            lambda c: c.update(
+                services={**c.get("services", {}), **{n: {"enabled": False} for n in ("seerr", "flaresolverr")}}
+            ),
+        ),
+        ("cluster", lambda c: c.update(services={**c.get("services", {}), "unpackerr": {"enabled": False}})),
+        # The companions alone beside the core: the start page lists the core's UI only.
+        ("prod", lambda c: c.update(bundles=["companions"])),
+        ("cluster", lambda c: c.update(bundles=["companions", "arr"])),
+    ],
+)
+def test_the_companions_turned_off_or_alone_pass_every_mandatory_policy(pack: PolicyPack, stack: str, change) -> None:
+    cfg = raw_config(stack)
+    change(cfg)
+    result = plan_config(cfg, stack=f"companions-{stack}")
+    names = {r.inputs.get("name") for r in result.resources if r.type in (CONTAINER, SERVICE)}
+    assert ("homepage" in names) == (
+        "companions" in cfg.get("bundles", BUNDLES) and "homepage" not in cfg.get("services", {})
+    ), names
+    custom = [r for r in result.resources if r.custom]
+    found = [
+        f"{d.policyName}: {d.message}"
+        for response in (*(pack.analyze(r) for r in custom), pack.analyze_stack(custom))
+        for d in response.diagnostics
+        if d.enforcementLevel == LEVELS["mandatory"]
+    ]
+    assert found == [], found
 
 
 def _copy_project(tmp_path: Path) -> Path:

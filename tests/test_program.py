@@ -258,7 +258,7 @@ def test_every_web_ui_is_routed_by_traefik(stack: str) -> None:
             traefik = {n["name"] for n in containers(plan(stack))["traefik"]["networksAdvanced"]}
             assert f"mediastack-{web.via}" in traefik, name
     # Public UIs also get a router without the allow-list, once their logins exist (tests/test_public_gate.py).
-    public = {f"{n}-public" for n in expected if n in ("jellyfin", "immich-server", "artwork")}
+    public = {f"{n}-public" for n in expected if n in ("jellyfin", "immich-server", "seerr", "artwork")}
     assert set(routers) == expected | public
 
 
@@ -370,9 +370,9 @@ def test_redis_cache_is_bounded_below_its_container_limit() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_only_jellyfin_and_immich_are_public(stack: str) -> None:
-    """As shipped, no admin page answers to the internet: every router but Jellyfin's, Immich's and the artwork
-    cache's (Jellyfin's images) allows only the LAN ranges."""
+def test_only_jellyfin_immich_and_seerr_are_public(stack: str) -> None:
+    """As shipped, no admin page answers to the internet: every router but Jellyfin's, Immich's, Seerr's and the
+    artwork cache's (Jellyfin's images) allows only the LAN ranges."""
     http = traefik_dynamic(plan(stack))["http"]
     lan = raw_config(stack).get("lan_ranges") or (
         ["172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]
@@ -390,7 +390,7 @@ def test_only_jellyfin_and_immich_are_public(stack: str) -> None:
         assert allow == [{"sourceRange": lan}], name
     enabled = containers(plan(stack))
     routed = {*enabled, "artwork"} if "artwork-cache" in enabled else set(enabled)
-    assert public == {"jellyfin", "immich-server", "artwork"} & routed
+    assert public == {"jellyfin", "immich-server", "seerr", "artwork"} & routed
     for name in public - {"artwork"}:
         assert container_labels(enabled[name])["mediastack.login"] == "accounts", name
     for name, c in enabled.items():

@@ -24,7 +24,11 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 from mediastack.catalog.services import BUNDLES, CATALOG
+from mediastack.model.config import CAPACITY_HEADROOM, TierName
+from mediastack.model.units import GIB, parse_size
+from mediastack.plan.checks import enabled_services
 from mediastack.plan.loading import ConfigError, parse_stack_config
+from mediastack.plan.sizing import effective_resources
 from mediastack_cli.analyzer import LEVELS, PolicyPack
 from mediastack_cli.offline import StackFiles, run_program
 
@@ -45,10 +49,42 @@ FEATURES = frozenset(
     | {"backups:local", "backups:sftp", "backups:s3"}
     | {"tiers:preset", "tiers:explicit", "override:tier", "override:resources"}
     | {"public:default", "public:none", "public:chosen", "lan:default", "lan:chosen", "lan:any-source"}
+    | {"companions:on", "companions:off"}
 )
 
 # UIs a user may make public: with a login of their own (accepted), or without one (refused: tdarr, prometheus).
 PUBLIC_CANDIDATES = ("jellyfin", "immich-server", "sonarr", "qbittorrent", "grafana", "tdarr", "prometheus")
+HOST_CPUS = (2, 4, 4, 8, 16)
+HOST_MEMORY = ("8GiB", "16GiB", "16GiB", "32GiB", "64GiB")
+
+
+def whole_catalog_fits() -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The host sizes (of HOST_CPUS, HOST_MEMORY) on which every catalog service fits at once, with the standard
+    preset, one tier raised and one memory override: what any one host of a stack may have to hold (on a cluster,
+    its pinned and global services are a part of the catalog). Computed from the catalog and the program's own
+    sizing, so that a new service moves the bound with it."""
+    config = parse_stack_config(
+        {
+            "domain": "media.example.org",
+            "hosts": [{"name": "big", "address": "192.168.1.10", "cpus": 64, "memory": "256GiB"}],
+            "downloads": {},
+            "backups": {"repository": "/mnt/usb-backup/mediastack"},
+        },
+        "property",
+    )
+    picked = [effective_resources(s, config)[1] for s in CATALOG.values()]
+    standard = config.tiers.get(TierName.standard)
+    # The draws below may raise one service's tier to standard and give one 1 GiB of memory.
+    cpus = sum(r.cpu_reservation for r in picked) + standard.cpu_reservation
+    memory = sum(r.memory_reservation for r in picked) + standard.memory_reservation + GIB
+    usable = 1 - CAPACITY_HEADROOM
+    fit_cpus = tuple(c for c in HOST_CPUS if c * usable >= cpus)
+    fit_memory = tuple(m for m in HOST_MEMORY if (parse_size(m) - config.reserve_for_host) * usable >= memory)
+    assert fit_cpus and fit_memory, "no drawn host size holds the whole catalog: add a larger one"
+    return fit_cpus, fit_memory
+
+
+ROOMY = whole_catalog_fits()
 LAN_RANGES = (
     ["192.168.1.0/24"],
     ["192.168.1.0/24", "fd00::/8"],
@@ -59,13 +95,14 @@ LAN_RANGES = (
 
 
 @st.composite
-def host(draw: st.DrawFn, i: int, cluster: bool, storage_role: bool, manager: bool) -> dict[str, Any]:
+def host(draw: st.DrawFn, i: int, cluster: bool, storage_role: bool, manager: bool, roomy: bool) -> dict[str, Any]:
     gpu = draw(st.sampled_from(GPUS))
+    cpus, memory = ROOMY if roomy else (HOST_CPUS, HOST_MEMORY)
     h: dict[str, Any] = {
         "name": f"node{i}",
         "address": f"192.168.1.{20 + i}",
-        "cpus": draw(st.sampled_from([2, 4, 4, 8, 16])),
-        "memory": draw(st.sampled_from(["8GiB", "16GiB", "16GiB", "32GiB", "64GiB"])),
+        "cpus": draw(st.sampled_from(cpus)),
+        "memory": draw(st.sampled_from(memory)),
         "gpu": gpu,
         "storage": draw(st.sampled_from(["ssd", "hdd"])),
     }
@@ -80,12 +117,16 @@ def host(draw: st.DrawFn, i: int, cluster: bool, storage_role: bool, manager: bo
 
 @st.composite
 def stack_config(draw: st.DrawFn) -> dict[str, Any]:
-    n = draw(st.sampled_from([1, 1, 1, 2, 3, 4, 5]))  # single hosts are what most users run
+    n = draw(st.sampled_from([1, 1, 2, 3, 4, 5]))  # single hosts are what most users run
     cluster = n > 1
     managers = draw(st.sampled_from([m for m in (1, 3, 5) if m <= n]))
     kind = draw(st.sampled_from(["glusterfs", "nfs", "cephfs"])) if cluster else None
+    # Capacity is tied to the draw: the more hosts, the likelier one of them is too small for what it must hold, so
+    # most configs (three in four) get hosts that each hold the whole catalog, and every host count is accepted
+    # often; the rest draw any size, where the capacity checks refuse some (and small hosts get the small preset).
+    roomy = draw(st.sampled_from([True, True, True, False]))
     # A replicated GlusterFS volume takes 2, 3 or a multiple of 3 bricks: the first (up to) three hosts hold one.
-    hosts = [draw(host(i, cluster, kind == "glusterfs" and i < 3, i < managers)) for i in range(n)]
+    hosts = [draw(host(i, cluster, kind == "glusterfs" and i < 3, i < managers, roomy)) for i in range(n)]
     config: dict[str, Any] = {"domain": "media.example.org", "hosts": hosts}
     if cluster:
         storage: dict[str, Any] = {"kind": kind, "mount_point": "/mnt/mediastack"}
@@ -123,14 +164,16 @@ def stack_config(draw: st.DrawFn) -> dict[str, Any]:
             "standard": {"cpus": 1, "memory": "2GiB", "cpu_reservation": 0.1, "memory_reservation": "256MiB"},
             "utility": {"cpus": 0.25, "memory": "256MiB", "cpu_reservation": 0.02, "memory_reservation": "32MiB"},
         }
-    # A VPN on a cluster is refused (Swarm shares no network namespace): drawn there too, but rarely.
-    vpn = draw(st.sampled_from([None, "wireguard", "openvpn"])) if not cluster or draw(st.integers(0, 9)) == 9 else None
+    # A VPN on a cluster is refused (Swarm shares no network namespace): drawn there too, but rarely. On one host it
+    # is drawn more often than not: its two types and port forwarding are features of their own.
+    vpns = [None, "wireguard", "openvpn", "wireguard", "openvpn"]
+    vpn = draw(st.sampled_from(vpns)) if not cluster or draw(st.integers(0, 9)) == 9 else None
     downloads: dict[str, Any] = {"max_down": "100mbit", "max_up": "10mbit"}
     if vpn == "wireguard":
         downloads["vpn"] = {"provider": "mullvad", "wireguard_private_key": "wg-private-key-value"}
     elif vpn == "openvpn":
         downloads["vpn"] = {"provider": "protonvpn", "type": "openvpn", "openvpn_user": "u", "openvpn_password": "p"}
-    if vpn and draw(st.booleans()):
+    if vpn and draw(st.sampled_from([True, False])):
         downloads["vpn"]["port_forwarding"] = True
     config["downloads"] = downloads
     repository = draw(
@@ -151,9 +194,14 @@ def stack_config(draw: st.DrawFn) -> dict[str, Any]:
         exposure["public"] = []
     elif public == "chosen":
         exposure["public"] = draw(st.lists(st.sampled_from(PUBLIC_CANDIDATES), min_size=1, max_size=3, unique=True))
-    if draw(st.booleans()):
+    # The LAN: the default, chosen ranges (some refused), or ranges that overlap Docker's pools, which only
+    # exposure.allow_any_source lets through (a feature of its own, so drawn as often as the other two).
+    lan = draw(st.sampled_from(["default", "chosen", "any-source"]))
+    if lan == "chosen":
         config["lan_ranges"] = draw(st.sampled_from(LAN_RANGES))
-    if draw(st.booleans()):
+    elif lan == "any-source":
+        config["lan_ranges"] = ["172.16.0.0/12"]
+    if lan == "any-source" or draw(st.booleans()):
         exposure["allow_any_source"] = True
     if exposure:
         config["exposure"] = exposure
@@ -189,6 +237,9 @@ def features(config: dict[str, Any]) -> set[str]:
         found.add("lan:any-source")
     else:
         found.add("lan:chosen")
+    # The companions (the start page and the apps beside the core): on by default, off by bundle or toggle.
+    enabled = enabled_services(parse_stack_config(config, "property"))
+    found.add("companions:on" if any(CATALOG[n].bundle == "companions" for n in enabled) else "companions:off")
     return found
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import host_written_files, plan, plan_config, raw_config
 
-PUBLIC = {"jellyfin-public", "immich-server-public", "artwork-public"}
+PUBLIC = {"jellyfin-public", "immich-server-public", "seerr-public", "artwork-public"}
 
 
 def _traefik_files(result) -> dict[str, dict]:
@@ -48,9 +48,9 @@ def test_public_routes_open_only_after_the_logins_exist(stack: str) -> None:
     logins = {
         r.name: r.urn
         for r in result.resources
-        if r.name in ("media-wiring-jellyfin-admin", "media-wiring-immich-admin")
+        if r.name in ("media-wiring-jellyfin-admin", "media-wiring-immich-admin", "media-wiring-seerr-admin")
     }
-    assert len(logins) == 2 and set(logins.values()) <= set(writer.dependencies), writer.dependencies
+    assert len(logins) == 3 and set(logins.values()) <= set(writer.dependencies), writer.dependencies
     # Its delete takes the public routes away again.
     assert writer.inputs["delete"].startswith('rm -f "${ROOT:-}"') and "public.yml" in writer.inputs["delete"]
     # Traefik reads the file where the step writes it: its file provider's directory is bound from that host.

@@ -22,7 +22,15 @@ def _prod():
 def test_the_files_script_writes_each_file_whole_and_again_the_same(tmp_path: Path) -> None:
     stack = _prod()
     generated = host_generated_files(stack)
-    assert set(generated) == {"prometheus", "alertmanager", "blackbox-exporter", "traefik", "socket-proxy"}
+    assert set(generated) == {
+        "prometheus",
+        "alertmanager",
+        "blackbox-exporter",
+        "traefik",
+        "socket-proxy",
+        "recyclarr",
+        "homepage",
+    }
     files = {path: content for by_path in generated.values() for path, content in by_path.items()}
     script = tmp_path / "files.sh"
     script.write_text(
@@ -34,7 +42,7 @@ def test_the_files_script_writes_each_file_whole_and_again_the_same(tmp_path: Pa
     root.mkdir()
     for _ in range(2):
         run = subprocess.run(["sh", str(script)], env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True)
-        assert run.returncode == 0 and run.stdout.strip() == "files: 7 written", run.stdout + run.stderr
+        assert run.returncode == 0 and run.stdout.strip() == "files: 15 written", run.stdout + run.stderr
     rendered = generate_files(stack)
     written = root / "srv/media/config/generated/prometheus/prometheus.yml"
     assert written.read_text() == rendered["prometheus/prometheus.yml"]

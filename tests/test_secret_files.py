@@ -24,7 +24,7 @@ NO_FILE_FORM: set[tuple[str, str]] = set()
 
 def test_every_secret_a_catalog_entry_passes_has_a_file_form_its_image_documents() -> None:
     missing = {
-        (s.name, key) for s in CATALOG.values() for key in s.secret_env if s.facts and not s.facts.file_variable(key)
+        (s.name, key) for s in CATALOG.values() for key in s.secret_env if s.facts and s.facts.file_form(key) is None
     }
     assert missing == NO_FILE_FORM
     for s in CATALOG.values():
@@ -132,3 +132,24 @@ def test_the_proxy_template_passes_haproxy_and_opens_only_the_readers_paths(tmp_
     assert len(allows) == 4 and all(line.endswith("-m bool }") and "$ }" in line for line in allows)
     assert "/containers/[a-zA-Z0-9_.-]+/json$" in allows[0]
     assert "http-request deny unless METH_GET\n" in rendered and "env(POST)" not in rendered
+
+
+def test_unpackerr_takes_its_keys_files_behind_filepath_and_seerr_has_no_key_in_its_environment() -> None:
+    result = plan("prod")
+    containers = {r.inputs["name"]: r.inputs for r in result.resources if r.type == CONTAINER}
+    unpackerr = containers["unpackerr"]
+    # golift/cnfgfile reads the file a string field names behind `filepath:` (Unpackerr pkg/unpackerr/start.go).
+    assert "UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key" in unpackerr["envs"]
+    assert "UN_RADARR_0_API_KEY=filepath:/run/secrets/radarr-api-key" in unpackerr["envs"]
+    (mount,) = [m for m in unpackerr["mounts"] if m["target"] == "/run/secrets"]
+    assert mount["source"] == "/srv/media/config/secrets/unpackerr" and mount["readOnly"] is True
+    step = next(r for r in result.resources if r.name == "media-nas-storage-secrets")
+    assert "/srv/media/config/secrets/unpackerr/sonarr-api-key" in step.inputs["delete"]
+    seerr = containers["seerr"]
+    assert not [e for e in seerr["envs"] if "API_KEY" in e] and not [
+        m for m in seerr["mounts"] if m["target"] == "/run/secrets"
+    ], "Seerr's key is seeded into its settings.json (test_seeds.py)"
+    swarm = next(r for r in plan("cluster").resources if r.name.endswith("-unpackerr-service"))
+    spec = swarm.inputs["taskSpec"]["containerSpec"]
+    assert spec["env"]["UN_SONARR_0_API_KEY"] == "filepath:/run/secrets/sonarr-api-key"
+    assert "/run/secrets/sonarr-api-key" in [f["fileName"] for f in spec["secrets"]]

@@ -17,14 +17,16 @@ from mediastack.generate.seeds import (
     PBKDF2_ROUNDS,
     QBITTORRENT_CONF,
     SABNZBD_INI,
+    SEERR_SETTINGS,
     SecretPlaceholders,
     seed_files,
+    seed_owners,
     seed_script,
 )
 from mediastack.model.config import StackConfig
 
 SECRETS = {"qbittorrent-password": "s3cret-pass", "sabnzbd-api-key": "f" * 32, "bazarr-api-key": "0" * 32,
-           "sabnzbd-password": "sab-pass", "bazarr-password": "bazarr-pass"}  # fmt: skip
+           "sabnzbd-password": "sab-pass", "bazarr-password": "bazarr-pass", "seerr-api-key": "e" * 32}  # fmt: skip
 
 
 def prod() -> StackConfig:
@@ -114,3 +116,27 @@ def test_rendered_seeds_name_their_secrets_instead_of_holding_them() -> None:
     files = seed_files(prod(), frozenset({"sabnzbd", "bazarr"}), SecretPlaceholders())
     text = "".join(files.values())
     assert "api_key = [secret sabnzbd-api-key]" in text and 'apikey: "[secret bazarr-api-key]"' in text
+
+
+def test_seerr_gets_its_key_in_its_settings_as_its_own_user(tmp_path: Path) -> None:
+    """Seerr merges settings.json over its defaults and keeps main.apiKey (seerr-team/seerr v3.1.0
+    server/lib/settings/index.ts); it runs as the image's node user (1000), not as the stack's identity."""
+    import json
+
+    config = prod()
+    enabled = frozenset({"seerr", "qbittorrent"})
+    files = seed_files(config, enabled, SECRETS)
+    path = f"/srv/media/config/seerr/{SEERR_SETTINGS}"
+    assert json.loads(files[path]) == {"main": {"apiKey": "e" * 32}}
+    assert seed_owners(config, enabled) == {path: "1000:1000"}
+    assert seed_owners(config, frozenset({"qbittorrent"})) == {}
+    script = seed_script(files, 1234, 1235, seed_owners(config, enabled))
+    done = subprocess.run(["sh", "-c", script], env={**os.environ, "ROOT": str(tmp_path)}, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / path.lstrip("/")
+    assert json.loads(written.read_text())["main"]["apiKey"] == "e" * 32
+    assert written.stat().st_mode & 0o777 == 0o600
+    if os.getuid() == 0:  # the step runs as root on the host; the owners are what it chowns to
+        assert (written.stat().st_uid, written.parent.stat().st_uid) == (1000, 1000)
+        qbt = tmp_path / f"srv/media/config/qbittorrent/{QBITTORRENT_CONF}".lstrip("/")
+        assert (qbt.stat().st_uid, qbt.stat().st_gid) == (1234, 1235)

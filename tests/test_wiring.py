@@ -29,6 +29,7 @@ from fake_apps import (
     FakeJellyfin,
     FakeQbittorrent,
     FakeSabnzbd,
+    FakeSeerr,
     serve,
     traefik,
 )
@@ -38,9 +39,10 @@ from mediastack.model.config import StackConfig
 from mediastack.plan.resolve import resolve
 from mediastack.wiring.client import AppClient, Retry, WiringError
 from mediastack.wiring.items import QbittorrentCategory
-from mediastack.wiring.provider import Item, WiringProvider, pipeline_items
+from mediastack.wiring.provider import SEERR_DEFAULTS, Item, WiringProvider, _companions, pipeline_items
 
 FAST = {"attempts": 4, "first_delay_s": 0.01, "max_delay_s": 0.02, "timeout_s": 5}
+PROFILES = {1: {"id": 1, "name": "Any"}, 2: {"id": 2, "name": "SD"}, 3: {"id": 3, "name": "HD-720p"}}
 SECRETS = {
     "sonarr-api-key": "a" * 32,
     "radarr-api-key": "b" * 32,
@@ -55,6 +57,7 @@ SECRETS = {
     "bazarr-password": "bazarr-login-pass",
     "jellyfin-admin-password": "jellyfin-login-pass",
     "immich-admin-password": "immich-login-pass",
+    "seerr-api-key": "f" * 32,
 }
 
 
@@ -68,6 +71,7 @@ class Apps:
     sabnzbd: FakeSabnzbd
     jellyfin: FakeJellyfin
     immich: FakeImmich
+    seerr: FakeSeerr
     urls: dict[str, str]
 
     @property
@@ -94,7 +98,16 @@ def apps() -> Iterator[Apps]:
         "sabnzbd": FakeSabnzbd(api_key=SECRETS["sabnzbd-api-key"]),
         "jellyfin": FakeJellyfin(),
         "immich": FakeImmich(),
+        "seerr": FakeSeerr(api_key=SECRETS["seerr-api-key"]),
     }
+    # What Seerr reaches on the backend network, and what it reads there: the first profiles Sonarr and Radarr
+    # make on their first start (QualityProfileService), Jellyfin's libraries.
+    fakes["seerr"].reaches = {("jellyfin", 8096): fakes["jellyfin"], ("sonarr", 8989): fakes["sonarr"],
+                              ("radarr", 7878): fakes["radarr"]}  # type: ignore[attr-defined]  # fmt: skip
+    for arr in ("sonarr", "radarr"):
+        fakes[arr].collections["qualityprofile"] = json.loads(json.dumps(PROFILES))  # type: ignore[attr-defined]
+    fakes["jellyfin"].libraries = [{"key": "a1", "title": "Films", "type": "movie"},
+                                   {"key": "b2", "title": "Series", "type": "show"}]  # type: ignore[attr-defined]  # fmt: skip
     with ExitStack() as stack:
         urls = {name: stack.enter_context(serve(app)) for name, app in fakes.items()}
         yield Apps(urls=urls, **fakes)  # type: ignore[arg-type]
@@ -108,7 +121,11 @@ def up(items: list[Item]) -> dict[str, dict[str, Any]]:
 
 def state(fake: FakeApp) -> str:
     """What an app holds, without the bookkeeping of requests and sessions."""
-    kept = {k: v for k, v in vars(fake).items() if k not in ("requests", "sessions", "not_ready_for", "unrouted_for")}
+    kept = {
+        k: v
+        for k, v in vars(fake).items()
+        if k not in ("requests", "sessions", "not_ready_for", "unrouted_for", "reaches")
+    }
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -186,8 +203,10 @@ def test_update_changes_the_item_in_place_and_delete_removes_it(apps: Apps) -> N
     assert provider.diff("id", outs["sonarr-root-folder"], moved).replaces == ["body"]
     for suffix in reversed(list(items)):
         provider.delete("id", outs[suffix])
-    for fake in (apps.sonarr, apps.radarr, apps.prowlarr):
-        assert all(not items for items in fake.collections.values())
+    for fake in (apps.sonarr, apps.radarr, apps.prowlarr):  # what the apps had before: their profiles, a tag
+        assert all(not items for name, items in fake.collections.items() if name not in ("qualityprofile", "tag"))
+    assert [t["label"] for t in apps.prowlarr.collections["tag"].values()] == ["flaresolverr"]
+    assert apps.seerr.servers == {"sonarr": [], "radarr": []}
     assert apps.qbittorrent.categories == {} and list(apps.sabnzbd.categories) == ["*"]
     assert apps.bazarr.settings["general"] == {"use_sonarr": False, "use_radarr": False}
     # Deleting what is already gone is not an error (someone removed it by hand).
@@ -301,6 +320,8 @@ EARLIER_WIRINGS = {
 }  # fmt: skip
 LOGINS = {"sonarr-login", "radarr-login", "prowlarr-login", "sabnzbd-login", "bazarr-login", "jellyfin-admin",
           "immich-admin"}  # fmt: skip
+# Issue 19: the companion apps' wirings (Seerr's admin is a login too, made with Jellyfin's admin password).
+COMPANIONS = {"seerr-admin", "seerr-sonarr", "seerr-radarr", "prowlarr-flaresolverr"}
 
 
 def test_the_program_wires_with_secrets_and_in_order() -> None:
@@ -308,7 +329,7 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
     wiring = {
         r.name.removeprefix("media-wiring-"): r for r in result.resources if r.type.startswith("pulumi-python:dynamic")
     }
-    assert set(wiring) == EARLIER_WIRINGS | LOGINS | {"qbittorrent-auto-tmm"}
+    assert set(wiring) == EARLIER_WIRINGS | LOGINS | {"qbittorrent-auto-tmm"} | COMPANIONS
     urn = "urn:pulumi:prod::mediastack::mediastack:wiring:PipelineWiring$pulumi-python:dynamic:Resource::"
     assert all(wiring[s].urn == urn + f"media-wiring-{s}" for s in EARLIER_WIRINGS)  # unchanged URNs
     by_urn = {r.urn: r.name for r in result.resources}
@@ -333,6 +354,20 @@ def test_the_program_wires_with_secrets_and_in_order() -> None:
     assert "media-wiring-sonarr-root-folder" in waits_for("prowlarr-sonarr")
     assert "media-jellyfin-container" in waits_for("jellyfin-admin")
     assert "media-immich-server-container" in waits_for("immich-admin")
+    # Seerr logs in to Jellyfin as its admin; its Sonarr entry reads the root folder the pipeline makes.
+    assert {"media-wiring-jellyfin-admin", "media-seerr-container"} <= waits_for("seerr-admin")
+    assert {"media-wiring-seerr-admin", "media-wiring-sonarr-root-folder"} <= waits_for("seerr-sonarr")
+    assert "media-prowlarr-container" in waits_for("prowlarr-flaresolverr")
+    # Seerr made public: its route opens once its admin exists, with Jellyfin's and Immich's.
+    public = raw_config("prod")
+    public["exposure"] = {**public.get("exposure", {}), "public": ["jellyfin", "immich-server", "seerr"]}
+    opened = plan_config(public).resources
+    (gate,) = [r for r in opened if r.name.endswith("-public-routes")]
+    names = {r.urn: r.name for r in opened}
+    assert {"media-wiring-seerr-admin", "media-wiring-jellyfin-admin"} <= {names[d] for d in gate.dependencies}
+    assert wiring["seerr-sonarr"].inputs["body"]["apiKey"] == "[secret]"
+    assert wiring["seerr-admin"].inputs["health"] == "/api/v1/status/appdata"
+    assert wiring["seerr-admin"].inputs["password"] == "[secret]" == wiring["seerr-admin"].inputs["api_key"]
     # Every login's password is a generated secret, exported in `credentials`.
     generated = {
         r.name.removeprefix("media-")
@@ -361,7 +396,7 @@ def test_a_first_up_waits_until_traefik_routes_each_app(apps: Apps) -> None:
     for fake in apps.all.values():
         fake.unrouted_for = 3
     outs = up(apps.items())
-    assert len(outs) == 22
+    assert len(outs) == 26
     for name, fake in apps.all.items():
         assert fake.requests[:4] == [("GET", urllib.parse.urlsplit(fake.health).path)] * 4, name
     assert apps.sonarr.find("rootfolder", "path", "/data/media/tv")
@@ -660,14 +695,14 @@ def test_state_from_the_previous_version_loads_and_works(apps: Apps, tmp_path: A
         pytest.skip(f"commit {commit} is not in this clone")
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
     if version == "before-issue-21":  # no logins yet: no Jellyfin/Immich wiring, no login secrets
-        old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich")}
+        old_urls = {k: v for k, v in apps.urls.items() if k not in ("jellyfin", "immich", "seerr")}
         old_secrets = {
             k: v for k, v in SECRETS.items() if "admin" not in k and k not in ("sabnzbd-password", "bazarr-password")
         }
         expected = EARLIER_WIRINGS
     else:
-        old_urls = {("immich-server" if k == "immich" else k): v for k, v in apps.urls.items()}
-        old_secrets, expected = dict(SECRETS), {i.suffix for i in apps.items()}
+        old_urls = {("immich-server" if k == "immich" else k): v for k, v in apps.urls.items() if k != "seerr"}
+        old_secrets, expected = dict(SECRETS), {i.suffix for i in apps.items()} - COMPANIONS
     raw = {**raw_config("prod"), "wiring": {"urls": old_urls}}
     done = subprocess.run(
         [sys.executable, "-c", _OLD_PROGRAM, str(tmp_path), json.dumps(raw), json.dumps(old_secrets), json.dumps(FAST)],
@@ -758,3 +793,278 @@ def test_the_qbittorrent_wiring_against_the_real_program(real_qbittorrent: str) 
     with QbittorrentCategory().client(items["qbittorrent-tv-category"].props) as api:
         categories = api.json("GET", "/api/v2/torrents/categories")
     assert {k: v["savePath"] for k, v in categories.items()} == {"tv": "/data/torrents/series"}
+
+
+# -- issue 19: the companion apps (Seerr; FlareSolverr as Prowlarr's indexer proxy) ---------------------------
+@dataclass
+class Companions:
+    apps: Apps
+
+    @property
+    def seerr(self) -> FakeSeerr:
+        return self.apps.seerr
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.apps.urls
+
+    def items(self) -> dict[str, Item]:
+        """The companions' wirings in prod, which enables them all."""
+        return {i.suffix: i for i in self.apps.items() if i.suffix in COMPANIONS}
+
+    def prerequisites(self) -> None:
+        """Jellyfin's admin and the *arr root folders, as the pipeline wires them first."""
+        wanted = ("jellyfin-admin", "sonarr-root-folder", "radarr-root-folder")
+        up([i for i in self.apps.items() if i.suffix in wanted])
+
+
+@pytest.fixture
+def companions(apps: Apps) -> Companions:
+    return Companions(apps)
+
+
+def test_seerr_is_set_up_through_jellyfin_with_sonarr_and_radarr(companions: Companions) -> None:
+    companions.apps.sonarr.collections["rootfolder"] = {50: {"id": 50, "path": "/data/media/anime"}}  # the user's
+    companions.prerequisites()
+    items = companions.items()
+    assert items["seerr-admin"].after == ("jellyfin-admin",)
+    assert items["seerr-sonarr"].after == ("seerr-admin", "sonarr-root-folder")
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")])
+    seerr, jellyfin = companions.seerr, companions.apps.jellyfin
+    assert outs["seerr-admin"]["item_id"] == "admin" and seerr.initialized
+    assert seerr.users == [{"id": 1, "jellyfinUsername": "admin", "email": "admin@media.example.org",
+                            "permissions": ["ADMIN"]}]  # fmt: skip
+    assert (seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.jellyfin["port"]) == (2, "jellyfin", 8096)
+    assert jellyfin.api_keys == ["Seerr"]
+    assert [(lib["name"], lib["enabled"]) for lib in seerr.jellyfin["libraries"]] == [("Films", True), ("Series", True)]
+    calls = [path for _, path in seerr.calls]
+    assert calls.index("/api/v1/auth/jellyfin") < calls.index("/api/v1/settings/jellyfin/library")
+    assert calls[-1] == "/api/v1/settings/radarr" and "/api/v1/settings/initialize" in calls
+    assert calls.index("/api/v1/settings/initialize") < calls.index("/api/v1/settings/sonarr/test")
+    (sonarr,) = seerr.servers["sonarr"]
+    assert sonarr == {
+        **SEERR_DEFAULTS["sonarr"], "name": "Sonarr", "hostname": "sonarr", "port": 8989,
+        "apiKey": SECRETS["sonarr-api-key"], "useSsl": False, "baseUrl": "", "is4k": False, "isDefault": True,
+        "activeProfileId": 1, "activeProfileName": "Any", "activeDirectory": "/data/media/tv", "id": 0,
+    }  # fmt: skip
+    (radarr,) = seerr.servers["radarr"]
+    assert (radarr["id"], radarr["activeDirectory"], radarr["minimumAvailability"]) == (
+        0,
+        "/data/media/movies",
+        "released",
+    )
+    assert outs["seerr-sonarr"]["item_id"] == "0" == outs["seerr-radarr"]["item_id"]
+    provider = WiringProvider()
+    assert all(provider.read(f"id-{s}", o).id == f"id-{s}" for s, o in outs.items())
+
+
+def test_seerr_before_jellyfin_has_a_library_is_still_set_up(companions: Companions) -> None:
+    companions.apps.jellyfin.libraries = []  # a new Jellyfin: Seerr's sync answers 404 SyncErrorNoLibraries
+    companions.prerequisites()
+    up([companions.items()["seerr-admin"]])
+    assert companions.seerr.initialized and companions.seerr.jellyfin["libraries"] == []
+
+
+def test_seerr_is_adopted_without_a_second_setup(companions: Companions) -> None:
+    companions.prerequisites()
+    items = companions.items()
+    seerr_items = [items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")]
+    outs = up(seerr_items)
+    before = state(companions.seerr)
+    # A create over what exists (state lost): the admin logs in without a hostname (with one, Seerr answers 500
+    # "Jellyfin hostname already configured"), no second Jellyfin key, no second entry.
+    again = up(seerr_items)
+    assert {k: v["item_id"] for k, v in again.items()} == {k: v["item_id"] for k, v in outs.items()}
+    assert state(companions.seerr) == before and companions.apps.jellyfin.api_keys == ["Seerr"]
+    assert ("POST", "/api/v1/settings/initialize") in companions.seerr.writes  # once, by the first up
+    assert companions.seerr.writes.count(("POST", "/api/v1/settings/initialize")) == 1
+    # A Radarr entry made by hand with the same host and port is updated, not doubled; the user's choices stay.
+    companions.seerr.servers["radarr"] = [
+        {"id": 4, "name": "Movies", "hostname": "radarr", "port": 7878, "apiKey": "old", "useSsl": False,
+         "activeProfileId": 3, "activeProfileName": "HD-720p", "activeDirectory": "/data/media/movies",
+         "is4k": False, "isDefault": True, "minimumAvailability": "inCinemas", "syncEnabled": True},
+    ]  # fmt: skip
+    adopted = up([items["seerr-radarr"]])
+    assert adopted["seerr-radarr"]["item_id"] == "4"
+    (radarr,) = companions.seerr.servers["radarr"]
+    assert (radarr["apiKey"], radarr["name"], radarr["baseUrl"]) == (SECRETS["radarr-api-key"], "Radarr", "")
+    assert (radarr["activeProfileId"], radarr["minimumAvailability"], radarr["syncEnabled"]) == (3, "inCinemas", True)
+
+
+def test_seerr_half_set_up_is_finished(companions: Companions) -> None:
+    """An up stopped after Seerr made its admin: the next one neither re-sends the hostname nor makes a key."""
+    companions.prerequisites()
+    item = companions.items()["seerr-admin"]
+    with AppClient("seerr", companions.urls["seerr"], retry=Retry(**FAST)) as api:
+        login = {"username": "admin", "password": SECRETS["jellyfin-admin-password"], "hostname": "jellyfin",
+                 "port": 8096, "serverType": 2}  # fmt: skip
+        api.request("POST", "/api/v1/auth/jellyfin", json=login)
+    up([item])
+    assert companions.seerr.initialized and companions.apps.jellyfin.api_keys == ["Seerr"]
+    assert [lib["enabled"] for lib in companions.seerr.jellyfin["libraries"]] == [True, True]
+    # Its database lost but not its settings (Jellyfin configured, no admin): the admin is made again by a login
+    # without the hostname (Seerr answers 500 "Jellyfin hostname already configured" to one with it).
+    companions.seerr.users, companions.seerr.initialized = [], False
+    up([item])
+    assert companions.seerr.initialized and companions.seerr.users[0]["jellyfinUsername"] == "admin"
+
+
+def test_seerr_with_an_admin_of_its_own_is_left_as_it_is(companions: Companions) -> None:
+    companions.prerequisites()
+    companions.apps.jellyfin.users["me"] = "my-own"
+    seerr = companions.seerr
+    seerr.users = [{"id": 1, "jellyfinUsername": "me", "email": "me", "permissions": ["ADMIN"]}]
+    seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.initialized = 2, "jellyfin", True
+    outs = up([companions.items()["seerr-admin"]])
+    assert outs["seerr-admin"]["item_id"] == "existing"
+    assert [u["jellyfinUsername"] for u in seerr.users] == ["me"]  # no user made by logging in as the stack's admin
+
+
+def test_seerr_set_up_with_a_key_of_its_own_gets_the_stacks(companions: Companions) -> None:
+    """A settings.json from before the stack is kept (the seed never overwrites): its admin, the stack's
+    Jellyfin admin, hands Seerr the stack's key, which the Sonarr and Radarr entries then use."""
+    companions.prerequisites()
+    items = companions.items()
+    up([items["seerr-admin"]])
+    companions.seerr.api_key = "its-own-key"
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr")])
+    assert outs["seerr-admin"]["item_id"] == "admin" and companions.seerr.api_key == SECRETS["seerr-api-key"]
+    assert ("POST", "/api/v1/settings/main") in companions.seerr.writes
+    assert [u["jellyfinUsername"] for u in companions.seerr.users] == ["admin"]
+    assert len(companions.seerr.servers["sonarr"]) == 1
+
+
+def test_seerr_with_another_admin_and_key_is_named_not_changed(companions: Companions) -> None:
+    companions.prerequisites()
+    seerr = companions.seerr
+    seerr.users = [{"id": 1, "jellyfinUsername": "me", "email": "me", "permissions": ["ADMIN"]}]
+    seerr.main["mediaServerType"], seerr.jellyfin["ip"], seerr.initialized = 2, "jellyfin", True
+    seerr.api_key = "its-own-key"
+    with pytest.raises(WiringError) as error:
+        up([companions.items()["seerr-admin"]])
+    assert str(error.value).startswith("seerr was set up before the stack, with an API key of its own and an admin")
+    assert "mediastack:services.seerr.enabled: false" in str(error.value)
+    assert seerr.api_key == "its-own-key" and ("POST", "/api/v1/settings/main") not in seerr.writes
+
+
+def test_seerr_entries_are_updated_in_place_and_deleted(companions: Companions) -> None:
+    companions.prerequisites()
+    items = companions.items()
+    outs = up([items[s] for s in ("seerr-admin", "seerr-sonarr", "seerr-radarr")])
+    seerr, provider = companions.seerr, WiringProvider()
+    seerr.servers["sonarr"][0].update(activeProfileId=2, activeProfileName="SD", syncEnabled=True)  # the user's
+    # A new Sonarr key: the whole entry is PUT back with it, the user's choices with it.
+    changed = json.loads(json.dumps(items["seerr-sonarr"].props))
+    changed["body"]["apiKey"] = "9" * 32
+    assert provider.diff("id", outs["seerr-sonarr"], changed).replaces == []
+    updated = provider.update("id", outs["seerr-sonarr"], changed).outs or {}
+    assert updated["item_id"] == "0"
+    (sonarr,) = seerr.servers["sonarr"]
+    assert (sonarr["apiKey"], sonarr["activeProfileId"], sonarr["syncEnabled"]) == ("9" * 32, 2, True)
+    assert ("PUT", "/api/v1/settings/sonarr/0") in seerr.writes
+    # A new Jellyfin password reaches Seerr's login (Seerr asks Jellyfin).
+    companions.apps.jellyfin.users["admin"] = "rotated"
+    admin = {**items["seerr-admin"].props, "password": "rotated"}
+    assert provider.update("id", outs["seerr-admin"], admin).outs["item_id"] == "admin"  # type: ignore[index]
+    # Refresh notices an entry removed by hand; delete removes what the wiring made, and a second delete is fine.
+    seerr.servers["radarr"].clear()
+    assert provider.read("id", outs["seerr-radarr"]).id == ""
+    provider.delete("id", outs["seerr-sonarr"])
+    provider.delete("id", outs["seerr-sonarr"])
+    provider.delete("id", outs["seerr-admin"])
+    assert seerr.servers["sonarr"] == [] and seerr.initialized  # the login outlives its wiring
+
+
+def test_seerr_without_a_root_folder_in_sonarr_says_which_wiring_comes_first(companions: Companions) -> None:
+    up([i for i in companions.apps.items() if i.suffix == "jellyfin-admin"])
+    items = companions.items()
+    up([items["seerr-admin"]])
+    with pytest.raises(WiringError) as error:
+        up([items["seerr-sonarr"]])
+    assert str(error.value) == (
+        "seerr found no quality profile or no root folder in sonarr (3 profiles, 0 root folders); "
+        "the sonarr-root-folder wiring makes the root folder first"
+    )
+    assert companions.seerr.servers["sonarr"] == []
+
+
+def test_companions_are_wired_only_with_what_they_connect() -> None:
+    """`_companions` fed catalog-like stubs: which apps are enabled, and each one's web port."""
+    made: dict[str, Item] = {}
+
+    def wired(enabled: set[str]) -> set[str]:
+        made.clear()
+
+        def wire(suffix: str, app: str, kind: str, props: dict[str, Any], after: tuple[str, ...] = ()) -> str:
+            made[suffix] = Item(suffix, app, kind, props, after)
+            return suffix
+
+        ports = {"jellyfin": 8096, "sonarr": 8989, "radarr": 7878, "flaresolverr": 8191}
+        _companions(StackConfig.model_validate(raw_config("prod")), frozenset(enabled), SECRETS, wire, ports.get)
+        return set(made)
+
+    assert wired({"seerr", "jellyfin", "sonarr", "radarr", "prowlarr", "flaresolverr"}) == COMPANIONS
+    assert wired({"seerr", "jellyfin", "radarr", "prowlarr"}) == {"seerr-admin", "seerr-radarr"}
+    assert made["seerr-radarr"].props["body"]["port"] == 7878
+    assert wired({"seerr", "sonarr", "radarr", "flaresolverr"}) == set()  # no Jellyfin, no Prowlarr
+    assert wired({"flaresolverr", "prowlarr"}) == {"prowlarr-flaresolverr"}
+    assert made["prowlarr-flaresolverr"].props["body"]["fields"] == [
+        {"name": "host", "value": "http://flaresolverr:8191/"}
+    ]
+
+
+def test_flaresolverr_is_prowlarrs_tagged_indexer_proxy(companions: Companions) -> None:
+    prowlarr, provider = companions.apps.prowlarr, WiringProvider()
+    item = companions.items()["prowlarr-flaresolverr"]
+    outs = up([item])["prowlarr-flaresolverr"]
+    ((tag_id, tag),) = prowlarr.collections["tag"].items()
+    assert tag == {"id": tag_id, "label": "flaresolverr"}
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert str(proxy["id"]) == outs["item_id"] and proxy["tags"] == [tag_id]
+    assert (proxy["implementation"], proxy["configContract"]) == ("FlareSolverr", "FlareSolverrSettings")
+    assert (field(proxy, "host"), field(proxy, "requestTimeout")) == ("http://flaresolverr:8191/", 60)
+    # Saved without the test that needs the internet: created untagged (not enabled), then tagged with forceSave.
+    assert prowlarr.writes == [
+        ("POST", "/api/v1/indexerProxy"), ("POST", "/api/v1/tag"), ("PUT", f"/api/v1/indexerProxy/{proxy['id']}")
+    ]  # fmt: skip
+    # A second up (state lost) adopts it: nothing written.
+    prowlarr.requests.clear()
+    assert up([item])["prowlarr-flaresolverr"]["item_id"] == outs["item_id"] and prowlarr.writes == []
+    assert provider.read("id", outs).id == "id"
+    # The user's own tag and timeout stay; a proxy named in another case is the same one.
+    proxy.update(name="flaresolverr", tags=[tag_id, 77])
+    next(f for f in proxy["fields"] if f["name"] == "requestTimeout")["value"] = 120
+    moved = json.loads(json.dumps(item.props))
+    moved["body"]["fields"] = [{"name": "host", "value": "http://flaresolverr:8192/"}]
+    assert provider.diff("id", outs, moved).replaces == []
+    assert provider.update("id", outs, moved).outs["item_id"] == outs["item_id"]  # type: ignore[index]
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert (proxy["name"], sorted(proxy["tags"]), field(proxy, "requestTimeout")) == ("flaresolverr", [tag_id, 77], 120)
+    assert field(proxy, "host") == "http://flaresolverr:8192/"
+    # Delete removes the proxy and leaves the tag (the user's indexers carry it); a second delete is fine.
+    provider.delete("id", outs)
+    provider.delete("id", outs)
+    assert prowlarr.collections["indexerProxy"] == {} and list(prowlarr.collections["tag"]) == [tag_id]
+    assert provider.read("id", outs).id == ""
+
+
+def test_flaresolverr_reuses_a_tag_the_user_made(companions: Companions) -> None:
+    prowlarr = companions.apps.prowlarr
+    prowlarr.collections["tag"] = {9: {"id": 9, "label": "flaresolverr"}}
+    up([companions.items()["prowlarr-flaresolverr"]])
+    (proxy,) = prowlarr.collections["indexerProxy"].values()
+    assert proxy["tags"] == [9] and list(prowlarr.collections["tag"]) == [9]
+
+
+def test_seerr_refusing_the_stacks_jellyfin_admin_says_why(companions: Companions) -> None:
+    """Jellyfin adopted with an admin of its own (jellyfin-admin `existing`): the stack's password is not Jellyfin's."""
+    companions.prerequisites()
+    companions.apps.jellyfin.users["admin"] = "changed-by-hand"
+    with pytest.raises(WiringError) as error:
+        up([companions.items()["seerr-admin"]])
+    assert str(error.value) == (
+        "seerr refused the login of Jellyfin's admin (HTTP 401: InvalidCredentials); Seerr's admin is the stack's "
+        "Jellyfin admin: check that jellyfin-admin is wired (not adopted as an existing admin) or set "
+        "mediastack:wiring.enabled to false"
+    )
+    assert not companions.seerr.users and not companions.seerr.initialized

@@ -48,8 +48,10 @@ class ImageFacts:
     engine: str = ""  # a Docker Engine / API version it needs
     # Mode of the host directories it writes (None: from identity.umask, for images that run as PUID).
     dir_mode: int | None = None
-    # How it reads a secret from a file: (variable, the variable naming its file as a pattern of {key}); "*" for
-    # any variable. A variable not listed has no file form in this image.
+    # How it reads a secret from a file: (variable, form); "*" for any variable. The form is a pattern of {key}:
+    # the variable naming the file ("{key}_FILE": its value is the file's path), or "{key}=<prefix>{path}" when
+    # the variable itself takes the path behind a prefix (Unpackerr's "filepath:"), or "" when no variable names it
+    # (the config file the stack generates names the path). A variable not listed has no file form in this image.
     file_env: tuple[tuple[str, str], ...] = ()
     sources: tuple[Source, ...] = ()
     unverified: tuple[str, ...] = ()  # "<fact>: <why it could not be read upstream>"
@@ -61,13 +63,24 @@ class ImageFacts:
     def binary_names(self) -> frozenset[str]:
         return frozenset(b.rsplit("/", 1)[-1] for b in self.binaries) | frozenset(self.binaries)
 
-    def file_variable(self, key: str) -> str | None:
-        """The variable that names a file holding `key`'s value, or None when the image reads it only from its
-        environment."""
+    def file_form(self, key: str) -> str | None:
+        """How the image reads `key`'s value from a file (the form of `file_env`, its {key} filled in; {path}
+        stays), or None when it reads it only from its environment."""
         for variable, pattern in self.file_env:
             if variable in (key, "*"):
-                return pattern.format(key=key)
+                return pattern.replace("{key}", key)
         return None
+
+    def file_env_line(self, key: str, path: str) -> tuple[str, str] | None:
+        """The (variable, value) that points the image at `key`'s file at `path`; None when the generated config
+        names the file instead (or the image has no file form)."""
+        form = self.file_form(key)
+        if not form:
+            return None
+        if "=" in form:
+            variable, value = form.split("=", 1)
+            return variable, value.replace("{path}", path)
+        return form, path
 
     def sources_for(self, fact: str) -> tuple[Source, ...]:
         return tuple(s for s in self.sources if fact in s.facts)
@@ -138,9 +151,12 @@ def _lsio(name: str, tag: str, base: Source, *extra: Source, unverified: tuple[s
 
 _JELLYFIN = "linuxserver/docker-jellyfin"
 _EXPORTARR = "onedr0p/exportarr"
+_FLARESOLVERR = "FlareSolverr/FlareSolverr"
+_UNPACKERR = "Unpackerr/unpackerr"
 _IMMICH_PG = "immich-app/base-images"
 _PG = "docker-library/postgres"
 _OFFICIAL = "docker-library/official-images"
+_RECYCLARR = "recyclarr/recyclarr"
 
 IMAGE_FACTS: dict[str, ImageFacts] = {
     f.image: f
@@ -269,6 +285,41 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     "busybox wget from alpine",
                 ),
             ),
+        ),
+        ImageFacts(
+            image="ghcr.io/seerr-team/seerr",
+            tag="v3.1.0",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="none: CMD npm start as USER node (1000); the image has no init process (init: true wanted)",
+            caps=(),
+            binaries=("/usr/local/bin/node", "/bin/sh", "/usr/bin/wget"),
+            writes=("/app/config", "/tmp"),
+            sources=(
+                Source(
+                    "seerr-team/seerr",
+                    ".github/workflows/release.yml",
+                    "v3.1.0",
+                    ("tag",),
+                    "ghcr.io/seerr-team/seerr, tag type=raw,value=${{github.ref_name}} (v3.1.0); amd64, arm64",
+                ),
+                Source(
+                    "seerr-team/seerr",
+                    "Dockerfile",
+                    "v3.1.0",
+                    ("user", "entrypoint", "binaries", "writes"),
+                    "FROM node:22.22.0-alpine3.22; USER node:node; COPY --chown=node:node; CMD npm start; "
+                    "config in /app/config (server/utils/appDataVolume.ts)",
+                ),
+                Source(
+                    "nodejs/docker-node",
+                    "22/alpine3.22/Dockerfile",
+                    "0001669cfeee81ddd41a0a16be9321e8a1bf2354",
+                    ("user", "binaries"),
+                    "adduser -u 1000 node; /usr/local/bin/node; alpine's busybox wget",
+                ),
+            ),
+            unverified=("writes: Next's .next/cache under /app may be written (ImageFader unoptimized: false)",),
         ),
         _lsio("sonarr", "4.0.15", LSIO_ALPINE_BASE),
         _lsio("radarr", "5.27.5", LSIO_ALPINE_BASE),
@@ -789,6 +840,98 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
             ),
         ),
         ImageFacts(
+            image="ghcr.io/flaresolverr/flaresolverr",
+            tag="v3.5.0",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="none: /usr/bin/dumb-init -- python -u /app/flaresolverr.py as user flaresolverr",
+            caps=(),
+            binaries=("/usr/bin/curl", "/usr/local/bin/python", "/usr/bin/dumb-init"),
+            writes=("/tmp", "/app/.local", "/app/.config"),
+            sources=(
+                Source(
+                    _FLARESOLVERR,
+                    "Dockerfile",
+                    "v3.5.0",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM python:3.11-slim-bookworm; apt chromium, curl, dumb-init, procps; useradd flaresolverr; "
+                    "USER flaresolverr; ENTRYPOINT dumb-init",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    ".github/workflows/release-docker.yml",
+                    "v3.5.0",
+                    ("tag",),
+                    "ghcr.io/flaresolverr/flaresolverr, tags v{{version}}",
+                ),
+                Source(
+                    _FLARESOLVERR,
+                    "src/undetected_chromedriver/patcher.py",
+                    "v3.5.0",
+                    ("writes",),
+                    "the patched driver under ~/.local/share (/app); Chromium profiles in /tmp",
+                ),
+            ),
+            unverified=(
+                "user: useradd without -u on Debian; 1000 is Debian's UID_MIN, not stated upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/unpackerr/unpackerr",
+            tag="v0.15.2",
+            user="0:0",
+            starts_as_root=False,
+            entrypoint="none: /unpackerr (no chown, no privilege drop); the stack runs it as its identity",
+            caps=(),
+            binaries=("/unpackerr", "/bin/sh", "/usr/bin/wget"),
+            writes=(),
+            # The variable itself takes the path: UN_SONARR_0_API_KEY=filepath:/run/secrets/sonarr-api-key.
+            file_env=(("*", "{key}=filepath:{path}"),),
+            sources=(
+                Source(
+                    _UNPACKERR,
+                    "pkg/unpackerr/start.go",
+                    "v0.15.2",
+                    ("secrets",),
+                    'after the config file and the UN_ variables, cnfgfile.Parse(config, Opts{Prefix: "filepath:"}) '
+                    "replaces every string field whose value starts `filepath:` with that file's text",
+                ),
+                Source(
+                    "golift/cnfgfile",
+                    "filepath.go",
+                    "a5436d84eb48 (unpackerr v0.15.2's go.mod)",
+                    ("secrets",),
+                    "the path after the prefix is trimmed; the file's first 1024 bytes are read and TrimSpace'd",
+                ),
+                Source(
+                    _UNPACKERR,
+                    "init/docker/Dockerfile",
+                    "v0.15.2",
+                    ("user", "entrypoint", "binaries"),
+                    "FROM alpine; apk openssl tzdata; ENTRYPOINT /unpackerr; no USER",
+                ),
+                Source(
+                    _UNPACKERR,
+                    ".github/workflows/release.yml",
+                    "v0.15.2",
+                    ("tag",),
+                    "ghcr.io/unpackerr/unpackerr, semver tags v0.15.2",
+                ),
+                Source(
+                    _UNPACKERR,
+                    "pkg/unpackerr/cnfgfile.go",
+                    "v0.15.2",
+                    ("writes",),
+                    "no config file is created on Linux, no default log file; extracts beside the archive",
+                ),
+            ),
+            unverified=(
+                "binaries: busybox wget/sh come from the unpinned alpine base, not read upstream",
+                "tag: no registry was queried; the tag form comes from the release workflow",
+            ),
+        ),
+        ImageFacts(
             image="mediastack/media-exporter",
             tag="0.1.0",
             user="65534:65534",
@@ -882,6 +1025,124 @@ IMAGE_FACTS: dict[str, ImageFacts] = {
                     ("binaries",),
                     "/health and /scrape handlers",
                 ),
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/gethomepage/homepage",
+            tag="v1.12.3",
+            user=PUID,
+            starts_as_root=True,
+            entrypoint="docker-entrypoint.sh as root: chowns /app/config and /app/.next to PUID:PGID when their owner "
+            "differs (failing softly), then su-exec PUID:PGID node server.js; PUID/PGID default to 0 (root)",
+            caps=("CHOWN", "SETGID", "SETUID"),  # chown, then su-exec's setgid/setuid
+            binaries=("/bin/sh", "/usr/bin/wget", "/usr/local/bin/node"),
+            # Next.js' incremental static regeneration of / writes under .next (src/pages/index.jsx, api/revalidate)
+            writes=("/app/.next",),
+            sources=(
+                Source(
+                    "gethomepage/homepage",
+                    ".github/workflows/docker-publish.yml",
+                    "v1.12.3",
+                    ("tag",),
+                    "pushes ghcr.io/gethomepage/homepage with type=semver,pattern=v{{version}} (l.17, 39-50)",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "Dockerfile",
+                    "v1.12.3",
+                    ("user", "binaries", "writes"),
+                    "runner FROM node:22-alpine (busybox wget), USER root, app files --chown=1000:1000, "
+                    "HEALTHCHECK wget http://127.0.0.1:$PORT/api/healthcheck, PORT=3000",
+                ),
+                Source(
+                    "gethomepage/homepage",
+                    "docker-entrypoint.sh",
+                    "v1.12.3",
+                    ("user", "entrypoint"),
+                    "PUID/PGID default 0; chown -R /app/config and /app/.next if owned otherwise; exec su-exec",
+                ),
+                Source(
+                    "nodejs/docker-node",
+                    "22/alpine3.22/Dockerfile",
+                    "0001669cfeee81ddd41a0a16be9321e8a1bf2354",
+                    ("binaries",),
+                    "node at /usr/local/bin/node on Alpine",
+                ),
+            ),
+            unverified=(
+                "writes: that .next must stay writable is read from the code (getStaticProps, res.revalidate), "
+                "not observed in a running container",
+            ),
+        ),
+        ImageFacts(
+            image="ghcr.io/recyclarr/recyclarr",
+            tag="8.7.1",
+            user="1000:1000",
+            starts_as_root=False,
+            entrypoint="tini, then /entrypoint.sh as 1000:1000: with no arguments it writes `$CRON_SCHEDULE /cron.sh` "
+            "to /tmp/crontab and execs supercronic, which runs `recyclarr sync` on that schedule (none at start); "
+            "no privilege change",
+            caps=(),
+            binaries=("/sbin/tini", "/bin/bash", "/usr/bin/supercronic", "/app/recyclarr/recyclarr"),
+            # /config: recyclarr.yml and configs/ (read), state/ (its ids of what it made in each app), logs/cli/,
+            # resources/ (git clones of the guides); /tmp: the crontab.
+            writes=("/config", "/tmp"),
+            dir_mode=0o750,
+            # No variable: recyclarr.yml names the file (`api_key: !file /run/secrets/<id>`).
+            file_env=(("*", ""),),
+            sources=(
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Core/Config/File/FileDeserializer.cs",
+                    "v8.7.1",
+                    ("secrets",),
+                    "a `!file <path>` scalar is the file's whole text, trimmed; an absolute path is used as is",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "Dockerfile",
+                    "v8.7.1",
+                    ("user", "binaries", "entrypoint"),
+                    "FROM dotnet/runtime:10.0-alpine; apk add bash tzdata supercronic git tini; USER 1000:1000; "
+                    "ENV CRON_SCHEDULE=@daily RECYCLARR_CONFIG_DIR=/config; ENTRYPOINT /sbin/tini -- /entrypoint.sh",
+                ),
+                Source(_RECYCLARR, "docker/scripts/entrypoint.sh", "v8.7.1", ("entrypoint", "writes")),
+                Source(_RECYCLARR, "docker/scripts/cron.sh", "v8.7.1", ("command",), "recyclarr sync --log"),
+                Source(
+                    _RECYCLARR,
+                    ".github/workflows/reusable-docker.yml",
+                    "v8.7.1",
+                    ("tag",),
+                    "docker.io/recyclarr/recyclarr and ghcr.io/recyclarr/recyclarr; tags {{version}}, "
+                    "{{major}}.{{minor}}, {{major}}; flavor latest=false (there is no `latest`)",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Core/Platform/AppPaths.cs",
+                    "v8.7.1",
+                    ("writes",),
+                    "state/, logs/cli/, resources/, configs/ and includes/ under the config directory",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "docker-compose.yml",
+                    "v8.7.1",
+                    ("writes",),
+                    "upstream runs it read_only with a tmpfs /tmp, as any user (user: ${DOCKER_UID}:${DOCKER_GID})",
+                ),
+                Source(
+                    _RECYCLARR,
+                    "src/Recyclarr.Cli/Logging/FileLogSinkConfigurator.cs",
+                    "v8.7.1",
+                    ("binaries",),
+                    "each run logs to logs/cli/recyclarr_<yyyy-MM-dd_HH-mm-ss>.debug.log, lines `[HH:mm:ss LVL] ...` "
+                    "(Serilog u3 levels: ERR, FTL for failures): what its health check reads",
+                ),
+            ),
+            unverified=(
+                "binaries: /bin/bash and /usr/bin/supercronic are where Alpine's packages put them (APKBUILDs not "
+                "read); the health check runs `bash` through PATH",
+                "tag: the registry was not queried; 8.7.1 is the release tag and the workflow's {{version}} pattern",
             ),
         ),
     )

@@ -8,11 +8,12 @@ the same entry becomes a docker.Container on one host and a Swarm service on a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from mediastack.catalog.image_facts import IMAGE_FACTS, ImageFacts
-from mediastack.model.config import ResourcesOverride, TierName
+from mediastack.catalog.image_facts import IMAGE_FACTS, PUID, ImageFacts
+from mediastack.model.config import ResourcesOverride, StackConfig, TierName
 from mediastack.model.units import GIB
 from mediastack_vocabulary import INTERNAL_NETWORKS, NetworkRole  # noqa: F401  (re-exported)
 
@@ -116,6 +117,24 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class StartPageWidget:
+    """The live widget the start page (Homepage) shows for this service's UI: Homepage's widget `type`, the
+    settings it takes, and the generated secrets it authenticates with (gethomepage/homepage
+    docs/widgets/services/<type>.md and src/widgets/<type>/widget.js at v1.12.3). The secrets reach Homepage as
+    files (`{{HOMEPAGE_FILE_<X>}}`), never in its config."""
+
+    type: str
+    key: Secret | None = None  # sent as `key` (an API key)
+    username: str = ""  # with `password`: the app's login
+    password: Secret | None = None
+    settings: tuple[tuple[str, str | int | bool], ...] = ()  # further widget settings, e.g. ("version", 1)
+
+    def secrets(self) -> tuple[tuple[str, Secret], ...]:
+        """(widget field, secret) for each secret the widget reads."""
+        return tuple((f, s) for f, s in (("key", self.key), ("password", self.password)) if s is not None)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str
@@ -133,6 +152,9 @@ class Service:
     command: tuple[str, ...] = ()  # stack-dependent arguments are added by resolve (e.g. Traefik's ACME)
     # linuxserver.io style images: PUID/PGID/UMASK/TZ, s6 drops privileges itself
     linuxserver: bool = False
+    # Runs as PUID:PGID (user=PUID) and writes the data tree with modes from identity.umask (its env_from_config):
+    # the same identity as the linuxserver.io images for the policy one-identity.
+    takes_identity: bool = False
     # Capabilities to keep; everything else is dropped. Taken from the image's facts (see `facts`).
     cap_add: tuple[str, ...] = ()
     user: str | None = None
@@ -173,6 +195,10 @@ class Service:
     # below closes the sections they would read.
     socket_readers: tuple[str, ...] = ()
     closed_without_readers: tuple[tuple[str, str], ...] = ()
+    # (variable, service): a secret_env variable left out while that service is off (another app's API key)
+    secret_env_of: tuple[tuple[str, str], ...] = ()
+    # (variable, value from the stack config): environment the image reads that the config decides
+    env_from_config: tuple[tuple[str, Callable[[StackConfig], str]], ...] = ()
     route_url: str | None = None  # where Traefik sends the UI when not http://<name>:<port> (its own dashboard)
     fronts: Front | None = None  # serves part of another service's UI on that service's host name
     takes_acme: bool = False  # gets the ACME resolver's arguments when tls.acme_email is set (Traefik)
@@ -182,6 +208,15 @@ class Service:
     forwarded_port: bool = False  # listens on the port the VPN's provider forwards
     router: bool = False  # the reverse proxy the wiring calls the apps through
     scraper: bool = False  # scrapes the others: without it no service joins the monitoring network
+    # The start page's widget for this service's UI (None: a link only).
+    widget: StartPageWidget | None = None
+    # A start page: lists every enabled UI; reads each widget's secret from a file in this container directory.
+    start_page_keys: str | None = None
+    # Receives its generated files through the read-only directory bind the host step writes (as a read-only
+    # rootfs does), not uploads: its secret files then belong to the user it drops to, which an upload cannot set.
+    binds_files: bool = False
+    # A variable the app reads the host names it answers to from (its route's and its probe's), filled by resolve.
+    allowed_hosts_env: str | None = None
 
     @property
     def image_ref(self) -> str:
@@ -268,6 +303,7 @@ def _exportarr(app: str, port: int) -> Service:
 
 def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount, ...], role: str = "arr") -> Service:
     key = name.upper()
+    api_key = Secret(f"{name}-api-key", "api_key")
     return _lsio(
         name,
         tag,
@@ -282,8 +318,9 @@ def _arr(name: str, tag: str, port: int, description: str, *, data: tuple[Mount,
         writes_data_root=bool(data),
         login=Login.forms,  # Forms authentication, turned on with generated credentials by the deploy-time wiring
         # *arr apps read <APP>__SECTION__KEY from the environment, so the stack owns the API key.
-        secret_env={f"{key}__AUTH__APIKEY": Secret(f"{name}-api-key", "api_key")},
+        secret_env={f"{key}__AUTH__APIKEY": api_key},
         login_secrets=(Secret(f"{name}-admin-password"),),
+        widget=StartPageWidget(name, key=api_key),  # Homepage's sonarr, radarr and prowlarr widgets
         # Forms login required for every address from the first start (no user yet: nobody logs in) until the
         # wiring sets the stack's user (ConfigFileProvider reads AuthOptions Method and Required).
         env={
@@ -424,6 +461,9 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         data=(MEDIA_TREE, Mount(MountKind.transcode, "/transcode"), Mount(MountKind.cache, "/cache")),
         login=Login.accounts,  # Jellyfin's users; the admin account is created at deploy time
         env={"JELLYFIN_PublishedServerUrl": ""},  # filled with https://jellyfin.<domain> by resolve
+        # Homepage's jellyfin widget, version 1 (emby/ paths) below Jellyfin 10.12; the key is the one the user
+        # sets (jellyfin_api_key): without it, a link only.
+        widget=StartPageWidget("jellyfin", key=Secret("jellyfin-api-key", "config"), settings=(("version", 1),)),
         gpu=True,
         login_secrets=(Secret("jellyfin-admin-password"),),
     ),
@@ -475,6 +515,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         login=Login.forms,
         # Bazarr reads no settings from the environment: its API key and login are seeded into config.yaml.
         seeded_secrets=(Secret("bazarr-api-key", "api_key"), Secret("bazarr-password")),
+        widget=StartPageWidget("bazarr", key=Secret("bazarr-api-key", "api_key")),
     ),
     # -- download clients -------------------------------------------------------------------------
     Service(
@@ -512,6 +553,10 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         env={"WEBUI_PORT": "8090", "TORRENTING_PORT": "6881"},
         login=Login.password,
         seeded_secrets=(Secret("qbittorrent-password", "password", 24),),
+        # The user the seed makes (generate/seeds.py QBITTORRENT_USER).
+        widget=StartPageWidget(
+            "qbittorrent", username="admin", password=Secret("qbittorrent-password", "password", 24)
+        ),
         forwarded_port=True,
     ),
     _lsio(
@@ -528,6 +573,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         writes_data_root=True,
         login=Login.forms,
         seeded_secrets=(Secret("sabnzbd-api-key", "api_key"), Secret("sabnzbd-password")),
+        widget=StartPageWidget("sabnzbd", key=Secret("sabnzbd-api-key", "api_key")),
     ),
     # -- photos (Immich) --------------------------------------------------------------------------
     Service(
@@ -616,6 +662,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         health=HealthCheck.http("curl", 8266, "/api/v2/status"),
         networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
         web=WebUI(8265, "tdarr"),
+        widget=StartPageWidget("tdarr"),  # the key is optional in the widget; the stack turns no Tdarr auth on
         mounts=(
             Mount(MountKind.state, "/app/server", sub="server"),
             Mount(MountKind.state, "/app/configs", sub="configs"),
@@ -701,6 +748,7 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         health=HealthCheck.http("wget", 9090, "/-/healthy", start_period_s=30),
         networks=frozenset({NetworkRole.monitoring}),
         web=WebUI(9090, "prometheus", via=NetworkRole.monitoring),
+        widget=StartPageWidget("prometheus"),  # /api/v1/targets, no auth
         metrics=Metrics(9090, provides=("prometheus_tsdb_head_series",)),
         mounts=(Mount(MountKind.state, "/prometheus"),),
         command=(
@@ -757,6 +805,10 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
             "GF_SECURITY_ADMIN_USER": "admin",
         },
         secret_env={"GF_SECURITY_ADMIN_PASSWORD": Secret("grafana-admin-password")},
+        # /api/admin/stats needs the admin (GF_SECURITY_ADMIN_USER); version 2 for Grafana above 10.4.
+        widget=StartPageWidget(
+            "grafana", username="admin", password=Secret("grafana-admin-password"), settings=(("version", 2),)
+        ),
         uploads=(
             "grafana/provisioning/datasources/prometheus.yml",
             "grafana/provisioning/dashboards/mediastack.yml",
@@ -937,6 +989,182 @@ CATALOG_ENTRIES: tuple[Service, ...] = (
         companion_of=("redis", "immich-redis"),
         user="59000:59000",
         read_only_rootfs=True,
+    ),
+    # -- companions: requests, download helpers, the start page ----------------------------------
+    # Seerr, the successor of Jellyseerr (seerr-team/seerr v3.1.0; a Jellyseerr config migrates on its first start,
+    # README.md "Migrating from Overseerr/Jellyseerr to Seerr"). Facts: mediastack/catalog/image_facts.py.
+    Service(
+        name="seerr",
+        image="ghcr.io/seerr-team/seerr",
+        tag="v3.1.0",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Seerr, the successor of Jellyseerr: users request series and films, sent on to Sonarr/Radarr.",
+        # /api/v1/status/appdata makes no outbound call (/api/v1/status asks api.github.com), server/routes/index.ts.
+        health=HealthCheck.http("wget", 5055, "/api/v1/status/appdata"),
+        networks=frozenset({NetworkRole.frontend, NetworkRole.backend}),
+        # Users log in with their Jellyfin accounts; its admin is the stack's Jellyfin admin, made by the deploy-time
+        # wiring (mediastack/wiring/seerr.py) before its public route opens. Before that setup anyone who reaches it
+        # may set it up against any Jellyfin (POST /api/v1/auth/jellyfin, server/routes/auth.ts), as with Jellyfin's
+        # own wizard: without the wiring, set it up from the LAN first (docs/security.md).
+        web=WebUI(5055, "requests", login=Login.accounts),
+        mounts=(Mount(MountKind.state, "/app/config"),),
+        env={"LOG_LEVEL": "info"},
+        # Its API key is seeded into settings.json before its first start (generate/seeds.py): the API_KEY
+        # variable would override it, but an environment shows to anyone who can inspect the container.
+        seeded_secrets=(Secret("seerr-api-key", "api_key"),),
+        user="1000:1000",
+        requires=("jellyfin",),
+        companion_of=("jellyfin",),  # requests are for the media server's library: off without it
+        tmpfs=("/tmp",),
+        state="sqlite",
+    ),
+    # Download helpers with no UI of their own, on backend only.
+    Service(
+        name="flaresolverr",
+        image="ghcr.io/flaresolverr/flaresolverr",
+        tag="v3.5.0",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Solves Cloudflare challenges for Prowlarr's indexers tagged `flaresolverr`.",
+        # GET /health answers {"status":"ok"} (FlareSolverr src/flaresolverr.py @ v3.5.0); curl is in the image.
+        health=HealthCheck.http("curl", 8191, "/health", start_period_s=60),
+        networks=frozenset({NetworkRole.backend}),
+        env={"LOG_LEVEL": "info", "HEADLESS": "true"},
+        role="app",
+        companion_of=("prowlarr",),
+        # A headless Chromium per solve: more memory than the utility tier's default.
+        resources=ResourcesOverride(cpus=1, memory=GIB),
+        # Chromium writes its patched driver under /app/.local and profiles under /app/.config and /tmp (its
+        # facts): the root filesystem stays writable rather than guessing every path Chromium touches.
+        read_only_rootfs=False,
+    ),
+    Service(
+        name="unpackerr",
+        image="ghcr.io/unpackerr/unpackerr",
+        tag="v0.15.2",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Extracts archived torrent downloads in place so Sonarr and Radarr can import them.",
+        # The web server runs only with metrics on (Unpackerr pkg/unpackerr/webserver.go @ v0.15.2): GET / answers
+        # `Welcome!`, GET /metrics is Prometheus; busybox wget is the image's only client.
+        health=HealthCheck.http("wget", 5656, "/", start_period_s=30),
+        networks=frozenset({NetworkRole.backend, NetworkRole.monitoring}),
+        metrics=Metrics(5656),
+        # The whole data tree at /data, as the *arr apps see it: the queue's outputPath (/data/torrents/...)
+        # resolves as is, extraction happens beside the archive, and the import stays a hardlink.
+        mounts=(DATA_TREE,),
+        writes_data_root=True,
+        # Env overrides its config file, which it does not need (pkg/unpackerr/cnfgfile.go @ v0.15.2).
+        env={
+            "UN_WEBSERVER_METRICS": "true",
+            "UN_WEBSERVER_LISTEN_ADDR": "0.0.0.0:5656",
+            "UN_SONARR_0_URL": "",
+            "UN_SONARR_0_PATHS_0": "/data/torrents",
+            "UN_RADARR_0_URL": "",
+            "UN_RADARR_0_PATHS_0": "/data/torrents",
+        },
+        # An app without a URL is skipped with a log line: an *arr that is off leaves its URL empty.
+        service_urls=(("UN_SONARR_0_URL", "sonarr"), ("UN_RADARR_0_URL", "radarr")),
+        # The stack's 32-hex *arr keys fit its check (api_key exactly 32 characters, pkg/unpackerr/apps.go); each
+        # variable takes its file's path behind `filepath:` (its facts).
+        secret_env={
+            "UN_SONARR_0_API_KEY": Secret("sonarr-api-key", "api_key"),
+            "UN_RADARR_0_API_KEY": Secret("radarr-api-key", "api_key"),
+        },
+        # Extracted files and folders get modes from the stack's umask (default 0644/0755, cnfgfile.go @ v0.15.2),
+        # so Sonarr and Radarr, and the user's group, handle them as their own.
+        env_from_config=(
+            ("UN_FILE_MODE", lambda config: f"0{0o666 & ~int(config.identity.umask, 8):o}"),
+            ("UN_DIR_MODE", lambda config: f"0{0o777 & ~int(config.identity.umask, 8):o}"),
+        ),
+        role="app",
+        companion_of=("sonarr", "radarr"),
+        # No USER in the image (root); upstream recommends `user: PUID:PGID`: the stack's identity writes the
+        # extracted files, as the *arr apps do.
+        user=PUID,
+        takes_identity=True,
+        read_only_rootfs=True,
+    ),
+    Service(
+        name="homepage",
+        image="ghcr.io/gethomepage/homepage",
+        tag="v1.12.3",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Start page (Homepage): every enabled UI with its link and a live widget, grouped by bundle; "
+        "generated from the catalog, LAN-only.",
+        # The image's own check is the same URL (gethomepage/homepage Dockerfile at v1.12.3); 127.0.0.1:3000 is
+        # always an allowed host (src/middleware.js).
+        health=HealthCheck.http("wget", 3000, "/api/healthcheck", start_period_s=20),
+        # frontend: Traefik's route; backend and monitoring: the widgets call the apps' internal URLs.
+        networks=frozenset({NetworkRole.frontend, NetworkRole.backend, NetworkRole.monitoring}),
+        web=WebUI(3000, "home"),  # no login of its own: LAN-only (exposure.public refuses it)
+        # Its route's host and its probe's, filled by resolve: /api/* (the widgets' calls, the health check)
+        # answers 400 to any other Host header but localhost's (src/middleware.js).
+        allowed_hosts_env="HOMEPAGE_ALLOWED_HOSTS",
+        env={
+            # Logs to stdout only: nothing written under /app/config (src/utils/logger.js).
+            "LOG_TARGETS": "stdout",
+        },
+        uploads=(
+            "homepage/settings.yaml",
+            "homepage/services.yaml",
+            "homepage/widgets.yaml",
+            "homepage/bookmarks.yaml",
+            "homepage/docker.yaml",
+            "homepage/kubernetes.yaml",
+            "homepage/proxmox.yaml",
+        ),
+        start_page_keys="/app/config/keys",
+        binds_files=True,
+        role="companions",
+    ),
+    Service(
+        name="recyclarr",
+        image="ghcr.io/recyclarr/recyclarr",
+        tag="8.7.1",
+        bundle="companions",
+        tier=TierName.utility,
+        description="Keeps TRaSH Guides quality profiles and custom formats in sync in Sonarr and Radarr, on a "
+        "schedule (config `recyclarr`; its recyclarr.yml is generated with the stack's URLs and names the keys' "
+        "files).",
+        # No HTTP server (a cron daemon; tini exits with it, so a dead scheduler is a restarted container). The
+        # check fails while the newest sync's log holds an error (ERR/FTL): a wrong key, an app it cannot
+        # reach, a guide id that no longer exists. Bash builtins only; bash is in the image (its facts).
+        health=HealthCheck(
+            (
+                "CMD",
+                "bash",
+                "-c",
+                "shopt -s nullglob; logs=(/config/logs/cli/recyclarr_*.debug.log); "
+                "if (( ${#logs[@]} == 0 )); then exit 0; fi; "
+                'while IFS= read -r line; do case $line in "["??:??:??" ERR]"*) exit 1;; '
+                '"["??:??:??" FTL]"*) exit 1;; esac; done < "${logs[-1]}"',
+            ),
+            10,
+        ),
+        networks=frozenset({NetworkRole.backend}),  # Sonarr and Radarr, and the guides' git repositories
+        # /config holds its state (what it made in each app); the generated recyclarr.yml comes into configs/,
+        # which Recyclarr reads beside /config/recyclarr.yml (ConfigurationFinder).
+        mounts=(Mount(MountKind.state, "/config"),),
+        uploads=("recyclarr/recyclarr.yml",),
+        # The apps' own generated keys, as files recyclarr.yml names with !file (no variable: its facts).
+        secret_env={
+            "SONARR_API_KEY": Secret("sonarr-api-key", "api_key"),
+            "RADARR_API_KEY": Secret("radarr-api-key", "api_key"),
+        },
+        secret_env_of=(("SONARR_API_KEY", "sonarr"), ("RADARR_API_KEY", "radarr")),
+        env={"RECYCLARR_CREATE_CONFIG": "false"},
+        env_from_config=(("CRON_SCHEDULE", lambda config: config.recyclarr.cron),),
+        role="companions",
+        companion_of=("sonarr", "radarr"),
+        user="1000:1000",
+        read_only_rootfs=True,
+        tmpfs=("/tmp",),
+        state="files",
+        # The guides' git clones and the run logs come back by themselves.
+        backup_exclude=("resources", "logs"),
     ),
 )
 

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from mediastack.catalog.services import TRAEFIK_DYNAMIC_DIR
+from mediastack.generate import homepage
 from mediastack.generate.alerts import alert_rules
 from mediastack.generate.dashboards import dashboard_json, dashboards_provider
+from mediastack.generate.recyclarr import recyclarr_config
 from mediastack.generate.replica import pg_hba, replica_entrypoint, replica_init
 from mediastack.generate.socket_proxy import socket_proxy_template
 from mediastack.model.config import StackConfig
@@ -355,6 +357,8 @@ GENERATORS = {
     "immich-postgres/replica.sh": replica_entrypoint,
     "immich-postgres/replica-init.sh": replica_init,
     "socket-proxy/haproxy.cfg": socket_proxy_template,
+    **homepage.GENERATORS,
+    "recyclarr/recyclarr.yml": recyclarr_config,
 }
 
 

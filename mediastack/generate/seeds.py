@@ -22,6 +22,11 @@ that the file is the app's (and the user's) and the stack never touches it again
   ServerConfiguration, every missing element keeping its default, and writes it back whole
   (Emby.Server.Implementations/AppBase/ConfigurationHelper.cs). An existing system.xml is left alone: turn
   "Enable Prometheus metrics" on in its dashboard (Networking) if it was installed before.
+- Seerr (`settings.json` in /app/config): only `main.apiKey`, the stack's generated key, which its wiring
+  uses. Seerr merges the file over its defaults on load (lodash `merge`), runs its settings migrations, and
+  rewrites it whole (seerr-team/seerr v3.1.0 server/lib/settings/index.ts `load`, migrator.ts); a key in its
+  environment (`API_KEY`) would override it but would show to anyone who can inspect the container. Written as
+  Seerr's own user (the image's `USER node`, 1000), which rewrites it.
 
 The script never overwrites an existing file and its delete leaves the files in place: they are app
 state from the first start on. The files hold secrets, so they are written with mode 0600, and the
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping
 
 from mediastack.model.config import StackConfig
@@ -41,6 +47,7 @@ QBITTORRENT_CONF = "qBittorrent/qBittorrent.conf"
 SABNZBD_INI = "sabnzbd.ini"
 BAZARR_CONFIG = "config/config.yaml"
 JELLYFIN_SYSTEM = "system.xml"  # JELLYFIN_CONFIG_DIR=/config in the linuxserver image
+SEERR_SETTINGS = "settings.json"  # CONFIG_DIRECTORY unset: /app/config (server/lib/settings/index.ts)
 QBITTORRENT_USER = "admin"
 ADMIN_USER = "admin"  # every login the stack makes (docs/pipeline.md, Logins)
 PBKDF2_ROUNDS = 100_000
@@ -125,6 +132,10 @@ def jellyfin_system_xml() -> str:
 """
 
 
+def seerr_settings(api_key: str) -> str:
+    return json.dumps({"main": {"apiKey": api_key}}, indent=1) + "\n"
+
+
 def seeded_secret_ids(enabled: frozenset[str]) -> list[str]:
     """The generated secrets the seed files of these services hold."""
     from mediastack.catalog.services import CATALOG
@@ -152,12 +163,24 @@ def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[st
         files[f"{root}/bazarr/{BAZARR_CONFIG}"] = bazarr_config(secrets["bazarr-api-key"], secrets["bazarr-password"])
     if "jellyfin" in enabled:
         files[f"{root}/jellyfin/{JELLYFIN_SYSTEM}"] = jellyfin_system_xml()
+    if "seerr" in enabled:
+        files[f"{root}/seerr/{SEERR_SETTINGS}"] = seerr_settings(secrets["seerr-api-key"])
     return files
 
 
-def seed_script(files: dict[str, str], puid: int, pgid: int) -> str:
+def seed_owners(config: StackConfig, enabled: frozenset[str]) -> dict[str, str]:
+    """Host path -> uid:gid, for the seed files of images that run as their own user rather than the stack's."""
+    from mediastack.catalog.services import CATALOG
+
+    root = config.paths.config_root
+    user = CATALOG["seerr"].user
+    return {f"{root}/seerr/{SEERR_SETTINGS}": user} if "seerr" in enabled and user else {}
+
+
+def seed_script(files: dict[str, str], puid: int, pgid: int, owners: Mapping[str, str] | None = None) -> str:
     blocks = []
     for path, content in files.items():
+        owner = (owners or {}).get(path, f"{puid}:{pgid}")
         blocks.append(
             f"""target="$ROOT"{sh(path)}
 if [ -e "$target" ]; then
@@ -166,7 +189,7 @@ else
   mkdir -p "$(dirname "$target")"
   {SHELLCHECK_LITERAL}  (umask 077 && {sh_text(content)} > "$target")
   if [ "$(id -u)" = 0 ]; then
-    chown {puid}:{pgid} "$target" "$(dirname "$target")"
+    chown {owner} "$target" "$(dirname "$target")"
   fi
   written=$((written + 1))
 fi

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_script, seeded_secret_ids
+from mediastack.generate.seeds import SecretPlaceholders, seed_files, seed_owners, seed_script, seeded_secret_ids
 from mediastack.host.command import host_command, host_connection  # noqa: F401  (re-exported)
 from mediastack.host.scripts import script
 from mediastack.model.config import Host
@@ -226,7 +226,9 @@ class HostStorage(pulumi.ComponentResource):
             needed = {sid: args.secrets[sid] for sid in seeded_secret_ids(enabled)}
             # The files carry generated keys: the script is built inside an apply and stays a secret.
             script = pulumi.Output.all(**needed).apply(
-                lambda values: seed_script(seed_files(config, enabled, values), ident.puid, ident.pgid)
+                lambda values: seed_script(
+                    seed_files(config, enabled, values), ident.puid, ident.pgid, seed_owners(config, enabled)
+                )
             )
             host_command(
                 f"{name}-seeds",
@@ -266,12 +268,21 @@ class HostStorage(pulumi.ComponentResource):
                 if service.host.name == args.host.name
                 for path, content in generated.get(service.name, {}).items()
             }
-            secrets = {
+            secrets: dict[str, tuple[pulumi.Input[str], int, int]] = {
                 generated_host_path(config, s.spec, path): (content, *run_as(s.spec, config))
                 for s in stack.services
                 if s.name in generated and s.host.name == args.host.name
                 for path, content in config_secret_files(config).get(s.name, {}).items()
             }
+            # Generated secrets a service reads from files (the start page's widget keys): the value exactly.
+            secrets.update(
+                {
+                    generated_host_path(config, s.spec, path): (args.secrets[secret.id], *run_as(s.spec, config))
+                    for s in stack.services
+                    if s.name in generated and s.host.name == args.host.name
+                    for path, secret in s.secret_files.items()
+                }
+            )
             left = "echo 'files: left in place (a running container may bind their directory)'"
             if here:
                 # In the open: the policy pack reads these (Traefik's routes, Prometheus' config) from the plan.
@@ -284,10 +295,15 @@ class HostStorage(pulumi.ComponentResource):
                 )
             if secrets:
                 # A step of their own, so that a secret (the SMTP password) does not hide the other files.
+                paths = sorted(secrets)
+                contents = pulumi.Output.all(*(secrets[p][0] for p in paths))
+                script = contents.apply(
+                    lambda vs: files_script({}, {p: (str(v), *secrets[p][1:]) for p, v in zip(paths, vs, strict=True)})
+                )
                 host_command(
                     f"{name}-secret-files",
                     args.host,
-                    pulumi.Output.secret(files_script({}, secrets)),
+                    pulumi.Output.secret(script),
                     left,
                     pulumi.ResourceOptions(parent=self, depends_on=[run]),
                 )

@@ -148,3 +148,18 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
     return text or "0s"
+
+
+def cron_expression(expression: str) -> str:
+    """The same schedule as a five-field cron line (minute hour day month weekday), for images that run their
+    own cron (supercronic reads this form: aptible/supercronic cronexpr/README.md; weekday 0 is Sunday).
+    ValueError when it fires on a second other than :00, which a five-field line cannot say."""
+    calendar = parse(expression)
+    if calendar.seconds != (0,):
+        raise ValueError(f"{expression!r} fires at seconds other than :00; a cron schedule runs on whole minutes")
+
+    def field(values: tuple[int, ...], low: int, high: int) -> str:
+        return "*" if values == tuple(range(low, high + 1)) else ",".join(str(v) for v in values)
+
+    weekdays = "*" if len(calendar.weekdays) == 7 else ",".join(str((d + 1) % 7) for d in calendar.weekdays)
+    return f"{field(calendar.minutes, 0, 59)} {field(calendar.hours, 0, 23)} * * {weekdays}"

@@ -844,7 +844,7 @@ class Downloads(Model):
     )
 
 
-WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server")
+WIRED_APPS = ("sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent", "sabnzbd", "jellyfin", "immich-server", "seerr")
 
 
 class Wiring(Model):
@@ -1127,6 +1127,196 @@ LAN_RANGES_SINGLE_HOST = ["10.0.0.0/8", "172.16.0.0/16", "192.168.0.0/16", "fc00
 LAN_RANGES_CLUSTER = ["172.16.0.0/16", "192.168.0.0/16", "fc00::/7"]  # 10.0.0.0/8 is the overlays' pool
 
 
+# A TRaSH Guides id (quality profile, custom format, custom format group): 32 lower-case hex digits.
+_TRASH_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _trash_id(v: Any) -> str:
+    if not isinstance(v, str) or not _TRASH_ID.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a TRaSH Guides trash_id (32 lower-case hex digits; `recyclarr list quality-profiles` "
+            "and `recyclarr list custom-format-groups` show them)"
+        )
+    return v
+
+
+TrashId = Annotated[
+    str, BeforeValidator(_trash_id), Field(json_schema_extra={"examples": ["72dae194fc92bf828f32cde7744e51a1"]})
+]
+
+
+class CustomFormatGroup(Model):
+    """A TRaSH custom format group to sync although the guide does not sync it by default."""
+
+    trash_id: TrashId = Field(description="The group's trash_id.")
+    select: list[TrashId] | None = Field(
+        None, description="Only these custom formats of the group (their trash_ids); unset, the group's defaults."
+    )
+
+
+class CustomFormatGroups(Model):
+    """Which TRaSH custom format groups are synced beside the guide profiles' own (Recyclarr's
+    `custom_format_groups`)."""
+
+    add: list[CustomFormatGroup] = Field(default_factory=list, description="Groups to sync that are off by default.")
+    skip: list[TrashId] = Field(default_factory=list, description="Groups synced by default to leave out.")
+
+
+class RecyclarrApp(Model):
+    """What Recyclarr keeps in sync in one app: TRaSH Guides quality profiles (by trash_id) and custom formats."""
+
+    enabled: bool = Field(True, description="Sync this app (while it is enabled in the stack).")
+    quality_profiles: list[TrashId] = Field(
+        min_length=1,
+        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
+        "qualities, custom formats and scores come from the guide).",
+    )
+    reset_unmatched_scores: bool = Field(
+        True, description="Set the scores of custom formats the guide profile does not name to 0."
+    )
+    quality_definition: bool = Field(True, description="Sync the guide's quality sizes (file size limits).")
+    custom_format_groups: CustomFormatGroups = Field(
+        CustomFormatGroups(), description="Custom format groups beside the profiles' defaults."
+    )
+    delete_old_custom_formats: bool = Field(
+        False, description="Delete custom formats Recyclarr made that are no longer in this config or the guide."
+    )
+
+    @field_validator("quality_profiles")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({x for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"{', '.join(dupes)} is listed more than once (Recyclarr refuses a repeated trash_id)")
+        return v
+
+
+# The defaults: what recyclarr/config-templates (branch v8, the one Recyclarr 8 fetches) syncs uncommented in its
+# general templates. Keys left out of the stack config keep these; a key given replaces its default whole.
+
+
+class SonarrSync(RecyclarrApp):
+    """What Recyclarr syncs in Sonarr; default: config-templates sonarr/templates/web-1080p.yml."""
+
+    quality_profiles: list[TrashId] = Field(
+        ["72dae194fc92bf828f32cde7744e51a1"],  # WEB-1080p
+        min_length=1,
+        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
+        "qualities, custom formats and scores come from the guide).",
+    )
+    custom_format_groups: CustomFormatGroups = Field(
+        CustomFormatGroups(
+            add=[
+                # [Optional] Golden Rule HD: x265 (HD)
+                CustomFormatGroup(
+                    trash_id="158188097a58d7687dee647e04af0da3", select=["47435ece6b99a0b477caf360e79ba0bb"]
+                ),
+                # [Streaming Services] HD/UHD boost
+                CustomFormatGroup(
+                    trash_id="85fae4a2294965b75710ef2989c850eb",
+                    select=["218e93e5702f44a68ad9e3c6ba87d2f0", "43b3cf48cb385cd3eac608ee6bca7f09"],
+                ),
+                # [Unwanted] Unwanted Formats
+                CustomFormatGroup(
+                    trash_id="59c3af66780d08332fdc64e68297098f",
+                    select=[
+                        "15a05bc7c1a36e2b57fd628f8977e2fc",
+                        "32b367365729d530ca1c124a0b180c64",
+                        "85c61753df5da1fb2aab6f2a47426b09",
+                        "6f808933a71bd9666531610cb8c059cc",
+                        "fbcb31d8dabd2a319072b84fc0b7249c",
+                        "9c11cd3f07101cdba90a2d81cf0e56b4",
+                        "e2315f990da2e2cbfc9fa5b7a6fcfe48",
+                        "23297a736ca77c0fc8e70f8edd7ee56c",
+                    ],
+                ),
+            ]
+        ),
+        description="Custom format groups beside the profiles' defaults (default: the template's add list, "
+        "docs/pipeline.md).",
+    )
+
+
+class RadarrSync(RecyclarrApp):
+    """What Recyclarr syncs in Radarr; default: config-templates radarr/templates/hd-bluray-web.yml."""
+
+    quality_profiles: list[TrashId] = Field(
+        ["d1d67249d3890e49bc12e275d989a7e9"],  # HD Bluray + WEB
+        min_length=1,
+        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
+        "qualities, custom formats and scores come from the guide).",
+    )
+    custom_format_groups: CustomFormatGroups = Field(
+        CustomFormatGroups(
+            add=[
+                # [Optional] Golden Rule HD: x265 (HD)
+                CustomFormatGroup(
+                    trash_id="f8bf8eab4617f12dfdbd16303d8da245", select=["dc98083864ea246d05a42df0d05f81cc"]
+                ),
+                # [Unwanted] Unwanted Formats
+                CustomFormatGroup(
+                    trash_id="a3ac6af01d78e4f21fcb75f601ac96df",
+                    select=[
+                        "b8cd450cbfa689c0259a01d9e29ba3d6",
+                        "cae4ca30163749b891686f95532519bd",
+                        "b6832f586342ef70d9c128d40c07b872",
+                        "cc444569854e9de0b084ab2b8b1532b2",
+                        "ed38b889b31be83fda192888e2286d83",
+                        "0a3f082873eb454bde444150b70253cc",
+                        "e6886871085226c3da1830830146846c",
+                        "90a6f9a284dff5103f6346090e6280c8",
+                        "e204b80c87be9497a8a6eaff48f72905",
+                        "712d74cd88bceb883ee32f773656b1f5",
+                        "bfd8eb01832d646a0a89c4deb46f8564",
+                    ],
+                ),
+            ]
+        ),
+        description="Custom format groups beside the profiles' defaults (default: the template's add list, "
+        "docs/pipeline.md).",
+    )
+
+
+class Recyclarr(Model):
+    """Recyclarr (bundle companions): TRaSH Guides quality profiles and custom formats kept in sync in Sonarr and
+    Radarr, on a schedule (docs/pipeline.md). Default: what recyclarr/config-templates' web-1080p (Sonarr) and
+    hd-bluray-web (Radarr) templates sync."""
+
+    schedule: str = Field(
+        "*-*-* 04:30:00",
+        description="When it syncs, in the stack's time zone: the same calendar forms as backups.schedule, on whole "
+        "minutes (the image's own cron runs it).",
+    )
+    sonarr: SonarrSync = Field(SonarrSync(), description="What it syncs in Sonarr.")
+    radarr: RadarrSync = Field(RadarrSync(), description="What it syncs in Radarr.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        from mediastack.model.calendar import FORMS, cron_expression
+
+        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9*:.,/ -]{1,200}", v):
+            raise ValueError(f"may hold only ASCII letters, digits, spaces and * : . , / -; use {FORMS}")
+        cron_expression(v)
+        return v
+
+    @model_validator(mode="after")
+    def _syncs_something(self) -> Recyclarr:
+        if not (self.sonarr.enabled or self.radarr.enabled):
+            raise ValueError(
+                "sonarr.enabled and radarr.enabled are both false, so Recyclarr would sync nothing; turn Recyclarr "
+                "off instead (services.recyclarr.enabled: false, or leave `companions` out of bundles)"
+            )
+        return self
+
+    @property
+    def cron(self) -> str:
+        """The schedule as the image's cron reads it (its CRON_SCHEDULE)."""
+        from mediastack.model.calendar import cron_expression
+
+        return cron_expression(self.schedule)
+
+
 def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(cidr, strict=False)
@@ -1138,9 +1328,10 @@ class Exposure(Model):
     """Which web UIs the internet may reach; every other UI answers only to `lan_ranges` (docs/security.md)."""
 
     public: list[str] = Field(
-        ["jellyfin", "immich-server"],
+        ["jellyfin", "immich-server", "seerr"],
         description="Catalog services whose web UI is reachable from anywhere. Each must have a login of its own "
-        "(docs/catalog.md); every other UI is LAN-only. [] keeps everything on the LAN.",
+        "(docs/catalog.md); every other UI is LAN-only. [] keeps everything on the LAN. A service that is off is "
+        "left out.",
     )
     docker_ranges: list[str] | None = Field(
         None,
@@ -1218,6 +1409,9 @@ class StackConfig(Model):
         GIB, description="Memory kept free for the host OS; reservations must fit in what is left."
     )
     exposure: Exposure = Field(Exposure(), description="Which web UIs the internet may reach.")
+    recyclarr: Recyclarr = Field(
+        Recyclarr(), description="What Recyclarr syncs into Sonarr and Radarr, and when (bundle companions)."
+    )
     lan_ranges: list[str] = Field(
         LAN_RANGES_SINGLE_HOST,
         description="Source ranges allowed to reach the LAN-only UIs (every UI not in exposure.public). The default "

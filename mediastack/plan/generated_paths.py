@@ -21,6 +21,13 @@ CONTAINER_PATHS = {
     "grafana/dashboards/mediastack-overview.json": "/etc/grafana/dashboards/mediastack-overview.json",
     "socket-proxy/haproxy.cfg": "/templates/haproxy.cfg",  # the template the image's entrypoint renders
     **REPLICA_PATHS,
+    # Homepage reads its seven config files from /app/config (HOMEPAGE_CONFIG_DIR's default); a missing one is
+    # copied from its skeleton, which a read-only directory refuses (src/utils/config/config.js at v1.12.3).
+    **{
+        f"homepage/{name}.yaml": f"/app/config/{name}.yaml"
+        for name in ("settings", "services", "widgets", "bookmarks", "docker", "kubernetes", "proxmox")
+    },
+    "recyclarr/recyclarr.yml": "/config/configs/recyclarr.yml",
 }
 
 
@@ -35,7 +42,11 @@ GENERATED = "generated"
 
 
 def binds_generated_files(service: Service, config: StackConfig) -> bool:
-    return service.read_only_rootfs and bool(service.uploads) and (not config.cluster or service.router)
+    return (
+        (service.read_only_rootfs or service.binds_files)
+        and bool(service.uploads)
+        and (not config.cluster or service.router)
+    )
 
 
 def generated_dir(service: Service) -> str:

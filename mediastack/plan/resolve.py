@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mediastack.catalog.image_facts import PUID
 from mediastack.catalog.services import (
     CATALOG,
     MountKind,
     NetworkRole,
+    Secret,
     Service,
 )
 from mediastack.model.config import Gpu, Host, Resources, StackConfig, TierName
@@ -26,6 +28,7 @@ from mediastack.plan.replica_settings import ENTRYPOINT, primary_settings, stand
 from mediastack.plan.resolved import ResolvedMount, ResolvedService, ResolvedStack
 from mediastack.plan.routing import is_public, web_host_of
 from mediastack.plan.sizing import effective_resources
+from mediastack.plan.start_page import key_files
 from mediastack_vocabulary import Label
 
 # -- which services run -----------------------------------------------------------------------------
@@ -72,15 +75,23 @@ def _mounts(service: Service, config: StackConfig) -> list[ResolvedMount]:
 
 def _env(service: Service, config: StackConfig, enabled: list[str], web_host: str | None, host: Host) -> dict[str, str]:
     env = dict(service.env)
-    if service.linuxserver:
+    if service.linuxserver or service.takes_identity:
         ident = config.identity
         env.update({"PUID": str(ident.puid), "PGID": str(ident.pgid), "UMASK": ident.umask, "TZ": ident.tz})
         if service.umask_env:
             env[service.umask_env] = ident.umask
     else:
         env["TZ"] = config.identity.tz
+        if service.facts and service.facts.starts_as_root and service.facts.user == PUID:
+            # Its entrypoint drops to PUID/PGID itself (and stays root without them): the stack's identity.
+            env.update({"PUID": str(config.identity.puid), "PGID": str(config.identity.pgid)})
     if "JELLYFIN_PublishedServerUrl" in env and web_host:
         env["JELLYFIN_PublishedServerUrl"] = f"https://{web_host}"
+    if service.allowed_hosts_env and web_host:
+        # The Host header Traefik passes on, and the blackbox probe's (<name>:<port>): the app refuses others.
+        probe = service.health.probe_port if service.health else None
+        env[service.allowed_hosts_env] = ",".join([web_host, *([f"{service.name}:{probe}"] if probe else [])])
+    env.update({k.variable: k.path for k in key_files(service, enabled, lambda s: has_value(config, s))})
     for variable, other in service.service_urls:
         web = CATALOG[other].web
         env[variable] = f"http://{other}:{web.port}" if web and other in enabled else ""
@@ -88,6 +99,7 @@ def _env(service: Service, config: StackConfig, enabled: list[str], web_host: st
         # On a cluster the readers read cgroups, not the Docker API (swarm_service.swarm_command), and Traefik
         # reads its file: with no reader, no section is open but the ping its health check uses.
         env.update(dict(service.closed_without_readers))
+    env.update({variable: value(config) for variable, value in service.env_from_config})
     if service.gpu and host.gpu is Gpu.nvidia:
         env.update({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"})
     override = config.services.get(service.name)
@@ -130,10 +142,15 @@ def _labels(
                 labels[key] = format_rate(cap)
     if service.companion_of:
         labels[Label.watches] = ",".join(service.companion_of)
-    if service.linuxserver:
+    if service.linuxserver or service.takes_identity:
         ident = config.identity
         labels[Label.identity] = f"{ident.puid}:{ident.pgid}:{ident.umask}"
     return labels
+
+
+def has_value(config: StackConfig, secret: Secret) -> bool:
+    """A generated secret always has one; a secret the user sets only once it is set."""
+    return secret.kind != "config" or config_secret(config, secret.id) is not None
 
 
 def config_secret(config: StackConfig, secret_id: str) -> str | None:
@@ -292,6 +309,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
     services = []
     for name in enabled:
         spec = CATALOG[name]
+        if spec.user == PUID:  # runs as the stack's identity, set by `user:` (the image does not drop itself)
+            spec = replace(spec, user=f"{config.identity.puid}:{config.identity.pgid}")
         host = service_host(spec, config)
         override = config.services.get(name)
         tier, resources = effective_resources(spec, config)
@@ -324,7 +343,8 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 secret_env={
                     key: secret
                     for key, secret in spec.secret_env.items()
-                    if secret.kind != "config" or config_secret(config, secret.id) is not None
+                    if (secret.kind != "config" or config_secret(config, secret.id) is not None)
+                    and dict(spec.secret_env_of).get(key, name) in enabled
                 },
                 mounts=tuple(_mounts(spec, config)),
                 networks=networks,
@@ -336,6 +356,7 @@ def resolve(config: StackConfig, stack: str) -> ResolvedStack:
                 group_adds=group_adds,
                 web_host=web_host,
                 network_mode="host" if host_network else None,
+                secret_files={k.path: k.secret for k in key_files(spec, enabled, lambda s: has_value(config, s))},
             )
         )
     services = _through_vpn(services, config)

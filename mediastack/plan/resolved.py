@@ -81,6 +81,9 @@ class ResolvedService:
     # Others talk to it (they require it, share its namespace, or the deploy-time wiring calls it): its container
     # is created with pulumi-docker's wait, so they start once its health check passes.
     wait: bool = False
+    # Generated secrets it reads from files (container path -> secret), each holding exactly the value: written
+    # 0400 for the user it runs as by the host step (one host) or mounted as Swarm secrets (a cluster).
+    secret_files: dict[str, Secret] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -109,7 +112,12 @@ class ResolvedStack:
     def secrets(self) -> dict[str, Secret]:
         found: dict[str, Secret] = {}
         for service in self.services:
-            for secret in (*service.secret_env.values(), *service.spec.seeded_secrets, *service.spec.login_secrets):
+            for secret in (
+                *service.secret_env.values(),
+                *service.spec.seeded_secrets,
+                *service.spec.login_secrets,
+                *service.secret_files.values(),
+            ):
                 found.setdefault(secret.id, secret)
         return dict(sorted(found.items()))
 

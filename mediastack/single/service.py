@@ -12,7 +12,7 @@ import pulumi_docker as docker
 from mediastack.catalog.services import NetworkRole
 from mediastack.generate.files import CONTAINER_PATHS, generated_dir
 from mediastack.plan.resolved import ResolvedService
-from mediastack.plan.secret_files import SECRETS_DIR, as_files, container_path, in_environment
+from mediastack.plan.secret_files import SECRETS_DIR, as_files, file_env, in_environment
 from mediastack_vocabulary import Label
 
 MIB = 1024**2
@@ -54,10 +54,7 @@ def container_env(service: ResolvedService, secrets: dict[str, pulumi.Output[str
     """KEY=value lines. A secret the image reads from a file is named by its file's path (anyone who can inspect
     the container reads its environment); a secret it can only read from its environment stays an Output, so the
     whole list is a Pulumi secret then."""
-    plain = sorted(
-        [f"{k}={v}" for k, v in service.env.items()]
-        + [f"{variable}={container_path(secret)}" for variable, secret in as_files(service).items()]
-    )
+    plain = sorted([f"{k}={v}" for k, v in service.env.items()] + file_env(service))
     in_env = in_environment(service)
     if not in_env:
         return plain

@@ -21,15 +21,10 @@ from mediastack.catalog.services import NetworkRole
 from mediastack.model.config import Gpu, Host
 from mediastack.plan.placement import Placement
 from mediastack.plan.resolved import ResolvedService
-from mediastack.plan.secret_files import SECRETS_DIR, file_variable
+from mediastack.plan.secret_files import container_path, env_line, reads_from_file
 from mediastack.single.service import LOG_DRIVER, LOG_OPTS, health_fields, mount_fields, service_image
 
 NANO = 1_000_000_000
-
-
-def secret_file_env(service: ResolvedService, key: str) -> str | None:
-    """The variable that names a secret's file for this image (its facts), or None when it reads only the value."""
-    return file_variable(service.spec, key)
 
 
 def gpu_daemon_settings(host: Host) -> dict[str, object]:
@@ -95,6 +90,9 @@ class SwarmServiceArgs:
     swarm_secrets: dict[str, docker.Secret] = field(default_factory=dict)  # the same, as Swarm secrets
     configs: dict[str, docker.ServiceConfig] = field(default_factory=dict)  # generated files, by container path
     secret_files: dict[str, docker.Secret] = field(default_factory=dict)  # container path -> Swarm secret
+    # Who owns the secret files (uid, gid): the user the image runs as once started (resolve.run_as), which for
+    # an image that drops privileges itself is not the user it starts as.
+    secret_file_owner: tuple[int, int] | None = None
     labels: dict[str, str] = field(default_factory=dict)  # cluster facts for the policies
 
 
@@ -109,17 +107,18 @@ def _env(args: SwarmServiceArgs) -> tuple[pulumi.Input[Mapping[str, str]], list[
     files: list[SecretRef] = []
     in_env: dict = {}
     for key, secret in sorted(service.secret_env.items()):
-        var = secret_file_env(service, key)
-        if var is None or secret.id not in args.swarm_secrets:
+        if not reads_from_file(service.spec, key) or secret.id not in args.swarm_secrets:
             in_env[key] = secret
             continue
         swarm_secret = args.swarm_secrets[secret.id]
-        env[var] = f"{SECRETS_DIR}/{secret.id}"
+        line = env_line(service.spec, key, secret)
+        if line is not None:
+            env[line[0]] = line[1]
         files.append(
             SecretRef(
                 secret_id=swarm_secret.id,
                 secret_name=swarm_secret.name,
-                file_name=f"{SECRETS_DIR}/{secret.id}",
+                file_name=container_path(secret),
                 # Readable by the image's own user too: entrypoints read it as root, then again after dropping
                 # privileges (the PostgreSQL image does). The file lives only in this task's tmpfs.
                 file_mode=0o444,
@@ -160,8 +159,8 @@ def service_args(args: SwarmServiceArgs, image: pulumi.Input[str]) -> dict:
             secret_name=s.name,
             file_name=path,
             file_mode=0o400,
-            file_uid=_uid(spec.user),
-            file_gid=_gid(spec.user),
+            file_uid=str(args.secret_file_owner[0]) if args.secret_file_owner else _uid(spec.user),
+            file_gid=str(args.secret_file_owner[1]) if args.secret_file_owner else _gid(spec.user),
         )
         for path, s in sorted(args.secret_files.items())
     ]

@@ -27,7 +27,7 @@ from mediastack.host.swarm_bootstrap import SwarmCluster, SwarmClusterArgs
 from mediastack.host.tuning import HostTuning, HostTuningArgs
 from mediastack.model.config import Host, HostRole
 from mediastack.plan.placement import Placement, host_named, node_labels, placement
-from mediastack.plan.resolved import ResolvedStack
+from mediastack.plan.resolved import ResolvedStack, run_as
 from mediastack.quoting import sh
 from mediastack.single.network import StackNetwork, StackNetworkArgs
 from mediastack.single.stack import MediaStackArgs, _secret_resource, docker_endpoint, generated_credentials
@@ -191,6 +191,9 @@ class SwarmMediaStack(pulumi.ComponentResource):
                 opts=on_swarm,
             )
             secret_files["alertmanager"] = {SMTP_PASSWORD_FILE: smtp_secret}
+        for service in stack.services:  # generated secrets read from files: the stack's Swarm secret of each
+            for path, secret in service.secret_files.items():
+                secret_files.setdefault(service.name, {})[path] = swarm_secrets[secret.id]
 
         # With a standby, the primary reads the same pg_hba (its replication line) as the replica.
         extra = {PRIMARY: ("immich-postgres/pg_hba.conf",)} if REPLICA in stack.enabled else {}
@@ -213,6 +216,7 @@ class SwarmMediaStack(pulumi.ComponentResource):
                         if p in configs
                     },
                     secret_files=secret_files.get(service.name, {}),
+                    secret_file_owner=run_as(service.spec, config),
                     labels={
                         Label.placement: p.mode,
                         Label.shared_root: config.storage.mount_point,

@@ -17,11 +17,16 @@ What each kind of wiring does (its `props` are the resource's inputs, all plain 
 - `qbittorrent_category`: a qBittorrent category and its save path (WebUI API v2, cookie login).
 - `qbittorrent_preferences`: qBittorrent preferences the pipeline needs (automatic torrent management).
 - `sabnzbd_category`: a SABnzbd category and its folder (`/api?mode=get_config|set_config|del_config`).
+- `arr_tagged_item`: an `arr_item` that also carries a tag, made when missing, and is saved without the app's
+  connection test (Prowlarr's indexer proxy for FlareSolverr).
+- `seerr_arr`: a Sonarr or Radarr entry in Seerr (`/api/v1/settings/sonarr|radarr`), found by hostname and port.
 - `bazarr_arr`: Bazarr's connection to Sonarr or Radarr (`/api/system/settings`, form fields).
 - `arr_login`: Forms login for Sonarr, Radarr or Prowlarr (`/api/v{1,3}/config/host`).
 - `sabnzbd_login`, `bazarr_login`: SABnzbd's and Bazarr's own web login (also seeded before their first start).
 - `jellyfin_admin`: Jellyfin's startup wizard, run with the stack's admin user.
 - `immich_admin`: Immich's first admin (`/api/auth/admin-sign-up`).
+- `seerr_admin`: Seerr's first admin, the stack's Jellyfin admin (`/api/v1/auth/jellyfin`), its libraries and
+  the end of its setup wizard.
 
 An app's URL (and how its TLS is checked) says how Pulumi reaches the app, not which item it holds:
 changing it calls nothing in the app.
@@ -32,12 +37,14 @@ from __future__ import annotations
 from mediastack.wiring.client import Kind
 from mediastack.wiring.items import (
     ArrItem,
+    ArrTaggedItem,
     BazarrArr,
     QbittorrentCategory,
     QbittorrentPreferences,
     SabnzbdCategory,
 )
 from mediastack.wiring.logins import ArrLogin, BazarrLogin, ImmichAdmin, JellyfinAdmin, SabnzbdLogin
+from mediastack.wiring.seerr import SeerrAdmin, SeerrArr
 
 # -- the kinds of wiring ----------------------------------------------------------------------------
 
@@ -58,5 +65,8 @@ KINDS: dict[str, Kind] = {
     "bazarr_login": BazarrLogin(),
     "jellyfin_admin": JellyfinAdmin(),
     "immich_admin": ImmichAdmin(),
+    "arr_tagged_item": ArrTaggedItem(),
+    "seerr_admin": SeerrAdmin(),
+    "seerr_arr": SeerrArr(),
 }
-LOGIN_KINDS = frozenset({"arr_login", "sabnzbd_login", "bazarr_login", "jellyfin_admin", "immich_admin"})
+LOGIN_KINDS = frozenset({"arr_login", "sabnzbd_login", "bazarr_login", "jellyfin_admin", "immich_admin", "seerr_admin"})

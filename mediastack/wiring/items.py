@@ -32,20 +32,31 @@ class ArrItem(Kind):
         key, wanted = props["key"], props["body"][props["key"]]
         return next((i for i in items if isinstance(i, dict) and _same_key(key, i.get(key), wanted)), None)
 
+    # Query parameters of a save (POST or PUT).
+    save_params: Mapping[str, str] = {}
+
+    def _owned(self, api: AppClient, props: Mapping[str, Any], existing: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The fields the stack owns in the item (`existing`: the item as the app holds it, None on create)."""
+        return dict(props["body"])
+
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         base = f"{props['api']}/{props['collection']}"
         with self.client(props) as api:
             existing = self._find(api, props)
             if existing is None:
-                created = api.json("POST", base, json=merge_over(props.get("defaults") or {}, props["body"]))
+                owned = self._owned(api, props, None)
+                created = api.json(
+                    "POST", base, json=merge_over(props.get("defaults") or {}, owned), params=self.save_params
+                )
                 return str(created["id"])
             if props["collection"] == "rootfolder":
                 return str(existing["id"])  # a root folder is its path: nothing to update
             # The item keeps its own name spelling (the apps match names ignoring case) and everything the
             # stack does not own; the apps replace the whole item on PUT, so the PUT carries all of it.
-            body = {**merge_over(existing, props["body"]), "id": existing["id"], "name": existing["name"]}
+            owned = self._owned(api, props, existing)
+            body = {**merge_over(existing, owned), "id": existing["id"], "name": existing["name"]}
             if body != existing:
-                api.json("PUT", f"{base}/{existing['id']}", json=body)
+                api.json("PUT", f"{base}/{existing['id']}", json=body, params=self.save_params)
             return str(existing["id"])
 
     def remove(self, props: Mapping[str, Any], item_id: str) -> None:
@@ -56,6 +67,40 @@ class ArrItem(Kind):
         with self.client(props) as api:
             items = api.json("GET", f"{props['api']}/{props['collection']}")
         return any(isinstance(i, dict) and str(i.get("id")) == item_id for i in items)
+
+
+class ArrTaggedItem(ArrItem):
+    """props: as `arr_item` (Prowlarr's `/api/v1` `indexerProxy`, key name), and `tag`: a tag label the item
+    carries besides the user's own tags, made when missing. Prowlarr v2.1.5: a proxy is enabled only with a tag
+    (src/NzbDrone.Core/IndexerProxies/IndexerProxyDefinition.cs `Enable => Tags.Any()`) and a saved indexer uses
+    it only when they share one (src/NzbDrone.Core/Indexers/IndexerHttpClient.cs); tags are lower-cased labels
+    (src/NzbDrone.Core/Tags/TagService.cs). An enabled proxy is tested when saved, and FlareSolverr's test asks
+    prowlarr.servarr.com through it (.../IndexerProxies/FlareSolverr/FlareSolverr.cs `Test`), which a stack
+    without internet at deploy time, or a FlareSolverr still starting, fails. ProviderControllerBase
+    (src/Prowlarr.Api.V1/ProviderControllerBase.cs) skips that test only on a PUT with `?forceSave=true` (a POST
+    tests an enabled definition even then): so a new item is POSTed without tags (not enabled, not tested),
+    then PUT with its tag and forceSave. Deleting the item leaves the tag: the user's indexers carry it (and
+    Prowlarr refuses to delete a tag in use)."""
+
+    save_params: Mapping[str, str] = {"forceSave": "true"}
+
+    def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
+        with self.client(props) as api:
+            if self._find(api, props) is None:
+                untagged = merge_over(props.get("defaults") or {}, {**props["body"], "tags": []})
+                api.json("POST", f"{props['api']}/{props['collection']}", json=untagged, params=self.save_params)
+        return super().apply(props, current_id)  # now an update: the tag, saved with forceSave
+
+    def _tag_id(self, api: AppClient, props: Mapping[str, Any]) -> int:
+        label = str(props["tag"]).lower()
+        tags = api.json("GET", f"{props['api']}/tag")
+        found = next((t for t in tags if isinstance(t, dict) and str(t.get("label", "")).lower() == label), None)
+        return int((found or api.json("POST", f"{props['api']}/tag", json={"label": label}))["id"])
+
+    def _owned(self, api: AppClient, props: Mapping[str, Any], existing: Mapping[str, Any] | None) -> dict[str, Any]:
+        tag = self._tag_id(api, props)
+        kept = [t for t in (existing or {}).get("tags") or [] if t != tag]
+        return {**props["body"], "tags": [*kept, tag]}
 
 
 class _QbittorrentLogin(Kind):

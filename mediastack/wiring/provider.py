@@ -114,12 +114,27 @@ CLIENT_DEFAULTS = {"enable": True, "priority": 1, "removeCompletedDownloads": Tr
 QBITTORRENT_PREFERENCES = {"auto_tmm_enabled": True}
 # Immich names its users by e-mail address (admin@<domain>); this is the name it shows.
 IMMICH_ADMIN_NAME = "Admin"
+# What Seerr's Sonarr and Radarr entries get on create only (the user may change them in Seerr): the UI's own
+# defaults (seerr-team/seerr v3.1.0 src/components/Settings/{SonarrModal,RadarrModal}/index.tsx, DVRSettings in
+# server/lib/settings/index.ts; anime as Sonarr's anime type, the server's own fallback in
+# server/subscriber/MediaRequestSubscriber.ts), as the default server for non-4K requests (isDefault, 4K off).
+SEERR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sonarr": {"isDefault": True, "tags": [], "animeTags": [], "seriesType": "standard", "animeSeriesType": "anime",
+               "enableSeasonFolders": True, "syncEnabled": False, "preventSearch": False, "tagRequests": False,
+               "externalUrl": "", "overrideRule": []},
+    "radarr": {"isDefault": True, "tags": [], "minimumAvailability": "released", "syncEnabled": False,
+               "preventSearch": False, "tagRequests": False, "externalUrl": "", "overrideRule": []},
+}  # fmt: skip
+# The Prowlarr tag that puts an indexer behind FlareSolverr: add it to the indexers behind challenges.
+FLARESOLVERR_TAG = "flaresolverr"
 
 
 def _port(app: str) -> int:
-    web = CATALOG[app].web
-    assert web is not None
-    return web.port
+    """The app's port on the backend network: its web UI's, or (an app without one) its health check's."""
+    web, health = CATALOG[app].web, CATALOG[app].health
+    port = web.port if web is not None else health.probe_port if health is not None else None
+    assert port is not None, app
+    return port
 
 
 def _health(app: str) -> str:
@@ -246,7 +261,49 @@ def pipeline_items(config: StackConfig, enabled: frozenset[str], secrets: Mappin
                 {"api_key": secrets["bazarr-api-key"], "target": arr, "settings": settings},
                 (root,),
             )  # fmt: skip
+    _companions(config, enabled, secrets, wire, _port)
     return items
+
+
+def _companions(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, Any], wire: Any, port: Any) -> None:
+    """The companion apps' wiring (docs/pipeline.md, Companions), each only when it and what it connects to are
+    enabled: Seerr's admin (the stack's Jellyfin admin) and its Sonarr and Radarr; FlareSolverr as Prowlarr's
+    indexer proxy. `port(app)` is the app's web port on the backend network."""
+    if {"seerr", "jellyfin"} <= enabled:
+        jellyfin = {"hostname": "jellyfin", "port": port("jellyfin"), "urlBase": "", "useSsl": False}
+        after = ("jellyfin-admin",)  # Seerr logs in to Jellyfin as that admin, with its current password
+        admin = wire(
+            "seerr-admin", "seerr", "seerr_admin",
+            {"api_key": secrets["seerr-api-key"], "username": ADMIN_USER,
+             "password": secrets["jellyfin-admin-password"], "email": f"{ADMIN_USER}@{config.domain}",
+             "jellyfin": jellyfin},
+            after,
+        )  # fmt: skip
+        for arr, facts in ARR.items():
+            if arr not in enabled:
+                continue
+            body = {"name": arr.capitalize(), "hostname": arr, "port": port(arr), "apiKey": secrets[f"{arr}-api-key"],
+                    "useSsl": False, "baseUrl": "", "is4k": False}  # fmt: skip
+            wire(
+                f"seerr-{arr}", "seerr", "seerr_arr",
+                {"api_key": secrets["seerr-api-key"], "target": arr, "body": body, "defaults": SEERR_DEFAULTS[arr],
+                 "root_folder": f"/data/media/{facts.media}"},
+                (admin, f"{arr}-root-folder"),
+            )  # fmt: skip
+    if {"flaresolverr", "prowlarr"} <= enabled:
+        # FlareSolverr v3.5.0 listens on 8191 (Dockerfile EXPOSE, src/flaresolverr.py PORT). Prowlarr's
+        # FlareSolverrSettings: Host, and RequestTimeout left at its default (60 s; the user may raise it), a field
+        # left out of a save taking the class's default (Prowlarr v2.1.5 SchemaBuilder).
+        body = {
+            "name": "FlareSolverr", "implementation": "FlareSolverr", "implementationName": "FlareSolverr",
+            "configContract": "FlareSolverrSettings",
+            "fields": _fields(host=f"http://flaresolverr:{port('flaresolverr')}/"),
+        }  # fmt: skip
+        wire(
+            "prowlarr-flaresolverr", "prowlarr", "arr_tagged_item",
+            {"api_key": secrets["prowlarr-api-key"], "api": "/api/v1", "collection": "indexerProxy", "key": "name",
+             "body": body, "tag": FLARESOLVERR_TAG},
+        )  # fmt: skip
 
 
 def _logins(config: StackConfig, enabled: frozenset[str], secrets: Mapping[str, Any], wire: Any) -> dict[str, str]:

@@ -21,6 +21,7 @@ class Role(StrEnum):
     subtitles = "subtitles"
     database = "database"
     monitoring = "monitoring"
+    companions = "companions"  # requests, quality profiles, a start page, download helpers
     exporter = "exporter"
     proxy = "proxy"
     vpn = "vpn"
@@ -50,6 +51,7 @@ class Bundle(StrEnum):
     transcoding = "transcoding"
     cache = "cache"
     monitoring = "monitoring"
+    companions = "companions"  # requests, quality profiles, a start page, download helpers
 
 
 class NetworkRole(StrEnum):
