@@ -249,3 +249,17 @@ ConsumerTagsLoader.add_constructor("!file", lambda loader, node: loader.construc
 
 def load_generated_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConsumerTagsLoader)  # a SafeLoader: no Python objects
+
+
+def refused_config(config: dict[str, Any], path: str, words: list[str], stack: str = "prod") -> str:
+    """Parse a config that must be refused: the message names `path` on a line of its own that holds every one of
+    `words` (the value and the fix). Returns the whole message for further checks."""
+    from mediastack.plan.loading import ConfigError, parse_stack_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(config, stack)
+    message = str(caught.value)
+    lines = [line for line in message.splitlines()[1:] if line.startswith(f"  - {path} = ")]
+    assert lines, f"no problem at {path} in:\n{message}"
+    assert any(all(w in line for w in words) for line in lines), f"{words} not in:\n{message}"
+    return message
