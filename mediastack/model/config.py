@@ -1162,14 +1162,19 @@ class CustomFormatGroups(Model):
     skip: list[TrashId] = Field(default_factory=list, description="Groups synced by default to leave out.")
 
 
+_PROFILES_HELP = (
+    "TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their qualities, custom "
+    "formats and scores come from the guide)."
+)
+
+
 class RecyclarrApp(Model):
     """What Recyclarr keeps in sync in one app: TRaSH Guides quality profiles (by trash_id) and custom formats."""
 
     enabled: bool = Field(True, description="Sync this app (while it is enabled in the stack).")
     quality_profiles: list[TrashId] = Field(
         min_length=1,
-        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
-        "qualities, custom formats and scores come from the guide).",
+        description=_PROFILES_HELP,
     )
     reset_unmatched_scores: bool = Field(
         True, description="Set the scores of custom formats the guide profile does not name to 0."
@@ -1201,8 +1206,7 @@ class SonarrSync(RecyclarrApp):
     quality_profiles: list[TrashId] = Field(
         ["72dae194fc92bf828f32cde7744e51a1"],  # WEB-1080p
         min_length=1,
-        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
-        "qualities, custom formats and scores come from the guide).",
+        description=_PROFILES_HELP,
     )
     custom_format_groups: CustomFormatGroups = Field(
         CustomFormatGroups(
@@ -1243,8 +1247,7 @@ class RadarrSync(RecyclarrApp):
     quality_profiles: list[TrashId] = Field(
         ["d1d67249d3890e49bc12e275d989a7e9"],  # HD Bluray + WEB
         min_length=1,
-        description="TRaSH Guides quality profiles to create and keep in sync, by trash_id (guide-backed: their "
-        "qualities, custom formats and scores come from the guide).",
+        description=_PROFILES_HELP,
     )
     custom_format_groups: CustomFormatGroups = Field(
         CustomFormatGroups(
