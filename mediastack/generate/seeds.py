@@ -132,6 +132,10 @@ def jellyfin_system_xml() -> str:
 """
 
 
+def _seerr_settings_path(config: StackConfig) -> str:
+    return f"{config.paths.config_root}/seerr/{SEERR_SETTINGS}"
+
+
 def seerr_settings(api_key: str) -> str:
     return json.dumps({"main": {"apiKey": api_key}}, indent=1) + "\n"
 
@@ -164,7 +168,7 @@ def seed_files(config: StackConfig, enabled: frozenset[str], secrets: Mapping[st
     if "jellyfin" in enabled:
         files[f"{root}/jellyfin/{JELLYFIN_SYSTEM}"] = jellyfin_system_xml()
     if "seerr" in enabled:
-        files[f"{root}/seerr/{SEERR_SETTINGS}"] = seerr_settings(secrets["seerr-api-key"])
+        files[_seerr_settings_path(config)] = seerr_settings(secrets["seerr-api-key"])
     return files
 
 
@@ -172,9 +176,8 @@ def seed_owners(config: StackConfig, enabled: frozenset[str]) -> dict[str, str]:
     """Host path -> uid:gid, for the seed files of images that run as their own user rather than the stack's."""
     from mediastack.catalog.services import CATALOG
 
-    root = config.paths.config_root
     user = CATALOG["seerr"].user
-    return {f"{root}/seerr/{SEERR_SETTINGS}": user} if "seerr" in enabled and user else {}
+    return {_seerr_settings_path(config): user} if "seerr" in enabled and user else {}
 
 
 def seed_script(files: dict[str, str], puid: int, pgid: int, owners: Mapping[str, str] | None = None) -> str:

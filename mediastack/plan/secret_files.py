@@ -21,7 +21,7 @@ SECRETS = "secrets"  # under the config root: <config_root>/secrets/<service>/<s
 
 def reads_from_file(service: Service, key: str) -> bool:
     """Whether this service's image can read `key`'s value from a file."""
-    return bool(service.facts) and service.facts.file_form(key) is not None  # type: ignore[union-attr]
+    return service.facts is not None and service.facts.file_form(key) is not None
 
 
 def container_path(secret: Secret) -> str:
@@ -41,8 +41,8 @@ def as_files(service: ResolvedService) -> dict[str, Secret]:
 
 def file_env(service: ResolvedService) -> list[str]:
     """KEY=value lines that point the image at its secret files."""
-    lines = (env_line(service.spec, key, secret) for key, secret in as_files(service).items())
-    return [f"{variable}={value}" for variable, value in (line for line in lines if line is not None)]
+    lines = [env_line(service.spec, key, secret) for key, secret in as_files(service).items()]
+    return [f"{line[0]}={line[1]}" for line in lines if line is not None]
 
 
 def in_environment(service: ResolvedService) -> dict[str, Secret]:

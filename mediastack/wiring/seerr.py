@@ -81,7 +81,7 @@ class SeerrAdmin(Kind):
                 "mediastack:wiring.enabled to false"
             )
         api.json("POST", f"{API}/settings/main", json={"apiKey": props["api_key"]})
-        return api.json("GET", f"{API}/auth/me")
+        return me
 
     def apply(self, props: Mapping[str, Any], current_id: str | None) -> str:
         with self.client(props) as api:

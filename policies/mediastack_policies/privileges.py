@@ -178,26 +178,25 @@ def check_capabilities(w: Workload, cfg: dict[str, Any], report: Report) -> None
         report(f"{w.service}: does not drop ALL capabilities before adding back what it needs", None)
 
 
-def _names_a_file(key: str) -> bool:
-    """KEY_FILE, KEY__FILE (Grafana), FILE__KEY (linuxserver.io), KEY_SECRETFILE (gluetun) and HOMEPAGE_FILE_KEY
-    (Homepage) name a file holding the secret."""
-    return key.endswith(("_FILE", "_SECRETFILE")) or key.startswith(("FILE__", "HOMEPAGE_FILE_"))
-
-
 # A value that is only the path of a secret file, as Unpackerr takes it (`filepath:` prefix, golift/cnfgfile).
 _FILE_PATH_VALUE = re.compile(r"(filepath:)?/run/secrets/[\w.-]+")
+
+
+def _names_a_file(key: str, value: object) -> bool:
+    """KEY_FILE, KEY__FILE (Grafana), FILE__KEY (linuxserver.io), KEY_SECRETFILE (gluetun) and HOMEPAGE_FILE_KEY
+    (Homepage) name a file holding the secret; so does a value that is only a secret file's path."""
+    return (
+        key.endswith(("_FILE", "_SECRETFILE"))
+        or key.startswith(("FILE__", "HOMEPAGE_FILE_"))
+        or bool(_FILE_PATH_VALUE.fullmatch(str(value)))
+    )
 
 
 def check_secret_env(w: Workload, cfg: dict[str, Any], report: Report) -> None:
     if w.env_is_secret:
         return
     for key, value in w.env.items():
-        if (
-            SECRET_NAME.search(key)
-            and value not in (SECRET, "")
-            and not _names_a_file(str(key))
-            and not _FILE_PATH_VALUE.fullmatch(str(value))
-        ):
+        if SECRET_NAME.search(key) and value not in (SECRET, "") and not _names_a_file(str(key), value):
             report(
                 f"{w.service}: environment variable {key} looks like a secret but is plain; pass a Pulumi "
                 "secret (pulumi.Output.secret / a generated password)",
